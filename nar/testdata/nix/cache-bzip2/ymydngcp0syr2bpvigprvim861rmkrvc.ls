@@ -1,0 +1,1 @@
+{"version":1,"root":{"type":"directory","entries":{"bin":{"type":"directory","entries":{"hello":{"type":"regular","size":90,"executable":true,"narOffset":400}}},"doc":{"type":"symlink","target":"/nix/store/jq3hgqjn0hn0wmnld235n75qdiv5y6yk-narfs-test-lib/share/doc"}}}}

@@ -1,0 +1,1 @@
+{"version":1,"root":{"type":"directory","entries":{"lib":{"type":"directory","entries":{"greet.sh":{"type":"regular","size":46,"narOffset":368}}},"share":{"type":"directory","entries":{"doc":{"type":"directory","entries":{"README":{"type":"regular","size":19,"narOffset":904}}}}}}}}
