@@ -1,0 +1,172 @@
+package compress
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+)
+
+// xzTool is the xz command line for a format xz reads. -T0 decodes blocks
+// of multi-block files (Nix's parallel-compression) on every core; it falls
+// back to one thread when the file has a single block.
+func xzTool(format string) []string {
+	return []string{"xz", "-dc", "-T0", "--format=" + format}
+}
+
+// maxStderr bounds how much of a tool's stderr is kept for the error.
+const maxStderr = 4 << 10
+
+// toolReader streams the stdout of a decompressor child process whose
+// stdin is fed from the input by a goroutine.
+type toolReader struct {
+	name   string // argv[0], for errors
+	cmd    *exec.Cmd
+	stdout io.ReadCloser
+	stderr *cappedBuffer
+
+	waitOnce sync.Once
+	waitErr  error // set by waitOnce
+
+	feedMu  sync.Mutex
+	feedErr error // protected by feedMu: the input reader's error, if any
+
+	err error // sticky Read error; errClosed after Close
+}
+
+// startTool starts argv and returns its reader, or an error if the tool is
+// missing or cannot start; r has not been read from in that case.
+func startTool(argv []string, r io.Reader) (*toolReader, error) {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, argv[1:]...)
+	t := &toolReader{name: argv[0], cmd: cmd, stderr: &cappedBuffer{max: maxStderr}}
+	cmd.Stderr = t.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if t.stdout, err = cmd.StdoutPipe(); err != nil {
+		stdin.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		// Start closes the pipes it made.
+		return nil, err
+	}
+	go t.feed(stdin, r)
+	return t, nil
+}
+
+// feed copies the input to the child's stdin and closes it, so the child
+// sees the end of its input. A write error means the child is gone (it
+// finished early, failed or was killed); Read reports that from its exit.
+func (t *toolReader) feed(stdin io.WriteCloser, r io.Reader) {
+	defer stdin.Close()
+	_, err := io.Copy(stdin, readOnly{r})
+	var rerr *readError
+	if errors.As(err, &rerr) {
+		t.feedMu.Lock()
+		t.feedErr = rerr.err
+		t.feedMu.Unlock()
+	}
+}
+
+// readOnly tags errors from the input so feed can tell them from write
+// errors, and hides any WriterTo so io.Copy cannot bypass the tagging.
+type readOnly struct{ r io.Reader }
+
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+func (ro readOnly) Read(p []byte) (int, error) {
+	n, err := ro.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &readError{err}
+	}
+	return n, err
+}
+
+func (t *toolReader) Read(p []byte) (int, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
+	n, err := t.stdout.Read(p)
+	if err == nil {
+		return n, nil
+	}
+	// stdout ended (EOF, or closed under us by Close): the child has
+	// exited or is exiting; its status decides between EOF and an error.
+	if werr := t.wait(); werr != nil {
+		t.err = werr
+		return n, werr
+	}
+	if err != io.EOF {
+		t.err = fmt.Errorf("%s: reading output: %w", t.name, err)
+		return n, t.err
+	}
+	t.err = io.EOF
+	return n, io.EOF
+}
+
+// wait reaps the child once and returns why the stream failed, or nil if
+// it ended cleanly.
+func (t *toolReader) wait() error {
+	t.waitOnce.Do(func() { t.waitErr = t.cmd.Wait() })
+	// An input error makes the child fail with "unexpected end of input";
+	// the input's own error says more. feed records it before closing
+	// stdin, so it is visible once the child has exited.
+	t.feedMu.Lock()
+	ferr := t.feedErr
+	t.feedMu.Unlock()
+	if ferr != nil {
+		return fmt.Errorf("%s: reading input: %w", t.name, ferr)
+	}
+	if t.waitErr == nil {
+		return nil
+	}
+	if msg := strings.TrimSpace(t.stderr.String()); msg != "" {
+		return fmt.Errorf("%s: %w: %s", t.name, t.waitErr, msg)
+	}
+	return fmt.Errorf("%s: %w", t.name, t.waitErr)
+}
+
+// Close kills the child if it still runs and reaps it.
+func (t *toolReader) Close() error {
+	if t.err == errClosed {
+		return nil
+	}
+	t.err = errClosed
+	// Kill fails harmlessly if the child has already exited; Go's pidfd
+	// use makes it safe against pid reuse after Wait.
+	_ = t.cmd.Process.Kill()
+	t.waitOnce.Do(func() { t.waitErr = t.cmd.Wait() })
+	return nil
+}
+
+// cappedBuffer keeps the first max bytes written to it and drops the rest.
+type cappedBuffer struct {
+	mu  sync.Mutex // protects the fields below
+	max int
+	buf []byte
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - len(c.buf); room > 0 {
+		c.buf = append(c.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (c *cappedBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.buf)
+}
