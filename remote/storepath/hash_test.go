@@ -67,7 +67,7 @@ func TestParseHashRejects(t *testing.T) {
 		"sha256:0ip26j2h11n1kgkz36rl4akv694yz65hr72q4kv4b3lxcbi65b3",
 		"sha256:0ip26j2h11n1kgkz36rl4akv694yz65hr72q4kv4b3lxcbi65b3e",
 		"sha256:77ac62e2629d8e45f624589c0c8bf99e24b3a722349bf1e79bc186008534e24g",
-		"sha256:d6xi4mKdjkX2JFicDIv5niSzpyI0m/Hnm8GGAIU04kY", // no padding
+		"sha256:d6xi4mKdjkX2JFicDIv5niSzpyI0m/Hnm8GGAIU04kY",                      // no padding
 		"sha256-77ac62e2629d8e45f624589c0c8bf99e24b3a722349bf1e79bc186008534e246", // SRI is base64 only
 		"md5:0ip26j2h11n1kgkz36rl4akv694yz65hr72q4kv4b3lxcbi65b3p",
 	} {

@@ -38,12 +38,12 @@ func TestNix32Vectors(t *testing.T) {
 func TestDecodeNix32Rejects(t *testing.T) {
 	for _, s := range []string{
 		"0ip26j2h11n1kgkz36rl4akv694yz65hr72q4kv4b3lxcbi65b3", // 51 chars: no byte count
-		"0",   // 1 char
-		"e0",  // e is not in the alphabet
-		"0O",  // upper case
-		"80",  // top digit 8 sets bit 8 of a 1-byte value
-		"zz",  // overflow
-		"0t",  // t is not in the alphabet
+		"0",  // 1 char
+		"e0", // e is not in the alphabet
+		"0O", // upper case
+		"80", // top digit 8 sets bit 8 of a 1-byte value
+		"zz", // overflow
+		"0t", // t is not in the alphabet
 		"0\x00",
 		"sip26j2h11n1kgkz36rl4akv694yz65hr72q4kv4b3lxcbi65b3p", // 52 chars with bit 256 set
 	} {
