@@ -1,0 +1,146 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Object is one GET response. The caller must Close Body.
+type Object struct {
+	Body io.ReadCloser
+	// Size is the number of bytes Body yields, -1 if unknown.
+	Size int64
+	// ContentEncoding is the transport encoding exactly as the server sent
+	// it ("" if none). Get never decodes it; ReadAll does.
+	ContentEncoding string
+}
+
+// Info is what Stat learns without reading the body.
+type Info struct {
+	Size            int64 // -1 if the server did not say
+	ContentEncoding string
+}
+
+// Backend is a read-only view of one binary cache.
+//
+// Keys are cache-relative ("nix-cache-info", "<hash>.narinfo",
+// "nar/xxx.nar.zst"). The http backend also accepts an absolute http(s) URL
+// as key, because narinfo URL fields may be absolute; file and s3 reject
+// such keys with ErrInvalidKey.
+//
+// Contract, for every implementation:
+//   - A missing key is reported as an error wrapping ErrNotFound; rejected
+//     credentials as ErrAuth, never ErrNotFound.
+//   - Every error names the cache (String()) and the key.
+//   - Safe for concurrent use.
+//   - Requests are idempotent reads and are retried by the backend itself
+//     (Options.MaxAttempts, exponential backoff with jitter); callers do not
+//     add their own retry loop around a single call.
+//   - Nothing hangs: response headers are bounded by Options.RequestTimeout
+//     per attempt, and a body Read that makes no progress for
+//     Options.StallTimeout fails with ErrStalled. A body that ends before its
+//     announced length fails with io.ErrUnexpectedEOF, never a short success.
+type Backend interface {
+	// Get returns the whole object, not decoded.
+	Get(ctx context.Context, key string) (*Object, error)
+	// GetRange returns exactly n bytes starting at off, or an error (a
+	// range beyond the end is ErrRange). The bytes are those of the stored
+	// object, before any Content-Encoding is removed.
+	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+	// Stat returns the size and encoding of an object.
+	Stat(ctx context.Context, key string) (Info, error)
+	// List calls fn for every top-level key ending in suffix (no
+	// "directories", like Nix's queryAllValidPaths), in no particular
+	// order. It returns ErrUnsupported where listing is impossible (http).
+	// An error from fn stops the listing and is returned as is.
+	List(ctx context.Context, suffix string, fn func(key string) error) error
+	// String is the redacted store URL: scheme, host/bucket and path, no
+	// credentials and no query.
+	String() string
+	Close() error
+}
+
+// Options tune every backend. The zero value is usable.
+type Options struct {
+	// RequestTimeout bounds each attempt up to the response headers
+	// (default 30s).
+	RequestTimeout time.Duration
+	// StallTimeout fails a body Read that makes no progress for this long
+	// (default 30s). Time the caller spends between Reads does not count.
+	StallTimeout time.Duration
+	// MaxAttempts per request, first try included (default 5, or the store
+	// URL's retry-attempts).
+	MaxAttempts int
+	// RetryBaseDelay is the first backoff (default 250ms like Nix, or the
+	// store URL's retry-delay in ms); attempt k waits
+	// base * 2^(k-1+U[0,0.5)), capped at RetryMaxDelay.
+	RetryBaseDelay time.Duration
+	// RetryMaxDelay caps one backoff, including a server's Retry-After
+	// (default 30s).
+	RetryMaxDelay time.Duration
+	Logger        *slog.Logger
+	// NetrcPath is used for http(s) basic auth (default $NETRC, else
+	// ~/.netrc). A missing file is not an error.
+	NetrcPath string
+	// HTTPClient replaces the default client (tests inject fault-injecting
+	// transports here). Timeouts and stall detection are still applied.
+	HTTPClient *http.Client
+}
+
+// withDefaults fills the zero fields, taking retry settings from the store
+// URL when the caller left them unset.
+func (o Options) withDefaults(u *StoreURL) Options {
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 30 * time.Second
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = 30 * time.Second
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+		if v, err := strconv.Atoi(u.Params.Get("retry-attempts")); err == nil && v > 0 {
+			o.MaxAttempts = v
+		}
+	}
+	if o.RetryBaseDelay <= 0 {
+		o.RetryBaseDelay = 250 * time.Millisecond
+		if v, err := strconv.Atoi(u.Params.Get("retry-delay")); err == nil && v > 0 {
+			o.RetryBaseDelay = time.Duration(v) * time.Millisecond
+		}
+	}
+	if o.RetryMaxDelay <= 0 {
+		o.RetryMaxDelay = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.NetrcPath == "" {
+		if p := os.Getenv("NETRC"); p != "" {
+			o.NetrcPath = p
+		} else if home, err := os.UserHomeDir(); err == nil {
+			o.NetrcPath = filepath.Join(home, ".netrc")
+		}
+	}
+	return o
+}
+
+// Open returns the backend for u.
+func Open(ctx context.Context, u *StoreURL, opts Options) (Backend, error) {
+	opts = opts.withDefaults(u)
+	switch u.Scheme {
+	case "file":
+		return openFile(u, opts)
+	case "http", "https":
+		return openHTTP(u, opts)
+	case "s3":
+		return openS3(ctx, u, opts)
+	}
+	return nil, fmt.Errorf("%s: unsupported store scheme %q", u, u.Scheme)
+}

@@ -1,0 +1,288 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+)
+
+// s3Backend serves s3://BUCKET through aws-sdk-go-v2. Keys are object keys
+// in the bucket; absolute URLs are rejected.
+type s3Backend struct {
+	// All fields are read-only after openS3.
+	name   string
+	bucket string
+	client *s3.Client
+	opts   Options
+	log    *slog.Logger
+}
+
+func (b *s3Backend) retryOpts() Options { return b.opts }
+
+func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) {
+	name := u.base()
+	p := u.Params
+	region := p.Get("region")
+	if region == "" {
+		region = p.Get("aws-region")
+	}
+	lopts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(guardedClient(opts.HTTPClient, opts)),
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = opts.MaxAttempts
+				// The default token bucket refuses retries once many
+				// parallel reads have failed together — exactly when
+				// retries are needed.
+				o.RateLimiter = ratelimit.None
+				o.Backoff = retry.BackoffDelayerFunc(func(attempt int, _ error) (time.Duration, error) {
+					return backoff(opts.RetryBaseDelay, opts.RetryMaxDelay, attempt), nil
+				})
+				o.Retryables = append(o.Retryables, retry.RetryableErrorCode{
+					Codes: map[string]struct{}{"InternalError": {}, "ServiceUnavailable": {}},
+				})
+			})
+		}),
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if region != "" {
+		lopts = append(lopts, config.WithRegion(region))
+	}
+	if prof := p.Get("profile"); prof != "" {
+		lopts = append(lopts, config.WithSharedConfigProfile(prof))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, lopts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: aws config: %w", name, err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+
+	// Nix ≥2.33 sends unsigned requests when the chain finds no
+	// credentials, so public buckets work without any setup. The lookup is
+	// bounded: on a host without IMDS it would otherwise wait on
+	// connection timeouts.
+	anonymous := false
+	if cfg.Credentials == nil {
+		anonymous = true
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
+		_, err := cfg.Credentials.Retrieve(cctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%s: %w", name, ctx.Err())
+			}
+			anonymous = true
+			// The error names providers and files, never secrets.
+			opts.Logger.Debug("no AWS credentials found; using anonymous requests", "cache", name, "err", err)
+		}
+	}
+
+	var endpoint string
+	if ep := p.Get("endpoint"); ep != "" {
+		scheme := p.Get("scheme")
+		if scheme == "" {
+			scheme = "https"
+		}
+		if endpoint, err = endpointURL(ep, scheme); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if anonymous {
+			o.Credentials = aws.AnonymousCredentials{}
+		}
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+			// Custom endpoints are addressed path-style, as in Nix.
+			o.UsePathStyle = true
+		} else if p.Get("scheme") == "http" {
+			o.EndpointOptions.DisableHTTPS = true
+		}
+		switch p.Get("addressing-style") {
+		case "path":
+			o.UsePathStyle = true
+		case "virtual":
+			o.UsePathStyle = false
+		}
+	})
+	opts.Logger.Debug("opened s3 store", "cache", name, "region", cfg.Region, "endpoint", endpoint, "anonymous", anonymous)
+	return &s3Backend{name: name, bucket: u.Host, client: client, opts: opts, log: opts.Logger}, nil
+}
+
+func (b *s3Backend) String() string { return b.name }
+
+func (b *s3Backend) Close() error { return nil }
+
+func (b *s3Backend) errorf(op, key string, err error) error {
+	return fmt.Errorf("%s: %s %s: %w", b, op, key, err)
+}
+
+func checkS3Key(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "://") {
+		return fmt.Errorf("%w %q: want a key relative to the bucket", ErrInvalidKey, key)
+	}
+	return nil
+}
+
+// s3AuthCodes are errors caused by the credentials themselves.
+var s3AuthCodes = map[string]bool{
+	"InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "ExpiredToken": true,
+	"InvalidToken": true, "TokenRefreshRequired": true, "InvalidSecurity": true,
+	"AuthorizationHeaderMalformed": true, "AccessKeyDisabled": true, "MissingSecurityHeader": true,
+}
+
+// mapS3Error classifies an SDK error. AccessDenied means "missing" as in
+// Nix (S3 answers 403 for missing keys when the caller may not list), but
+// credential errors are ErrAuth. The SDK's error text carries request IDs
+// and the code, never the secret key.
+func mapS3Error(err error) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		code := ae.ErrorCode()
+		switch {
+		case code == "NoSuchKey" || code == "NotFound" || code == "AccessDenied" || code == "Forbidden":
+			return fmt.Errorf("%w (%s)", ErrNotFound, code)
+		case s3AuthCodes[code]:
+			return fmt.Errorf("%w (%s: %s)", ErrAuth, code, ae.ErrorMessage())
+		case code == "InvalidRange":
+			return fmt.Errorf("%w (%s)", ErrRange, code)
+		case code == "NoSuchBucket":
+			return fmt.Errorf("bucket does not exist (NoSuchBucket): %w", err)
+		}
+	}
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusUnauthorized {
+		return fmt.Errorf("%w: %w", ErrAuth, err)
+	}
+	return err
+}
+
+func (b *s3Backend) Get(ctx context.Context, key string) (*Object, error) {
+	if err := checkS3Key(key); err != nil {
+		return nil, b.errorf("get", key, err)
+	}
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key})
+	if err != nil {
+		return nil, b.errorf("get", key, mapS3Error(err))
+	}
+	return &Object{
+		Body:            &namedBody{rc: out.Body, prefix: fmt.Sprintf("%s: get %s", b, key)},
+		Size:            aws.ToInt64(out.ContentLength),
+		ContentEncoding: aws.ToString(out.ContentEncoding),
+	}, nil
+}
+
+func (b *s3Backend) Stat(ctx context.Context, key string) (Info, error) {
+	if err := checkS3Key(key); err != nil {
+		return Info{}, b.errorf("stat", key, err)
+	}
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &key})
+	if err != nil {
+		err = mapS3Error(err)
+		if errors.Is(err, ErrNotFound) {
+			err = b.explainHead403(ctx, key, err)
+		}
+		return Info{}, b.errorf("stat", key, err)
+	}
+	size := int64(-1)
+	if out.ContentLength != nil {
+		size = *out.ContentLength
+	}
+	return Info{Size: size, ContentEncoding: aws.ToString(out.ContentEncoding)}, nil
+}
+
+// explainHead403: a HEAD error has no body, so bad credentials and a
+// missing key both arrive as a bare 403. A one-byte GET returns the XML
+// error code that tells them apart.
+func (b *s3Backend) explainHead403(ctx context.Context, key string, headErr error) error {
+	var re interface{ HTTPStatusCode() int }
+	if !errors.As(headErr, &re) || re.HTTPStatusCode() != http.StatusForbidden {
+		return headErr
+	}
+	rng := "bytes=0-0"
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng})
+	if err == nil {
+		out.Body.Close()
+		return headErr
+	}
+	if err = mapS3Error(err); errors.Is(err, ErrAuth) {
+		return err
+	}
+	return headErr
+}
+
+func (b *s3Backend) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if err := checkS3Key(key); err != nil {
+		return nil, b.errorf("get", key, err)
+	}
+	if err := checkRange(off, n); err != nil {
+		return nil, b.errorf("get", key, err)
+	}
+	return getRangeResuming(ctx, b, b.rangeOnce, key, off, n)
+}
+
+func (b *s3Backend) rangeOnce(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if n == 0 {
+		info, err := b.Stat(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if off > info.Size {
+			return nil, b.errorf("get", key, fmt.Errorf("%w: offset %d beyond size %d", ErrRange, off, info.Size))
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	rng := fmt.Sprintf("bytes=%d-%d", off, off+n-1)
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng})
+	if err != nil {
+		return nil, b.errorf("get", key, mapS3Error(err))
+	}
+	// S3 clips a range that runs past the end; the caller asked for
+	// exactly n bytes.
+	start, end, _, err := parseContentRange(aws.ToString(out.ContentRange))
+	if err != nil || start != off || end != off+n-1 {
+		out.Body.Close()
+		return nil, b.errorf("get", key, fmt.Errorf("%w: asked bytes %d-%d, got Content-Range %q",
+			ErrRange, off, off+n-1, aws.ToString(out.ContentRange)))
+	}
+	return &namedBody{rc: &exactReader{r: out.Body, c: out.Body, left: n}, prefix: fmt.Sprintf("%s: get %s", b, key)}, nil
+}
+
+func (b *s3Backend) List(ctx context.Context, suffix string, fn func(string) error) error {
+	pg := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
+		Bucket:    &b.bucket,
+		Delimiter: aws.String("/"),
+	})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: list: %w", b, mapS3Error(err))
+		}
+		for _, o := range page.Contents {
+			k := aws.ToString(o.Key)
+			if !strings.HasSuffix(k, suffix) || strings.Contains(k, "/") {
+				continue
+			}
+			if err := fn(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
