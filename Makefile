@@ -4,8 +4,6 @@ BIN       := bin/narfs
 PKGS      := ./...
 FUZZTIME  ?= 10s
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
-# Tests drive real Nix 2.8 without touching the host's nix.conf.
-export NIX_CONFIG := experimental-features = nix-command
 
 .PHONY: all deps build test test-unit test-integration bench fuzz lint demo clean
 

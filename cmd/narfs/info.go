@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/narfs/narfs/remote"
+)
+
+// infoJSON is `narfs info --json`; field names follow `nix path-info --json`.
+type infoJSON struct {
+	Path        string   `json:"path"`
+	URL         string   `json:"url"`
+	Compression string   `json:"compression"`
+	FileHash    string   `json:"downloadHash,omitempty"`
+	FileSize    int64    `json:"downloadSize,omitempty"`
+	NarHash     string   `json:"narHash"`
+	NarSize     int64    `json:"narSize"`
+	References  []string `json:"references"`
+	Deriver     string   `json:"deriver,omitempty"`
+	Signatures  []string `json:"signatures,omitempty"`
+	CA          string   `json:"ca,omitempty"`
+	Trust       string   `json:"trust"`
+}
+
+func infoCmd(g *globalFlags) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "info [--json] STORE-URL STORE-PATH|HASH",
+		Short: "Show a path's narinfo and why it is trusted",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			store, err := g.openStore(ctx, args[0], log)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			base, _ := splitStorePath(store.StoreDir(), args[1])
+			var info *remote.PathInfo
+			if strings.Contains(base, "-") {
+				info, err = store.Resolve(ctx, base)
+			} else {
+				info, err = store.ResolveHash(ctx, base)
+			}
+			if err != nil {
+				return err
+			}
+			ni := info.NarInfo
+			j := infoJSON{
+				Path:        info.Abs(store.StoreDir()),
+				URL:         ni.URL,
+				Compression: ni.EffectiveCompression(),
+				FileSize:    ni.FileSize,
+				NarHash:     ni.NarHash.String(),
+				NarSize:     ni.NarSize,
+				References:  []string{},
+				Deriver:     ni.Deriver,
+				Signatures:  ni.Sigs,
+				CA:          ni.CA,
+				Trust:       info.Trust,
+			}
+			if ni.FileHash != nil {
+				j.FileHash = ni.FileHash.String()
+			}
+			for _, r := range ni.References {
+				j.References = append(j.References, r.Abs(store.StoreDir()))
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(j)
+			}
+			fmt.Printf("StorePath:   %s\nURL:         %s\nCompression: %s\n", j.Path, j.URL, j.Compression)
+			if j.FileHash != "" {
+				fmt.Printf("FileHash:    %s\n", j.FileHash)
+			}
+			if j.FileSize != 0 {
+				fmt.Printf("FileSize:    %d\n", j.FileSize)
+			}
+			fmt.Printf("NarHash:     %s\nNarSize:     %d\nReferences:  %s\n", j.NarHash, j.NarSize, strings.Join(j.References, " "))
+			if j.Deriver != "" {
+				fmt.Printf("Deriver:     %s\n", j.Deriver)
+			}
+			for _, s := range j.Signatures {
+				fmt.Printf("Sig:         %s\n", s)
+			}
+			if j.CA != "" {
+				fmt.Printf("CA:          %s\n", j.CA)
+			}
+			fmt.Printf("Trusted:     %s\n", j.Trust)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}

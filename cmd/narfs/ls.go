@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/narfs/narfs/nar"
+)
+
+func lsCmd(g *globalFlags) *cobra.Command {
+	var long, recursive bool
+	c := &cobra.Command{
+		Use:   "ls [-l] [-R] STORE-URL STORE-PATH[/SUB/PATH]",
+		Short: "List a store path in the cache (from its .ls listing when there is one: no NAR download)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			store, err := g.openStore(ctx, args[0], log)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			base, sub := splitStorePath(store.StoreDir(), args[1])
+			info, err := store.Resolve(ctx, base)
+			if err != nil {
+				return err
+			}
+			n, err := store.Lookup(ctx, info, sub)
+			if err != nil {
+				return err
+			}
+			w := bufio.NewWriter(os.Stdout)
+			defer w.Flush()
+			name := path.Join(info.Abs(store.StoreDir()), sub)
+			printListing(w, name, n, long, recursive)
+			return nil
+		},
+	}
+	c.Flags().BoolVarP(&long, "long", "l", false, "show type, mode, size and symlink targets")
+	c.Flags().BoolVarP(&recursive, "recursive", "R", false, "list subdirectories recursively")
+	return c
+}
+
+// printListing prints like `nix store ls`: the entries of a directory (or
+// the node itself), one per line, with full paths when recursive.
+func printListing(w io.Writer, name string, n *nar.Node, long, recursive bool) {
+	if n.Type != nar.TypeDirectory || recursive {
+		printEntry(w, name, n, long)
+	}
+	if n.Type != nar.TypeDirectory {
+		return
+	}
+	names := make([]string, 0, len(n.Entries))
+	for k := range n.Entries {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		c := n.Entries[k]
+		if recursive {
+			printListing(w, path.Join(name, k), c, long, true)
+		} else {
+			printEntry(w, k, c, long)
+		}
+	}
+}
+
+func printEntry(w io.Writer, name string, n *nar.Node, long bool) {
+	if !long {
+		fmt.Fprintln(w, name)
+		return
+	}
+	switch n.Type {
+	case nar.TypeDirectory:
+		fmt.Fprintf(w, "dr-xr-xr-x %20d %s\n", 0, name)
+	case nar.TypeSymlink:
+		fmt.Fprintf(w, "lrwxrwxrwx %20d %s -> %s\n", 0, name, n.Target)
+	default:
+		mode := "-r--r--r--"
+		if n.Executable {
+			mode = "-r-xr-xr-x"
+		}
+		fmt.Fprintf(w, "%s %20d %s\n", mode, n.Size, name)
+	}
+}

@@ -1,0 +1,94 @@
+// Command narfs mounts a Nix binary cache as a read-only /nix/store and
+// answers questions about it without a mount (ls, cat, info).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/narfs/narfs/remote"
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/narinfo"
+)
+
+// globalFlags are shared by every subcommand that opens a store.
+type globalFlags struct {
+	cacheDir    string
+	cacheSize   int64
+	trustedKeys string
+	requireSigs bool
+	logLevel    string
+	timeout     time.Duration
+}
+
+func main() {
+	var g globalFlags
+	root := &cobra.Command{
+		Use:           "narfs",
+		Short:         "Mount a Nix binary cache as a read-only /nix/store",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.cacheDir, "cache-dir", remote.DefaultCacheDir(), "directory for verified NAR contents")
+	pf.Int64Var(&g.cacheSize, "cache-size", 10<<30, "bytes of extracted NARs to keep in --cache-dir (least recently used go first)")
+	pf.StringVar(&g.trustedKeys, "trusted-public-keys", "", "space-separated `name:base64` keys (default: trusted-public-keys of /etc/nix/nix.conf)")
+	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
+	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "per-request timeout and the longest a download may stall")
+	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g))
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "narfs: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func (g *globalFlags) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// openStore turns the flags into a remote.Store.
+func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.Logger) (*remote.Store, error) {
+	keyText := g.trustedKeys
+	if keyText == "" {
+		keyText = nixConfTrustedKeys()
+	}
+	keys, err := narinfo.ParsePublicKeys(keyText)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-public-keys: %w", err)
+	}
+	if g.requireSigs && len(keys) == 0 {
+		log.Warn("no trusted public keys: only content-addressed paths will be visible (see --trusted-public-keys, --require-sigs=false)")
+	}
+	return remote.Open(ctx, storeURL, remote.Config{
+		TrustedKeys: keys,
+		RequireSigs: g.requireSigs,
+		CacheDir:    g.cacheDir,
+		CacheSize:   g.cacheSize,
+		Logger:      log,
+		Backend: backend.Options{
+			RequestTimeout: g.timeout,
+			StallTimeout:   g.timeout,
+			Logger:         log,
+		},
+	})
+}
+
+// splitStorePath accepts `/nix/store/<base>[/sub]`, `<base>[/sub]` and
+// returns the base name and the slash-separated sub-path.
+func splitStorePath(storeDir, arg string) (base, sub string) {
+	arg = strings.TrimPrefix(arg, storeDir+"/")
+	arg = strings.TrimLeft(arg, "/")
+	base, sub, _ = strings.Cut(arg, "/")
+	return base, strings.Trim(sub, "/")
+}

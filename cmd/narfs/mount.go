@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	narfs "github.com/narfs/narfs/fs"
+)
+
+func mountCmd(g *globalFlags) *cobra.Command {
+	var o narfs.Options
+	var debugFuse bool
+	c := &cobra.Command{
+		Use:   "mount [flags] STORE-URL MOUNTPOINT",
+		Short: "Mount a binary cache as a read-only store directory (foreground)",
+		Long: `Mount serves STORE-URL (s3://BUCKET?region=…&endpoint=…, http(s)://…, file:///DIR —
+the same URL you give Nix as a substituter) at MOUNTPOINT until SIGINT or SIGTERM.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			o.Logger = log
+			o.Debug = debugFuse
+			return runMount(cmd.Context(), g, o, args[0], args[1])
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&o.AllowOther, "allow-other", false, "let users other than the mounting one access the mount")
+	f.BoolVar(&o.Passthrough, "passthrough", true, "let the kernel read cached files directly (FUSE passthrough, Linux ≥ 6.9, root)")
+	f.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
+	return c
+}
+
+func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mountpoint string) error {
+	if err := checkMountpoint(mountpoint); err != nil {
+		return err
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("/dev/fuse is missing: load the fuse module or pass --device /dev/fuse to the container")
+	}
+	if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			if _, err := exec.LookPath("fusermount"); err != nil {
+				return fmt.Errorf("not root and no fusermount3 in PATH: install fuse3 or run as root")
+			}
+		}
+	}
+	store, err := g.openStore(ctx, storeURL, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	server, err := narfs.Mount(mountpoint, store, o)
+	if err != nil {
+		return err
+	}
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	o.Logger.Info("mounted", "store", store.URL(), "mountpoint", mountpoint, "cache-dir", g.cacheDir)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for sig := range sigs {
+			o.Logger.Info("unmounting", "signal", sig.String())
+			// A busy mount stays up rather than leaving a dead one behind;
+			// the user closes what holds it and signals again.
+			if err := server.Unmount(); err != nil {
+				o.Logger.Error("unmount failed; still serving (close open files and signal again)", "err", err)
+			}
+		}
+	}()
+	server.Wait()
+	signal.Stop(sigs)
+	s := store.Stats()
+	o.Logger.Info("unmounted", "nar_fetches", s.Fetches, "upstream_bytes", s.UpstreamBytes, "narinfo_gets", s.NarinfoGets, "nar_gets", s.NarGets)
+	return nil
+}
+
+func checkMountpoint(mp string) error {
+	fi, err := os.Stat(mp)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("mountpoint %s does not exist", mp)
+	}
+	if err != nil {
+		// ENOTCONN: a dead FUSE mount from a crashed daemon.
+		if errors.Is(err, syscall.ENOTCONN) {
+			return fmt.Errorf("mountpoint %s is a dead FUSE mount: run `fusermount3 -u %s` first", mp, mp)
+		}
+		return fmt.Errorf("mountpoint %s: %w", mp, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("mountpoint %s is not a directory", mp)
+	}
+	if mounted, _ := isMountpoint(mp); mounted {
+		return fmt.Errorf("mountpoint %s is busy: something is already mounted there", mp)
+	}
+	return nil
+}
+
+// isMountpoint compares device numbers with the parent's.
+func isMountpoint(mp string) (bool, error) {
+	var st, parent syscall.Stat_t
+	if err := syscall.Stat(mp, &st); err != nil {
+		return false, err
+	}
+	if err := syscall.Stat(mp+"/..", &parent); err != nil {
+		return false, err
+	}
+	return st.Dev != parent.Dev || st.Ino == parent.Ino, nil
+}

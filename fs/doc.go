@@ -1,0 +1,25 @@
+// Package fs is the thin go-fuse adapter that shows a remote.Store as a
+// read-only /nix/store. Every node is an inode number plus a pointer to a
+// resolved store path and its listing node; all I/O, caching and
+// verification live in package remote.
+//
+// # Caching
+//
+// Store paths are immutable, so entries and attributes are cached by the
+// kernel for a day, page-cache contents survive opens (FOPEN_KEEP_CACHE)
+// and symlink targets are cached. Negative lookups of the root are cached
+// briefly by the kernel and for NegativeTTL by the store. When the kernel
+// supports FUSE passthrough (Linux ≥ 6.9, as root) reads go straight to the
+// verified file in the local cache without a round trip through narfs.
+//
+// # Errors
+//
+// toErrno is the one place errors become errnos: missing or untrusted
+// paths are ENOENT, everything else is EIO after a log line saying why.
+//
+// # Deadlocks
+//
+// The serving process never touches the mount itself (no exec, no stat of
+// paths under it): the kernel would wait on a request only this process
+// could answer.
+package fs

@@ -1,0 +1,66 @@
+package fs
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/narfs/narfs/remote"
+)
+
+// Options are the mount's knobs.
+type Options struct {
+	AllowOther bool
+	// Passthrough lets the kernel read cached files directly (Linux ≥ 6.9,
+	// root); off, every read is a FUSE request.
+	Passthrough bool
+	Debug       bool
+	Logger      *slog.Logger
+}
+
+const (
+	// Store paths never change: let the kernel keep what it saw.
+	entryTimeout = 24 * time.Hour
+	// A path missing now may be pushed later; the store itself remembers
+	// misses for its NegativeTTL.
+	negativeTimeout = time.Minute
+	maxRead         = 1 << 20
+)
+
+// Mount serves store at mountpoint until the returned server is unmounted.
+func Mount(mountpoint string, store *remote.Store, o Options) (*fuse.Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	st := &mountState{store: store, log: o.Logger, passthrough: o.Passthrough, resolved: map[string]struct{}{}}
+	root := &rootNode{st: st}
+	et, nt := entryTimeout, negativeTimeout
+	opts := &fs.Options{
+		EntryTimeout:    &et,
+		AttrTimeout:     &et,
+		NegativeTimeout: &nt,
+		RootStableAttr:  &fs.StableAttr{Ino: 1},
+		MountOptions: fuse.MountOptions{
+			FsName:               "narfs:" + store.URL(),
+			Name:                 "narfs",
+			AllowOther:           o.AllowOther,
+			MaxWrite:             maxRead,
+			MaxReadAhead:         maxRead,
+			MaxBackground:        128,
+			EnableSymlinkCaching: true,
+			DisableXAttrs:        true,
+			Debug:                o.Debug,
+			// The kernel answers every write, create, chmod and rename
+			// with EROFS before asking us.
+			Options: []string{"ro", "default_permissions"},
+		},
+	}
+	server, err := fs.Mount(mountpoint, root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return server, nil
+}

@@ -1,0 +1,96 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/narfs/narfs/remote"
+)
+
+// rootNode is the store directory: children are store paths, resolved
+// lazily by name.
+type rootNode struct {
+	fs.Inode
+	st *mountState
+}
+
+var _ = (fs.NodeLookuper)((*rootNode)(nil))
+
+func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	info, err := r.st.store.Resolve(ctx, name)
+	if err != nil {
+		return nil, toErrno(r.st.log, "lookup", name, err)
+	}
+	l, err := r.st.store.Listing(ctx, info)
+	if err != nil {
+		return nil, toErrno(r.st.log, "listing", name, err)
+	}
+	r.st.mu.Lock()
+	r.st.resolved[name] = struct{}{}
+	r.st.mu.Unlock()
+	ref := &storePathRef{st: r.st, info: info}
+	return ref.newChild(ctx, &r.Inode, "", l.Root, out), 0
+}
+
+var _ = (fs.NodeReaddirer)((*rootNode)(nil))
+
+// Readdir lists every trusted path of a listable cache, or the paths
+// looked up so far when the cache cannot be listed (HTTP).
+func (r *rootNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	names := map[string]struct{}{}
+	err := r.st.store.Paths(ctx, func(p *remote.PathInfo) {
+		names[p.Path.String()] = struct{}{}
+	})
+	if err != nil && !errors.Is(err, remote.ErrNotListable) {
+		return nil, toErrno(r.st.log, "readdir", r.st.store.StoreDir(), err)
+	}
+	r.st.mu.Lock()
+	for n := range r.st.resolved {
+		names[n] = struct{}{}
+	}
+	r.st.mu.Unlock()
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	// The type of each entry would need its listing; DT_UNKNOWN makes
+	// readers that care stat, which resolves lazily.
+	entries := make([]fuse.DirEntry, len(sorted))
+	for i, n := range sorted {
+		entries[i] = fuse.DirEntry{Name: n, Ino: inodeNumber(hashPart(n), "")}
+	}
+	return fs.NewListDirStream(entries), 0
+}
+
+var _ = (fs.NodeGetattrer)((*rootNode)(nil))
+
+func (r *rootNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillDirAttr(&out.Attr, 1)
+	return 0
+}
+
+var _ = (fs.NodeStatfser)((*rootNode)(nil))
+
+// Statfs reports the local cache's usage as the size of a full,
+// read-only file system.
+func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	used := uint64(r.st.store.CacheUsage()) / blockSize
+	out.Bsize = blockSize
+	out.Frsize = blockSize
+	out.Blocks = used
+	out.NameLen = 255
+	return 0
+}
+
+func hashPart(base string) string {
+	if len(base) > 32 {
+		return base[:32]
+	}
+	return base
+}

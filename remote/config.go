@@ -1,0 +1,63 @@
+package remote
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/narinfo"
+)
+
+// Config is what a caller decides about a store; the zero value plus a
+// CacheDir is usable (signatures required, no trusted keys: only genuine
+// content-addressed paths resolve).
+type Config struct {
+	// TrustedKeys verify narinfo signatures.
+	TrustedKeys []narinfo.PublicKey
+	// RequireSigs false accepts unsigned narinfos (Nix's require-sigs).
+	// Store URL parameter trusted=true has the same effect.
+	RequireSigs bool
+	// CacheDir holds verified NAR contents (DefaultCacheDir when empty).
+	CacheDir string
+	// CacheSize caps the bytes of extracted NARs kept in CacheDir; least
+	// recently used paths are evicted first. 0 means 10 GiB.
+	CacheSize int64
+	// NegativeTTL is how long a miss is remembered (default 1h, as Nix).
+	NegativeTTL time.Duration
+	// NarinfoCacheSize bounds the in-memory narinfo cache (default 65536).
+	NarinfoCacheSize int
+	Logger           *slog.Logger
+	Backend          backend.Options
+}
+
+// DefaultCacheDir is $XDG_CACHE_HOME/narfs, ~/.cache/narfs, or
+// /var/cache/narfs for root without a home.
+func DefaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "narfs")
+	}
+	return "/var/cache/narfs"
+}
+
+func (c *Config) setDefaults() {
+	if c.CacheDir == "" {
+		c.CacheDir = DefaultCacheDir()
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = 10 << 30
+	}
+	if c.NegativeTTL == 0 {
+		c.NegativeTTL = time.Hour
+	}
+	if c.NarinfoCacheSize == 0 {
+		c.NarinfoCacheSize = 65536
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Backend.Logger == nil {
+		c.Backend.Logger = c.Logger
+	}
+}

@@ -1,0 +1,63 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/storepath"
+)
+
+// ErrNotListable: the cache cannot enumerate its paths (plain HTTP).
+var ErrNotListable = backend.ErrUnsupported
+
+// resolveWorkers bounds the narinfo fetches of one enumeration.
+const resolveWorkers = 16
+
+// Paths calls fn for every trusted store path the cache holds, in no
+// particular order. Only listable backends (file://, s3://) can do this:
+// the others return ErrNotListable. Each hit is resolved (one narinfo GET,
+// cached) since the key alone carries no name; paths that are missing,
+// untrusted or corrupt are skipped.
+func (s *Store) Paths(ctx context.Context, fn func(*PathInfo)) error {
+	hashes := make(chan string)
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex // serialises fn
+	)
+	for range resolveWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for h := range hashes {
+				p, err := s.ResolveHash(ctx, h)
+				if err != nil {
+					if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUntrusted) && !errors.Is(err, ErrCorrupt) {
+						s.log.Warn("listing the cache", "hash", h, "err", err)
+					}
+					continue
+				}
+				mu.Lock()
+				fn(p)
+				mu.Unlock()
+			}
+		}()
+	}
+	err := s.be.List(ctx, ".narinfo", func(key string) error {
+		h := strings.TrimSuffix(key, ".narinfo")
+		if !storepath.ValidHashPart(h) {
+			return nil
+		}
+		select {
+		case hashes <- h:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(hashes)
+	wg.Wait()
+	return err
+}

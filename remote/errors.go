@@ -1,0 +1,20 @@
+package remote
+
+import (
+	"errors"
+
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/narinfo"
+)
+
+var (
+	// ErrNotFound: the cache does not hold the path, or the name is not a
+	// valid store path, or the sub-path does not exist inside it.
+	ErrNotFound = backend.ErrNotFound
+	// ErrUntrusted: the path exists but no trusted signature (or genuine
+	// content address) vouches for it.
+	ErrUntrusted = narinfo.ErrUntrusted
+	// ErrCorrupt: what the cache served failed verification (hash, size,
+	// malformed NAR or narinfo, listing disagreeing with the NAR).
+	ErrCorrupt = errors.New("corrupt cache object")
+)

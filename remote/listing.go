@@ -1,0 +1,194 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/storepath"
+)
+
+// Listing returns the tree of a store path. It reads, in order: memory,
+// the local cache, the cache's <hash>.ls (no NAR bytes), and only then
+// fetches the NAR (which also fills the local cache).
+func (s *Store) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
+	if l, ok := s.listings.Get(p.Path.Hash); ok {
+		return l, nil
+	}
+	v, err, _ := s.listingGroup.Do(p.Path.Hash, func() (any, error) {
+		ctx := context.WithoutCancel(ctx)
+		if l := s.cachedListing(p); l != nil {
+			s.listings.Add(p.Path.Hash, l)
+			return l, nil
+		}
+		l, err := s.remoteListing(ctx, p)
+		if err == nil {
+			s.listings.Add(p.Path.Hash, l)
+			return l, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			// A broken .ls is the cache's problem, not the reader's: the NAR
+			// is the authority, so fall back to it.
+			s.log.Warn("ignoring unusable .ls listing", "path", p.Path.String(), "err", err)
+		}
+		if _, err := s.Materialize(ctx, p); err != nil {
+			return nil, err
+		}
+		if l := s.cachedListing(p); l != nil {
+			s.listings.Add(p.Path.Hash, l)
+			return l, nil
+		}
+		return nil, fmt.Errorf("%s: listing vanished from the local cache", p.Path)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*nar.Listing), nil
+}
+
+// cachedListing reads the listing stored beside an extracted NAR.
+func (s *Store) cachedListing(p *PathInfo) *nar.Listing {
+	root := s.cache.root(storepath.EncodeNix32(p.NarInfo.NarHash.Digest))
+	if root == "" {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(root), "listing.json"))
+	if err != nil {
+		return nil
+	}
+	l, err := nar.DecodeListing(data)
+	if err != nil {
+		s.log.Warn("local listing unreadable", "path", p.Path.String(), "err", err)
+		return nil
+	}
+	return l
+}
+
+func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
+	data, err := backend.ReadAll(ctx, s.be, p.Path.Hash+".ls", maxListing)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", p.Path.Hash, err)
+	}
+	l, err := nar.DecodeListing(data)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w: %v", p.Path.Hash, ErrCorrupt, err)
+	}
+	// The .ls is unsigned: at least make sure it fits in the signed NarSize
+	// before trusting its sizes. The NAR is compared with it when fetched.
+	var total int64
+	if err := walkListing(l.Root, func(n *nar.Node) error {
+		if n.Type == nar.TypeRegular {
+			total += n.Size
+			if n.Size < 0 || total > p.NarInfo.NarSize || n.NarOffset+n.Size > p.NarInfo.NarSize {
+				return fmt.Errorf("sizes exceed NarSize %d", p.NarInfo.NarSize)
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("listing %s: %w: %v", p.Path.Hash, ErrCorrupt, err)
+	}
+	return l, nil
+}
+
+// Lookup finds a node by slash-separated sub-path inside a store path.
+func (s *Store) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node, error) {
+	l, err := s.Listing(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	n := l.Root
+	for _, name := range strings.Split(strings.Trim(sub, "/"), "/") {
+		if name == "" {
+			continue
+		}
+		if n.Type != nar.TypeDirectory {
+			return nil, fmt.Errorf("%s/%s: %w (not a directory)", p.Path, sub, ErrNotFound)
+		}
+		c := n.Entries[name]
+		if c == nil {
+			return nil, fmt.Errorf("%s/%s: %w", p.Path, sub, ErrNotFound)
+		}
+		n = c
+	}
+	return n, nil
+}
+
+func walkListing(n *nar.Node, fn func(*nar.Node) error) error {
+	if err := fn(n); err != nil {
+		return err
+	}
+	for _, c := range n.Entries {
+		if err := walkListing(c, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sameListing compares what a user sees: types, sizes, executable bits,
+// targets and names. NarOffsets are ignored where either side lacks one
+// (Nix versions differ on empty files).
+func sameListing(a, b *nar.Node) bool {
+	if a.Type != b.Type || a.Size != b.Size || a.Executable != b.Executable || a.Target != b.Target {
+		return false
+	}
+	if a.NarOffset != 0 && b.NarOffset != 0 && a.NarOffset != b.NarOffset {
+		return false
+	}
+	if len(a.Entries) != len(b.Entries) {
+		return false
+	}
+	for name, ca := range a.Entries {
+		cb, ok := b.Entries[name]
+		if !ok || !sameListing(ca, cb) {
+			return false
+		}
+	}
+	return true
+}
+
+// listingBuilder assembles a listing from NAR headers in stream order.
+type listingBuilder struct {
+	root *nar.Node
+}
+
+func (b *listingBuilder) add(h *nar.Header) error {
+	n := &nar.Node{Type: h.Type, Size: h.Size, Executable: h.Executable, NarOffset: h.Offset, Target: h.LinkTarget}
+	if h.Type == nar.TypeDirectory {
+		n.Entries = map[string]*nar.Node{}
+	}
+	if h.Path == "" {
+		b.root = n
+		return nil
+	}
+	parent := b.root
+	dir, name := "", h.Path
+	if i := strings.LastIndexByte(h.Path, '/'); i >= 0 {
+		dir, name = h.Path[:i], h.Path[i+1:]
+	}
+	if dir != "" {
+		for _, part := range strings.Split(dir, "/") {
+			if parent == nil || parent.Entries == nil {
+				break
+			}
+			parent = parent.Entries[part]
+		}
+	}
+	if parent == nil || parent.Type != nar.TypeDirectory {
+		return fmt.Errorf("NAR entry %s outside a directory", h.Path)
+	}
+	parent.Entries[name] = n
+	return nil
+}
+
+func (b *listingBuilder) listing() (*nar.Listing, error) {
+	if b.root == nil {
+		return nil, fmt.Errorf("empty NAR")
+	}
+	return &nar.Listing{Root: b.root}, nil
+}

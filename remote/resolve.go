@@ -1,0 +1,154 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/storepath"
+)
+
+// PathInfo is a resolved, trusted store path.
+type PathInfo struct {
+	Path    storepath.StorePath
+	NarInfo *narinfo.NarInfo
+	// Trust says why the path is trusted, for `narfs info` and logs:
+	// "signature by KEY", "content-addressed", or "unchecked".
+	Trust string
+	// ca, when trust rests on the content address, is the hash the NAR
+	// (or, for flat and text paths, the file) must have.
+	ca *contentAddress
+}
+
+// Abs is the path's absolute store path.
+func (p *PathInfo) Abs(storeDir string) string { return p.Path.Abs(storeDir) }
+
+// Resolve maps a store path base name (`<hash>-<name>`) to its trusted
+// narinfo. Invalid names, paths the cache lacks and narinfos whose StorePath
+// names another path give ErrNotFound; paths nobody trusted vouches for give
+// ErrUntrusted; both are remembered for NegativeTTL. A malformed narinfo
+// gives ErrCorrupt. Concurrent callers share one request.
+func (s *Store) Resolve(ctx context.Context, base string) (*PathInfo, error) {
+	sp, err := storepath.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (%v)", base, ErrNotFound, err)
+	}
+	ni, err := s.narinfo(ctx, sp.Hash)
+	if err != nil {
+		return nil, err
+	}
+	// Nix's goodStorePath: the narinfo must describe exactly this path, not
+	// just one with the same hash part.
+	if ni.StorePath != sp {
+		return nil, fmt.Errorf("%s: %w (cache has %s under that hash)", base, ErrNotFound, ni.StorePath)
+	}
+	return s.pathInfo(ni)
+}
+
+// ResolveHash is Resolve by hash part alone, for `narfs info HASH` and the
+// root listing, which know no name.
+func (s *Store) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) {
+	if !storepath.ValidHashPart(hash) {
+		return nil, fmt.Errorf("%s: %w (not a store path hash)", hash, ErrNotFound)
+	}
+	ni, err := s.narinfo(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	return s.pathInfo(ni)
+}
+
+func (s *Store) pathInfo(ni *narinfo.NarInfo) (*PathInfo, error) {
+	// Trust was established when the narinfo entered the cache; this only
+	// rebuilds the verdict, which is cheap compared to a signature check.
+	trust, ca, err := s.trust(ni)
+	if err != nil {
+		return nil, err
+	}
+	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: trust, ca: ca}, nil
+}
+
+// narinfo returns the trusted narinfo for a hash part, from memory or the
+// cache.
+func (s *Store) narinfo(ctx context.Context, hash string) (*narinfo.NarInfo, error) {
+	if ni, ok := s.narinfos.Get(hash); ok {
+		return ni, nil
+	}
+	if err := s.negative.get(hash); err != nil {
+		return nil, err
+	}
+	// The fetch is shared, so one caller giving up must not fail the others.
+	v, err, _ := s.resolveGroup.Do(hash, func() (any, error) {
+		ni, err := s.fetchNarinfo(context.WithoutCancel(ctx), hash)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUntrusted) || errors.Is(err, ErrCorrupt) {
+				s.negative.add(hash, err)
+				s.log.Debug("narinfo rejected", "hash", hash, "err", err)
+			}
+			return nil, err
+		}
+		s.narinfos.Add(hash, ni)
+		return ni, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*narinfo.NarInfo), nil
+}
+
+func (s *Store) fetchNarinfo(ctx context.Context, hash string) (*narinfo.NarInfo, error) {
+	data, err := backend.ReadAll(ctx, s.be, hash+".narinfo", maxSmallObject)
+	if err != nil {
+		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
+	}
+	ni, err := narinfo.Parse(data)
+	if err != nil {
+		s.log.Warn("malformed narinfo", "hash", hash, "err", err)
+		return nil, fmt.Errorf("narinfo %s: %w: %v", hash, ErrCorrupt, err)
+	}
+	if ni.StorePath.Hash != hash {
+		return nil, fmt.Errorf("narinfo %s: %w: it describes %s", hash, ErrCorrupt, ni.StorePath)
+	}
+	if ni.StoreDir != s.storeDir {
+		return nil, fmt.Errorf("narinfo %s: %w: store path %s is not under %s", hash, ErrNotFound, ni.StorePath.Abs(ni.StoreDir), s.storeDir)
+	}
+	if _, _, err := s.trust(ni); err != nil {
+		s.log.Info("untrusted path hidden", "path", ni.StorePath.String(), "err", err)
+		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
+	}
+	return ni, nil
+}
+
+// trust decides whether a narinfo may be shown, and why.
+func (s *Store) trust(ni *narinfo.NarInfo) (string, *contentAddress, error) {
+	// A CA field is checked whenever it is genuine, even on signed paths:
+	// then the bytes must match it as well.
+	var ca *contentAddress
+	caErr := ni.VerifyCA()
+	if caErr == nil {
+		c, err := parseContentAddress(ni.CA)
+		if err != nil {
+			caErr = fmt.Errorf("%w: %v", ErrUntrusted, err)
+		} else if err := c.checkNarHash(ni); err != nil {
+			return "", nil, err
+		} else {
+			ca = c
+		}
+	}
+	if s.trustAll {
+		return "unchecked (signatures not required)", ca, nil
+	}
+	key, sigErr := ni.Verify(s.cfg.TrustedKeys)
+	if sigErr == nil {
+		return "signature by " + key.Name, ca, nil
+	}
+	if ca != nil {
+		return "content-addressed (" + ni.CA + ")", ca, nil
+	}
+	if ni.CA != "" {
+		return "", nil, fmt.Errorf("%w; CA %q does not match the store path: %v", sigErr, ni.CA, caErr)
+	}
+	return "", nil, sigErr
+}

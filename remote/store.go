@@ -1,0 +1,129 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/storepath"
+)
+
+// maxSmallObject bounds narinfo and nix-cache-info bodies; real ones are
+// well under a kilobyte.
+const maxSmallObject = 1 << 20
+
+// maxListing bounds a decoded .ls; a listing of a million files is ~100 MB.
+const maxListing = 256 << 20
+
+// Store is one binary cache opened for reading. Safe for concurrent use.
+type Store struct {
+	// read-only after Open
+	url      *backend.StoreURL
+	be       backend.Backend
+	cfg      Config
+	log      *slog.Logger
+	storeDir string
+	trustAll bool // require-sigs=false or the URL's trusted=true
+	cache    *diskCache
+
+	stats counters
+
+	resolveGroup singleflight.Group // by hash part
+	listingGroup singleflight.Group // by hash part
+	fetchGroup   singleflight.Group // by NarHash
+
+	narinfos *lru.Cache[string, *narinfo.NarInfo] // hash part → trusted narinfo
+	listings *lru.Cache[string, *nar.Listing]     // hash part → listing
+	negative *negativeCache                       // hash part → why it is not visible
+	failed   *negativeCache                       // NarHash → why its NAR was rejected
+}
+
+// Open parses storeURL (Nix syntax), connects to the cache and reads its
+// nix-cache-info, so that an unreachable or foreign cache fails here with
+// one clear error rather than on the first lookup.
+func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	u, err := backend.ParseStoreURL(storeURL)
+	if err != nil {
+		return nil, err
+	}
+	be, err := backend.Open(ctx, u, cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		url:      u,
+		cfg:      cfg,
+		log:      cfg.Logger.With("cache", u.String()),
+		storeDir: storepath.DefaultStoreDir,
+		trustAll: !cfg.RequireSigs || u.Params.Get("trusted") == "true" || u.Params.Get("trusted") == "1",
+		negative: newNegativeCache(cfg.NegativeTTL),
+		failed:   newNegativeCache(corruptMemo),
+	}
+	s.be = countingBackend{Backend: be, c: &s.stats}
+	if s.narinfos, err = lru.New[string, *narinfo.NarInfo](cfg.NarinfoCacheSize); err != nil {
+		return nil, err
+	}
+	if s.listings, err = lru.New[string, *nar.Listing](4096); err != nil {
+		return nil, err
+	}
+	if err := s.checkCacheInfo(ctx); err != nil {
+		be.Close()
+		return nil, err
+	}
+	if s.cache, err = openDiskCache(cfg.CacheDir, cfg.CacheSize, s.log); err != nil {
+		be.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) checkCacheInfo(ctx context.Context) error {
+	data, err := backend.ReadAll(ctx, s.be, "nix-cache-info", maxSmallObject)
+	if errors.Is(err, ErrNotFound) {
+		// Nix writes the file when it creates a cache; a reader can live
+		// without it, but a wrong URL usually looks exactly like this.
+		s.log.Warn("cache has no nix-cache-info; is this a binary cache?")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", s.url, err)
+	}
+	info, err := narinfo.ParseCacheInfo(data)
+	if err != nil {
+		return fmt.Errorf("open %s: nix-cache-info: %w", s.url, err)
+	}
+	if info.StoreDir != "" && info.StoreDir != s.storeDir {
+		return fmt.Errorf("open %s: binary cache is for Nix stores with prefix %q, not %q", s.url, info.StoreDir, s.storeDir)
+	}
+	return nil
+}
+
+// URL is the store URL with credentials redacted.
+func (s *Store) URL() string { return s.url.String() }
+
+// StoreDir is the store directory the cache's paths live under.
+func (s *Store) StoreDir() string { return s.storeDir }
+
+// Stats returns the upstream counters since Open.
+func (s *Store) Stats() Stats { return s.stats.snapshot() }
+
+// Close releases the backend's connections.
+func (s *Store) Close() error { return s.be.Close() }
+
+// hashPart extracts the hash part of a base name without validating it.
+func hashPart(base string) string {
+	h, _, _ := strings.Cut(base, "-")
+	return h
+}
+
+// CacheUsage is the bytes of extracted NARs in the local cache.
+func (s *Store) CacheUsage() int64 { return s.cache.usage() }
