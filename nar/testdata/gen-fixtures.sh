@@ -14,6 +14,8 @@
 #                     (input-addressed derivation output built by nix-build).
 #   public-key.txt    the public key string, same as keys/narfs-test-1.pk.
 # Keys in nar/testdata/keys/ are generated once and then reused (test-only keys).
+# Re-running reproduces every byte except the gzip caches (libarchive puts a timestamp in the
+# gzip header), so commit those only when the paths changed.
 #
 # Needs real Nix 2.8 (nix-bin) and runs as root against the local /nix/store.
 set -euo pipefail
