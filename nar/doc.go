@@ -25,7 +25,8 @@
 // byte offset of the offending token. A stream that ends early wraps both
 // ErrInvalid and io.ErrUnexpectedEOF. Errors from the underlying reader are
 // wrapped unchanged (not ErrInvalid), so callers can tell a broken archive
-// from a broken transport. Errors are sticky.
+// from a broken transport. Errors are sticky. DecodeListing errors wrap
+// [ErrInvalidListing]; Listing.Find wraps fs.ErrNotExist or [ErrNotDirectory].
 //
 // # Writing
 //
