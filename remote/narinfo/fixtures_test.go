@@ -76,3 +76,12 @@ func mustParse(t testing.TB, data []byte) *NarInfo {
 	}
 	return n
 }
+
+func readFixture(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
