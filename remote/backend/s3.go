@@ -13,9 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 )
 
 // s3Backend serves s3://BUCKET through aws-sdk-go-v2. Keys are object keys
@@ -38,8 +40,15 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 	if region == "" {
 		region = p.Get("aws-region")
 	}
+	// The SDK's buildable client lets LoadDefaultConfig apply
+	// AWS_CA_BUNDLE; its transport is then wrapped with our guards.
+	bc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = 256
+		t.MaxIdleConnsPerHost = 64
+		t.DisableCompression = true
+	})
 	lopts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(guardedClient(opts.HTTPClient, opts)),
+		config.WithHTTPClient(bc),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = opts.MaxAttempts
@@ -55,6 +64,7 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 				})
 			})
 		}),
+		config.WithLogger(sdkLogger{opts.Logger}),
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 	}
@@ -71,6 +81,15 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		if b, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+			hc = &http.Client{Transport: b.GetTransport()}
+		} else {
+			hc = &http.Client{Transport: newHTTPTransport()}
+		}
+	}
+	cfg.HTTPClient = guardedClient(hc, opts)
 
 	// Nix ≥2.33 sends unsigned requests when the chain finds no
 	// credentials, so public buckets work without any setup. The lookup is
@@ -125,6 +144,14 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 	return &s3Backend{name: name, bucket: u.Host, client: client, opts: opts, log: opts.Logger}, nil
 }
 
+// sdkLogger sends the SDK's own messages (e.g. the IMDSv1 fallback
+// warning) to our logger at debug level instead of stderr.
+type sdkLogger struct{ l *slog.Logger }
+
+func (s sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	s.l.Debug("aws sdk: "+fmt.Sprintf(format, v...), "class", string(c))
+}
+
 func (b *s3Backend) String() string { return b.name }
 
 func (b *s3Backend) Close() error { return nil }
@@ -145,6 +172,8 @@ var s3AuthCodes = map[string]bool{
 	"InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "ExpiredToken": true,
 	"InvalidToken": true, "TokenRefreshRequired": true, "InvalidSecurity": true,
 	"AuthorizationHeaderMalformed": true, "AccessKeyDisabled": true, "MissingSecurityHeader": true,
+	// versitygw answers an unknown access key with 404 XAdminUserNotFound.
+	"XAdminUserNotFound": true,
 }
 
 // mapS3Error classifies an SDK error. AccessDenied means "missing" as in
@@ -188,43 +217,41 @@ func (b *s3Backend) Get(ctx context.Context, key string) (*Object, error) {
 	}, nil
 }
 
+// Stat uses a one-byte ranged GET rather than HEAD: a HEAD error has no
+// body, so a bad key (403, or versitygw's 404 for an unknown access key)
+// could not be told from a missing object. Content-Range carries the size.
 func (b *s3Backend) Stat(ctx context.Context, key string) (Info, error) {
 	if err := checkS3Key(key); err != nil {
 		return Info{}, b.errorf("stat", key, err)
 	}
-	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &key})
+	rng := "bytes=0-0"
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng})
 	if err != nil {
 		err = mapS3Error(err)
-		if errors.Is(err, ErrNotFound) {
-			err = b.explainHead403(ctx, key, err)
+		if errors.Is(err, ErrRange) {
+			// Only an empty object has no byte 0.
+			return b.head(ctx, key)
 		}
 		return Info{}, b.errorf("stat", key, err)
+	}
+	out.Body.Close()
+	_, _, total, err := parseContentRange(aws.ToString(out.ContentRange))
+	if err != nil {
+		return Info{}, b.errorf("stat", key, err)
+	}
+	return Info{Size: total, ContentEncoding: aws.ToString(out.ContentEncoding)}, nil
+}
+
+func (b *s3Backend) head(ctx context.Context, key string) (Info, error) {
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &key})
+	if err != nil {
+		return Info{}, b.errorf("stat", key, mapS3Error(err))
 	}
 	size := int64(-1)
 	if out.ContentLength != nil {
 		size = *out.ContentLength
 	}
 	return Info{Size: size, ContentEncoding: aws.ToString(out.ContentEncoding)}, nil
-}
-
-// explainHead403: a HEAD error has no body, so bad credentials and a
-// missing key both arrive as a bare 403. A one-byte GET returns the XML
-// error code that tells them apart.
-func (b *s3Backend) explainHead403(ctx context.Context, key string, headErr error) error {
-	var re interface{ HTTPStatusCode() int }
-	if !errors.As(headErr, &re) || re.HTTPStatusCode() != http.StatusForbidden {
-		return headErr
-	}
-	rng := "bytes=0-0"
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng})
-	if err == nil {
-		out.Body.Close()
-		return headErr
-	}
-	if err = mapS3Error(err); errors.Is(err, ErrAuth) {
-		return err
-	}
-	return headErr
 }
 
 func (b *s3Backend) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
