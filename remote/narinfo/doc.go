@@ -10,7 +10,9 @@
 // Inputs larger than MaxSize are refused before any parsing, so a hostile
 // cache cannot make the client allocate without bound. Fields are kept as
 // written (Compression, CA, order of References and Sig) so Marshal
-// reproduces a Nix-written narinfo byte for byte.
+// reproduces a Nix-written narinfo byte for byte. Unlike Nix 2.8, Parse
+// does not reject a CA value it cannot interpret (HEAD writes fixed:git:);
+// VerifyCA does, so such a path simply needs a signature.
 //
 // # Trust
 //
