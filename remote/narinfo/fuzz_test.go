@@ -10,6 +10,7 @@ func FuzzParse(f *testing.F) {
 	for _, fx := range nixNarinfos(f) {
 		f.Add(fx.data)
 	}
+	f.Add(readFixture(f, "testdata/cachenixosorg/8raygmhj0mhmq8jxb6bgr4ggcbyyrmf8.narinfo"))
 	f.Add([]byte("StorePath: /nix/store/zjapjaaaac5rxx8jbax88asf2gd8fnpw-single-file\nURL: u\nNarHash: sha256-bMeimEo8RFrD7cPjpztRybItsEcSaAQOedexfJoXgYc=\nNarSize: 1\nCA: \nReferences: \nReferences: zjapjaaaac5rxx8jbax88asf2gd8fnpw-single-file\n"))
 	pk := fixturePublicKey(f)
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -17,7 +17,7 @@ func (n *NarInfo) Marshal() []byte {
 		b.WriteString(v)
 		b.WriteByte('\n')
 	}
-	line("StorePath", n.StorePath.Abs(n.StoreDir))
+	line("StorePath", n.StorePath.Abs(n.storeDir()))
 	line("URL", n.URL)
 	if n.Compression != "" {
 		line("Compression", n.Compression)

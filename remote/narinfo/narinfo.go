@@ -26,7 +26,7 @@ const MaxSize = 1 << 20
 // NarInfo is the metadata of one store object in a binary cache.
 type NarInfo struct {
 	StorePath   storepath.StorePath
-	StoreDir    string // directory of the StorePath line, e.g. /nix/store
+	StoreDir    string // directory of the StorePath line; "" means /nix/store
 	URL         string // NAR location, relative to the cache root or absolute
 	Compression string // as written; "" means bzip2, see EffectiveCompression
 	FileHash    *storepath.Hash
@@ -38,6 +38,15 @@ type NarInfo struct {
 	System      string   // Nix 2.8/2.9 only
 	Sigs        []string // raw "<key name>:<base64>"
 	CA          string   // as written; checked by VerifyCA, not Parse
+}
+
+// storeDir is the directory used when printing paths; a NarInfo built by
+// hand may leave StoreDir empty.
+func (n *NarInfo) storeDir() string {
+	if n.StoreDir == "" {
+		return storepath.DefaultStoreDir
+	}
+	return n.StoreDir
 }
 
 // EffectiveCompression is the algorithm of the file at URL: Nix reads an

@@ -23,12 +23,12 @@ func (n *NarInfo) Fingerprint() (string, error) {
 	}
 	refs := make([]string, len(n.References))
 	for i, r := range n.References {
-		refs[i] = r.Abs(n.StoreDir)
+		refs[i] = r.Abs(n.storeDir())
 	}
 	// Nix holds references in a set: sorted, no duplicates.
 	slices.Sort(refs)
 	refs = slices.Compact(refs)
-	return "1;" + n.StorePath.Abs(n.StoreDir) + ";" + n.NarHash.String() + ";" +
+	return "1;" + n.StorePath.Abs(n.storeDir()) + ";" + n.NarHash.String() + ";" +
 		strconv.FormatInt(n.NarSize, 10) + ";" + strings.Join(refs, ","), nil
 }
 
@@ -96,7 +96,7 @@ func (n *NarInfo) VerifyCA() error {
 			refs = append(refs, r)
 		}
 	}
-	p, err := storepath.FromCA(n.StoreDir, n.CA, n.StorePath.Name, refs, selfRef)
+	p, err := storepath.FromCA(n.storeDir(), n.CA, n.StorePath.Name, refs, selfRef)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", n.StorePath, ErrUntrusted, err)
 	}

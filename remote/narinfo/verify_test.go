@@ -228,3 +228,26 @@ func TestVerifyCACopiedLine(t *testing.T) {
 		}
 	}
 }
+
+// A NarInfo built in code (as `narfs push` will) signs and verifies with
+// StoreDir left empty, meaning /nix/store.
+func TestSignHandBuilt(t *testing.T) {
+	sk := fixtureSecretKey(t)
+	orig := mustParse(t, readFixture(t, "testdata/nix28/3s218y7kyhv86pf1r7rn15z4wkj5ag4f.narinfo"))
+	n := &NarInfo{
+		StorePath:  orig.StorePath,
+		URL:        orig.URL,
+		NarHash:    orig.NarHash,
+		NarSize:    orig.NarSize,
+		References: orig.References,
+	}
+	sig, err := sk.Sign(n)
+	if err != nil || sig != orig.Sigs[0] {
+		t.Fatalf("Sign = %q, %v; want Nix's %q", sig, err, orig.Sigs[0])
+	}
+	n.Sigs = []string{sig}
+	back := mustParse(t, n.Marshal())
+	if _, err := back.Verify([]PublicKey{sk.Public()}); err != nil {
+		t.Fatalf("Verify after Marshal: %v", err)
+	}
+}
