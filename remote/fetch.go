@@ -71,8 +71,12 @@ func (s *Store) OpenFile(ctx context.Context, p *PathInfo, sub string) (*os.File
 			return f, nil
 		}
 		// The entry may have been evicted between Materialize and Open.
-		if !errors.Is(err, os.ErrNotExist) || attempt > 0 {
+		if !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s/%s: %w", p.Path, sub, err)
+		}
+		if attempt > 0 {
+			// Present in the cache, absent from the NAR.
+			return nil, fmt.Errorf("%s/%s: %w", p.Path, sub, ErrNotFound)
 		}
 	}
 }
