@@ -339,7 +339,9 @@ func (r *Reader) readString(max int) ([]byte, error) {
 	if n > uint64(max) {
 		return nil, r.invalid(off, "string of %d bytes where at most %d are allowed", n, max)
 	}
-	if err := r.ensure(int(n)); err != nil {
+	// Buffer the string and its padding together: a later fill would
+	// compact the buffer under the returned slice.
+	if err := r.ensure(int(n) + padding(n)); err != nil {
 		return nil, err
 	}
 	s := r.buf[r.r : r.r+int(n)]
