@@ -39,6 +39,12 @@ func (s *Store) Materialize(ctx context.Context, p *PathInfo) (string, error) {
 			return root, nil
 		}
 		root, err := s.fetch(context.WithoutCancel(ctx), p, key)
+		if errors.Is(err, errListingLied) {
+			s.stats.fetches.Add(1)
+			s.stats.corrupt.Add(1)
+			s.log.Error(".ls listing contradicted by the NAR", "path", p.Path.String(), "err", err)
+			return "", err
+		}
 		if err != nil {
 			if errors.Is(err, ErrCorrupt) {
 				s.stats.corrupt.Add(1)
@@ -153,11 +159,10 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (string, err
 		}
 	}
 	// Metadata from the unsigned .ls may already have been handed out; if
-	// it disagrees with the verified NAR, it lied.
-	if ls, ok := s.listings.Get(p.Path.Hash); ok && !sameListing(ls.Root, listing.Root) {
-		s.listings.Remove(p.Path.Hash)
-		return "", fmt.Errorf("%s: %w: the cache's .ls listing disagrees with the NAR", where, ErrCorrupt)
-	}
+	// it disagrees with the verified NAR, it lied. The NAR itself is good:
+	// it is kept, and its listing replaces the lie from now on.
+	ls, ok := s.listings.Get(p.Path.Hash)
+	lied := ok && !sameListing(ls.Root, listing.Root)
 	var buf bytes.Buffer
 	if err := listing.Encode(&buf); err != nil {
 		return "", fmt.Errorf("%s: listing: %w", where, err)
@@ -171,8 +176,15 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (string, err
 	}
 	committed = true
 	s.listings.Add(p.Path.Hash, listing)
+	if lied {
+		return root, fmt.Errorf("%s: %w: %w", where, ErrCorrupt, errListingLied)
+	}
 	return root, nil
 }
+
+// errListingLied marks a good NAR whose .ls listing was wrong: the caller
+// may have acted on the wrong metadata, but the NAR is in the cache.
+var errListingLied = errors.New("the cache's .ls listing disagrees with the NAR; the NAR's listing is used from now on")
 
 // extract writes the NAR's tree at dst and returns its listing. For flat
 // and text content addresses it feeds the root file's contents to caHash.
