@@ -1,0 +1,129 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mounted is one running `narfs mount`.
+type mounted struct {
+	Dir string
+	cmd *exec.Cmd
+	mu  sync.Mutex // protects log
+	log bytes.Buffer
+}
+
+// Log is everything the daemon wrote so far.
+func (m *mounted) Log() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.log.String()
+}
+
+func (m *mounted) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.log.Write(p)
+}
+
+// mountNarfs runs `narfs mount [args] URL DIR` and waits for its "mounted"
+// line; cleanup sends SIGTERM and checks the mount is gone.
+func mountNarfs(t testing.TB, url string, env []string, args ...string) *mounted {
+	t.Helper()
+	requireE2E(t)
+	m := &mounted{Dir: t.TempDir()}
+	full := append([]string{"mount", "--cache-dir", t.TempDir(), "--log-level", "debug"}, args...)
+	full = append(full, url, m.Dir)
+	m.cmd = exec.Command(narfsBin, full...)
+	m.cmd.Env = append(os.Environ(), env...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cmd.Stderr = pw
+	m.cmd.Stdout = pw
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			m.Write([]byte(line + "\n"))
+			if strings.Contains(line, "msg=mounted") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- m.cmd.Wait() }()
+	select {
+	case <-ready:
+	case err := <-exited:
+		t.Fatalf("narfs mount exited before mounting: %v\n%s", err, m.Log())
+	case <-time.After(60 * time.Second):
+		m.cmd.Process.Kill()
+		t.Fatalf("narfs mount not ready after 60s\n%s", m.Log())
+	}
+	t.Cleanup(func() {
+		m.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("narfs mount exited with %v\n%s", err, m.Log())
+			}
+		case <-time.After(30 * time.Second):
+			m.cmd.Process.Kill()
+			<-exited
+			t.Errorf("narfs mount did not exit on SIGTERM\n%s", m.Log())
+		}
+		if isMounted(m.Dir) {
+			t.Errorf("%s still mounted after narfs exited", m.Dir)
+			exec.Command("fusermount3", "-u", "-z", m.Dir).Run()
+		}
+		if t.Failed() {
+			t.Logf("narfs log:\n%s", m.Log())
+		}
+		if strings.Contains(m.Log(), "DATA RACE") {
+			t.Errorf("the daemon reported a data race:\n%s", m.Log())
+		}
+	})
+	return m
+}
+
+// isMounted reads /proc/self/mountinfo.
+func isMounted(dir string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// bashC runs a command line in a separate process (never exec from the
+// serving process), with a deadline so a hung mount fails the test.
+func bashC(t testing.TB, script string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "bash", "-c", script).CombinedOutput()
+	return string(out), err
+}
