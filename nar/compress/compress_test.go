@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -102,7 +104,7 @@ func TestNone(t *testing.T) {
 // Nix ≥2.35 writes zstd as independent 16 MiB frames, and parallel xz or
 // pbzip2-style tools write concatenated streams: all must decode whole.
 func TestConcatenatedStreams(t *testing.T) {
-	a, b := sample(70<<10), sample(50<<10)[1:]
+	a, b := sample(70<<10), sample(50 << 10)[1:]
 	for _, algo := range compressedAlgos {
 		if algo == "br" || algo == "lzma" {
 			continue // neither format has concatenation
@@ -290,5 +292,46 @@ func TestToolPathUsesTool(t *testing.T) {
 			t.Errorf("%s: got %T, want a child process", algo, rc)
 		}
 		rc.Close()
+	}
+}
+
+// An *os.File input goes straight to the child's stdin: the same promises
+// hold on that path.
+func TestFileInput(t *testing.T) {
+	data := sample(2 << 20)
+	for _, algo := range compressedAlgos {
+		t.Run(algo, func(t *testing.T) {
+			comp := compressWithTool(t, algo, data)
+			open := func(b []byte) *os.File {
+				path := filepath.Join(t.TempDir(), "in")
+				if err := os.WriteFile(path, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				f, err := os.Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { f.Close() })
+				return f
+			}
+			got, err := decode(t, algo, open(comp), true)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("whole file: %d bytes, %v", len(got), err)
+			}
+			if got, err := decode(t, algo, open(comp[:len(comp)/2]), true); err == nil {
+				t.Errorf("truncated file: %d bytes and no error", len(got))
+			}
+			rc, err := NewReader(algo, open(comp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(rc, make([]byte, 1000)); err != nil {
+				t.Fatal(err)
+			}
+			rc.Close()
+			if tr, ok := rc.(*toolReader); ok && tr.cmd.ProcessState == nil {
+				t.Error("child process not reaped after Close")
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"bufio"
 	"compress/bzip2"
 	"errors"
 	"fmt"
@@ -157,9 +158,13 @@ func newLZ4(r io.Reader) io.ReadCloser {
 	})
 }
 
+// ulikunitz/xz reads its input a byte at a time through io.ByteReader
+// when it can, and a syscall per byte otherwise: give it a buffer.
+const lzmaInputBuffer = 64 << 10
+
 func newXZ(r io.Reader) io.ReadCloser {
 	return newDecoder("xz", r, func(src io.Reader) (io.Reader, func(), error) {
-		xr, err := xz.NewReader(src)
+		xr, err := xz.NewReader(bufio.NewReaderSize(src, lzmaInputBuffer))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -169,7 +174,7 @@ func newXZ(r io.Reader) io.ReadCloser {
 
 func newLZMA(r io.Reader) io.ReadCloser {
 	return newDecoder("lzma", r, func(src io.Reader) (io.Reader, func(), error) {
-		lr, err := lzma.ReaderConfig{DictCap: maxLZMADict}.NewReader(src)
+		lr, err := lzma.ReaderConfig{DictCap: maxLZMADict}.NewReader(bufio.NewReaderSize(src, lzmaInputBuffer))
 		if err != nil {
 			return nil, nil, err
 		}

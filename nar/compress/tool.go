@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -24,7 +25,7 @@ const maxStderr = 4 << 10
 type toolReader struct {
 	name   string // argv[0], for errors
 	cmd    *exec.Cmd
-	stdout io.ReadCloser
+	stdout *os.File // read end of the child's stdout
 	stderr *cappedBuffer
 
 	waitOnce sync.Once
@@ -36,9 +37,13 @@ type toolReader struct {
 	err error // sticky Read error; errClosed after Close
 }
 
+// pipeSize is asked of the kernel for both pipes: 16 times the default, so
+// a fast decoder and its reader trade fewer, larger chunks.
+const pipeSize = 1 << 20
+
 // startTool starts argv and returns its reader, or an error if the tool is
 // missing or cannot start; r has not been read from in that case.
-func startTool(argv []string, r io.Reader) (*toolReader, error) {
+func startTool(argv []string, r io.Reader) (_ *toolReader, err error) {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return nil, err
@@ -46,28 +51,59 @@ func startTool(argv []string, r io.Reader) (*toolReader, error) {
 	cmd := exec.Command(path, argv[1:]...)
 	t := &toolReader{name: argv[0], cmd: cmd, stderr: &cappedBuffer{max: maxStderr}}
 	cmd.Stderr = t.stderr
-	stdin, err := cmd.StdinPipe()
+
+	// Our own pipes rather than exec's: their size can be set, and Wait
+	// does not close them under a concurrent Read.
+	var toClose []*os.File // the child's ends, and ours on failure
+	defer func() {
+		for _, f := range toClose {
+			f.Close()
+		}
+	}()
+	var stdinW *os.File
+	if f, ok := r.(*os.File); ok {
+		// A file is handed to the child as is: no copying, and no
+		// goroutine. The child advances the shared offset.
+		cmd.Stdin = f
+	} else {
+		stdinR, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		setPipeSize(w)
+		toClose = append(toClose, stdinR)
+		cmd.Stdin, stdinW = stdinR, w
+	}
+	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {
+		if stdinW != nil {
+			stdinW.Close()
+		}
 		return nil, err
 	}
-	if t.stdout, err = cmd.StdoutPipe(); err != nil {
-		stdin.Close()
-		return nil, err
-	}
+	setPipeSize(stdoutW)
+	toClose = append(toClose, stdoutW)
+	cmd.Stdout, t.stdout = stdoutW, stdoutR
 	if err := cmd.Start(); err != nil {
-		// Start closes the pipes it made.
+		toClose = append(toClose, stdoutR)
+		if stdinW != nil {
+			toClose = append(toClose, stdinW)
+		}
 		return nil, err
 	}
-	go t.feed(stdin, r)
+	if stdinW != nil {
+		go t.feed(stdinW, r)
+	}
 	return t, nil
 }
 
 // feed copies the input to the child's stdin and closes it, so the child
 // sees the end of its input. A write error means the child is gone (it
 // finished early, failed or was killed); Read reports that from its exit.
-func (t *toolReader) feed(stdin io.WriteCloser, r io.Reader) {
+func (t *toolReader) feed(stdin *os.File, r io.Reader) {
 	defer stdin.Close()
-	_, err := io.Copy(stdin, readOnly{r})
+	// Hide ReaderFrom/WriterTo: the buffer size matters at these rates.
+	_, err := io.CopyBuffer(struct{ io.Writer }{stdin}, readOnly{r}, make([]byte, 256<<10))
 	var rerr *readError
 	if errors.As(err, &rerr) {
 		t.feedMu.Lock()
@@ -77,7 +113,7 @@ func (t *toolReader) feed(stdin io.WriteCloser, r io.Reader) {
 }
 
 // readOnly tags errors from the input so feed can tell them from write
-// errors, and hides any WriterTo so io.Copy cannot bypass the tagging.
+// errors.
 type readOnly struct{ r io.Reader }
 
 type readError struct{ err error }
@@ -100,8 +136,8 @@ func (t *toolReader) Read(p []byte) (int, error) {
 	if err == nil {
 		return n, nil
 	}
-	// stdout ended (EOF, or closed under us by Close): the child has
-	// exited or is exiting; its status decides between EOF and an error.
+	// stdout ended: the child has exited or is exiting (or Close ran
+	// concurrently); its status decides between EOF and an error.
 	if werr := t.wait(); werr != nil {
 		t.err = werr
 		return n, werr
@@ -146,7 +182,7 @@ func (t *toolReader) Close() error {
 	// use makes it safe against pid reuse after Wait.
 	_ = t.cmd.Process.Kill()
 	t.waitOnce.Do(func() { t.waitErr = t.cmd.Wait() })
-	return nil
+	return t.stdout.Close()
 }
 
 // cappedBuffer keeps the first max bytes written to it and drops the rest.
