@@ -159,9 +159,10 @@ func checkRange(off, n int64) error {
 // exactReader yields exactly left bytes from r or fails: an early EOF is
 // io.ErrUnexpectedEOF, never a short success.
 type exactReader struct {
-	r    io.Reader
-	c    io.Closer
-	left int64
+	r     io.Reader
+	c     io.Closer
+	left  int64
+	short error // returned on early EOF instead of io.ErrUnexpectedEOF
 }
 
 func (e *exactReader) Read(p []byte) (int, error) {
@@ -175,6 +176,9 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	e.left -= int64(n)
 	if err == io.EOF {
 		if e.left > 0 {
+			if e.short != nil {
+				return n, e.short
+			}
 			return n, io.ErrUnexpectedEOF
 		}
 	}

@@ -277,6 +277,10 @@ func (b *httpBackend) rangeOnce(ctx context.Context, key string, off, n int64) (
 			}
 			return nil, b.errorf("get", key, err)
 		}
+		// A clean EOF before off+n means the object is shorter than
+		// the range (a cut connection is io.ErrUnexpectedEOF instead).
+		short := fmt.Errorf("%w: object ends before byte %d", ErrRange, off+n)
+		return &namedBody{rc: &exactReader{r: body, c: body, left: n, short: short}, prefix: b.errorPrefix("get", key)}, nil
 	default:
 		body.Close()
 		return nil, b.errorf("get", key, fmt.Errorf("unexpected %s to a range request", resp.Status))
