@@ -38,6 +38,9 @@ func (s *Store) Materialize(ctx context.Context, p *PathInfo) (string, error) {
 		if root := s.cache.root(key); root != "" {
 			return root, nil
 		}
+		if err := s.failed.get(key); err != nil {
+			return "", err
+		}
 		root, err := s.fetch(context.WithoutCancel(ctx), p, key)
 		if errors.Is(err, errListingLied) {
 			s.stats.fetches.Add(1)

@@ -21,6 +21,11 @@ func (s *Store) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) 
 		return l, nil
 	}
 	v, err, _ := s.listingGroup.Do(p.Path.Hash, func() (any, error) {
+		// A flight that ended between the check above and Do has already
+		// filled the cache.
+		if l, ok := s.listings.Get(p.Path.Hash); ok {
+			return l, nil
+		}
 		ctx := context.WithoutCancel(ctx)
 		if l := s.cachedListing(p); l != nil {
 			s.listings.Add(p.Path.Hash, l)

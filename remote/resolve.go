@@ -81,6 +81,14 @@ func (s *Store) narinfo(ctx context.Context, hash string) (*narinfo.NarInfo, err
 	}
 	// The fetch is shared, so one caller giving up must not fail the others.
 	v, err, _ := s.resolveGroup.Do(hash, func() (any, error) {
+		// A flight that ended between the checks above and Do has already
+		// filled one of the caches.
+		if ni, ok := s.narinfos.Get(hash); ok {
+			return ni, nil
+		}
+		if err := s.negative.get(hash); err != nil {
+			return nil, err
+		}
 		ni, err := s.fetchNarinfo(context.WithoutCancel(ctx), hash)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUntrusted) || errors.Is(err, ErrCorrupt) {
