@@ -95,4 +95,3 @@ func readFile(t testing.TB, p string) []byte {
 	}
 	return b
 }
-

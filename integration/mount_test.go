@@ -127,3 +127,14 @@ func bashC(t testing.TB, script string) (string, error) {
 	out, err := exec.CommandContext(ctx, "bash", "-c", script).CombinedOutput()
 	return string(out), err
 }
+
+// startProc starts a helper process that the test kills.
+func startProc(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}

@@ -21,8 +21,8 @@ type closure struct {
 	app       string // base name of an executable-bearing path
 	caPaths   []string
 	iaPaths   []string
-	all       []string // every base name in the closure
-	tinyPaths []string // paths small enough for br
+	all       []string          // every base name in the closure
+	tinyPaths []string          // paths small enough for br
 	caches    map[string]string // cache name → directory
 }
 
