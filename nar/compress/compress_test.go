@@ -29,11 +29,29 @@ var compressors = map[string][]string{
 // compressedAlgos lists every supported algorithm except none, sorted.
 var compressedAlgos = []string{"br", "bzip2", "gzip", "lz4", "lzma", "xz", "zstd"}
 
-// paths names the two implementations NewReader chooses between.
-var paths = []struct {
-	name     string
-	useTools bool
-}{{"tool", true}, {"go", false}}
+// impl is one way of decoding an algorithm: a child tool or pure Go.
+type impl struct {
+	name string
+	open func(io.Reader) (io.ReadCloser, error)
+}
+
+// impls returns every decoder NewReader may pick for algo here: each
+// installed tool in its list, then the pure-Go fallback.
+func impls(algo string) []impl {
+	a := algorithms[canonical(algo)]
+	var out []impl
+	for _, argv := range a.tools {
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			continue
+		}
+		out = append(out, impl{argv[0], func(r io.Reader) (io.ReadCloser, error) {
+			return startTool(argv, r)
+		}})
+	}
+	return append(out, impl{"go", func(r io.Reader) (io.ReadCloser, error) {
+		return a.pureGo(r), nil
+	}})
+}
 
 // sample returns n bytes of NAR-like data: text with repeats, so every
 // compressor has something to do, and deterministic.
@@ -65,11 +83,23 @@ func compressWithTool(t testing.TB, algo string, data []byte) []byte {
 	return out
 }
 
-func decode(t *testing.T, algo string, in io.Reader, useTools bool) ([]byte, error) {
+// decode reads all of in through p.
+func (p impl) decode(t *testing.T, in io.Reader) ([]byte, error) {
 	t.Helper()
-	rc, err := newReader(algo, in, useTools)
+	rc, err := p.open(in)
 	if err != nil {
-		t.Fatalf("newReader(%q): %v", algo, err)
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// decode reads all of in through NewReader.
+func decode(t *testing.T, algo string, in io.Reader) ([]byte, error) {
+	t.Helper()
+	rc, err := NewReader(algo, in)
+	if err != nil {
+		t.Fatalf("NewReader(%q): %v", algo, err)
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
@@ -78,10 +108,10 @@ func decode(t *testing.T, algo string, in io.Reader, useTools bool) ([]byte, err
 func TestRoundTrip(t *testing.T) {
 	data := sample(300 << 10)
 	for _, algo := range compressedAlgos {
-		for _, p := range paths {
+		for _, p := range impls(algo) {
 			t.Run(algo+"/"+p.name, func(t *testing.T) {
 				comp := compressWithTool(t, algo, data)
-				got, err := decode(t, algo, bytes.NewReader(comp), p.useTools)
+				got, err := p.decode(t, bytes.NewReader(comp))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -95,7 +125,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestNone(t *testing.T) {
 	data := sample(1000)
-	got, err := decode(t, "none", bytes.NewReader(data), true)
+	got, err := decode(t, "none", bytes.NewReader(data))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("none: got %d bytes, %v; want the input back", len(got), err)
 	}
@@ -109,10 +139,10 @@ func TestConcatenatedStreams(t *testing.T) {
 		if algo == "br" || algo == "lzma" {
 			continue // neither format has concatenation
 		}
-		for _, p := range paths {
+		for _, p := range impls(algo) {
 			t.Run(algo+"/"+p.name, func(t *testing.T) {
 				comp := append(compressWithTool(t, algo, a), compressWithTool(t, algo, b)...)
-				got, err := decode(t, algo, bytes.NewReader(comp), p.useTools)
+				got, err := p.decode(t, bytes.NewReader(comp))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -127,11 +157,11 @@ func TestConcatenatedStreams(t *testing.T) {
 func TestTruncatedInputFails(t *testing.T) {
 	data := sample(300 << 10)
 	for _, algo := range compressedAlgos {
-		for _, p := range paths {
+		for _, p := range impls(algo) {
 			t.Run(algo+"/"+p.name, func(t *testing.T) {
 				comp := compressWithTool(t, algo, data)
 				for _, cut := range []int{0, 1, 10, len(comp) / 2, len(comp) - 1} {
-					got, err := decode(t, algo, bytes.NewReader(comp[:cut]), p.useTools)
+					got, err := p.decode(t, bytes.NewReader(comp[:cut]))
 					if err == nil {
 						t.Errorf("cut at %d of %d: decoded %d bytes and no error", cut, len(comp), len(got))
 					}
@@ -144,9 +174,9 @@ func TestTruncatedInputFails(t *testing.T) {
 func TestGarbageInputFails(t *testing.T) {
 	garbage := sample(64 << 10)
 	for _, algo := range compressedAlgos {
-		for _, p := range paths {
+		for _, p := range impls(algo) {
 			t.Run(algo+"/"+p.name, func(t *testing.T) {
-				if _, err := decode(t, algo, bytes.NewReader(garbage), p.useTools); err == nil {
+				if _, err := p.decode(t, bytes.NewReader(garbage)); err == nil {
 					t.Error("garbage decoded without error")
 				}
 			})
@@ -159,11 +189,11 @@ func TestGarbageInputFails(t *testing.T) {
 func TestCorruptInputFails(t *testing.T) {
 	data := sample(300 << 10)
 	for _, algo := range compressedAlgos {
-		for _, p := range paths {
+		for _, p := range impls(algo) {
 			t.Run(algo+"/"+p.name, func(t *testing.T) {
 				comp := compressWithTool(t, algo, data)
 				comp[len(comp)/2] ^= 0x55
-				got, err := decode(t, algo, bytes.NewReader(comp), p.useTools)
+				got, err := p.decode(t, bytes.NewReader(comp))
 				if err == nil && !bytes.Equal(got, data) {
 					t.Errorf("corrupt input decoded to %d wrong bytes without error", len(got))
 				}
@@ -188,13 +218,13 @@ func (f failingReader) Read(p []byte) (int, error) {
 func TestInputErrorSurfaces(t *testing.T) {
 	data := sample(300 << 10)
 	for _, algo := range append([]string{"none"}, compressedAlgos...) {
-		for _, p := range paths {
+		for _, p := range impls(algo) {
 			t.Run(algo+"/"+p.name, func(t *testing.T) {
 				comp := data
 				if algo != "none" {
 					comp = compressWithTool(t, algo, data)
 				}
-				_, err := decode(t, algo, failingReader{bytes.NewReader(comp[:len(comp)/2])}, p.useTools)
+				_, err := p.decode(t, failingReader{bytes.NewReader(comp[:len(comp)/2])})
 				if !errors.Is(err, errInput) {
 					t.Errorf("got %v, want the input's error", err)
 				}
@@ -206,13 +236,13 @@ func TestInputErrorSurfaces(t *testing.T) {
 func TestNames(t *testing.T) {
 	data := sample(10 << 10)
 	t.Run("empty means bzip2", func(t *testing.T) {
-		got, err := decode(t, "", bytes.NewReader(compressWithTool(t, "bzip2", data)), false)
+		got, err := decode(t, "", bytes.NewReader(compressWithTool(t, "bzip2", data)))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("got %d bytes, %v", len(got), err)
 		}
 	})
 	t.Run("x-gzip means gzip", func(t *testing.T) {
-		got, err := decode(t, "x-gzip", bytes.NewReader(compressWithTool(t, "gzip", data)), false)
+		got, err := decode(t, "x-gzip", bytes.NewReader(compressWithTool(t, "gzip", data)))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("got %d bytes, %v", len(got), err)
 		}
@@ -246,11 +276,11 @@ func settleGoroutines(n int) int {
 func TestCloseBeforeEOF(t *testing.T) {
 	data := sample(4 << 20)
 	for _, algo := range compressedAlgos {
-		for _, p := range paths {
+		for _, p := range impls(algo) {
 			t.Run(algo+"/"+p.name, func(t *testing.T) {
 				comp := compressWithTool(t, algo, data)
 				before := runtime.NumGoroutine()
-				rc, err := newReader(algo, bytes.NewReader(comp), p.useTools)
+				rc, err := p.open(bytes.NewReader(comp))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -314,11 +344,11 @@ func TestFileInput(t *testing.T) {
 				t.Cleanup(func() { f.Close() })
 				return f
 			}
-			got, err := decode(t, algo, open(comp), true)
+			got, err := decode(t, algo, open(comp))
 			if err != nil || !bytes.Equal(got, data) {
 				t.Errorf("whole file: %d bytes, %v", len(got), err)
 			}
-			if got, err := decode(t, algo, open(comp[:len(comp)/2]), true); err == nil {
+			if got, err := decode(t, algo, open(comp[:len(comp)/2])); err == nil {
 				t.Errorf("truncated file: %d bytes and no error", len(got))
 			}
 			rc, err := NewReader(algo, open(comp))
