@@ -232,13 +232,21 @@ func TestS3Profile(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
 	ctx := context.Background()
 
-	// The profile supplies both the keys and the region.
+	// The profile supplies both the keys and the region, and an explicit
+	// profile wins over credentials in the environment (Nix: a profile
+	// name means only that profile).
+	setAWSKeys(t, "envkey", "envsecret")
 	b := mustOpen(t, "s3://cache?profile=narfs-test&endpoint="+g.Endpoint, s3Opts())
 	data, err := ReadAll(ctx, b, "nix-cache-info", 1<<10)
 	if err != nil || string(data) != string(fx.files["nix-cache-info"]) {
 		t.Fatalf("profile narfs-test: %q, %v", data, err)
 	}
+	if _, err := Open(ctx, mustParse(t, "s3://cache?profile=no-such-profile&endpoint="+g.Endpoint), s3Opts()); err == nil ||
+		!strings.Contains(err.Error(), "no-such-profile") {
+		t.Errorf("unknown profile: %v, want an error naming it", err)
+	}
 	// The default profile has wrong keys: an auth error, not "missing".
+	setAWSKeys(t, "", "")
 	def := mustOpen(t, "s3://cache?region="+testRegion+"&endpoint="+g.Endpoint, s3Opts())
 	_, err = def.Get(ctx, "nix-cache-info")
 	checkAuthErr(t, "get with default profile", "wrongkey", err, "wrongsecret")

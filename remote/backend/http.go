@@ -40,8 +40,8 @@ func newHTTPTransport() *http.Transport {
 	return t
 }
 
-// guardedClient copies c (or a default client) and wraps its transport with
-// the timeout and stall guards.
+// guardedClient copies c and wraps its transport with the timeout and
+// stall guards.
 func guardedClient(c *http.Client, opts Options) *http.Client {
 	var out http.Client
 	if c != nil {
@@ -49,7 +49,7 @@ func guardedClient(c *http.Client, opts Options) *http.Client {
 	}
 	base := out.Transport
 	if base == nil {
-		base = newHTTPTransport()
+		base = http.DefaultTransport
 	}
 	out.Transport = &guardTransport{base: base, headerTimeout: opts.RequestTimeout, stallTimeout: opts.StallTimeout}
 	return &out
@@ -62,6 +62,16 @@ func openHTTP(u *StoreURL, opts Options) (*httpBackend, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	base.User = nil
+	hc := opts.HTTPClient
+	if hc == nil {
+		certs, err := clientCertificates(u)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		t := newHTTPTransport()
+		applyClientCerts(t, certs)
+		hc = &http.Client{Transport: t}
+	}
 	nrc, err := loadNetrc(opts.NetrcPath)
 	if err != nil {
 		// A broken netrc must not stop a public cache from working.
@@ -73,7 +83,7 @@ func openHTTP(u *StoreURL, opts Options) (*httpBackend, error) {
 		base:   base,
 		user:   u.user,
 		netrc:  nrc,
-		client: guardedClient(opts.HTTPClient, opts),
+		client: guardedClient(hc, opts),
 		opts:   opts,
 		log:    opts.Logger,
 	}, nil

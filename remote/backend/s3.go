@@ -40,12 +40,17 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 	if region == "" {
 		region = p.Get("aws-region")
 	}
+	certs, err := clientCertificates(u)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	// The SDK's buildable client lets LoadDefaultConfig apply
 	// AWS_CA_BUNDLE; its transport is then wrapped with our guards.
 	bc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = 256
 		t.MaxIdleConnsPerHost = 64
 		t.DisableCompression = true
+		applyClientCerts(t, certs)
 	})
 	lopts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(bc),
@@ -86,7 +91,9 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 		if b, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
 			hc = &http.Client{Transport: b.GetTransport()}
 		} else {
-			hc = &http.Client{Transport: newHTTPTransport()}
+			t := newHTTPTransport()
+			applyClientCerts(t, certs)
+			hc = &http.Client{Transport: t}
 		}
 	}
 	cfg.HTTPClient = guardedClient(hc, opts)
@@ -212,7 +219,7 @@ func (b *s3Backend) Get(ctx context.Context, key string) (*Object, error) {
 	}
 	return &Object{
 		Body:            &namedBody{rc: out.Body, prefix: fmt.Sprintf("%s: get %s", b, key)},
-		Size:            aws.ToInt64(out.ContentLength),
+		Size:            sizeOrUnknown(out.ContentLength),
 		ContentEncoding: aws.ToString(out.ContentEncoding),
 	}, nil
 }
@@ -247,11 +254,7 @@ func (b *s3Backend) head(ctx context.Context, key string) (Info, error) {
 	if err != nil {
 		return Info{}, b.errorf("stat", key, mapS3Error(err))
 	}
-	size := int64(-1)
-	if out.ContentLength != nil {
-		size = *out.ContentLength
-	}
-	return Info{Size: size, ContentEncoding: aws.ToString(out.ContentEncoding)}, nil
+	return Info{Size: sizeOrUnknown(out.ContentLength), ContentEncoding: aws.ToString(out.ContentEncoding)}, nil
 }
 
 func (b *s3Backend) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
@@ -312,4 +315,11 @@ func (b *s3Backend) List(ctx context.Context, suffix string, fn func(string) err
 		}
 	}
 	return nil
+}
+
+func sizeOrUnknown(n *int64) int64 {
+	if n == nil {
+		return -1
+	}
+	return *n
 }
