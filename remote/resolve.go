@@ -35,16 +35,17 @@ func (s *Store) Resolve(ctx context.Context, base string) (*PathInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (%v)", base, ErrNotFound, err)
 	}
-	ni, err := s.narinfo(ctx, sp.Hash)
+	pi, err := s.info(ctx, sp.Hash)
 	if err != nil {
 		return nil, err
 	}
 	// Nix's goodStorePath: the narinfo must describe exactly this path, not
 	// just one with the same hash part.
-	if ni.StorePath != sp {
-		return nil, fmt.Errorf("%s: %w (cache has %s under that hash)", base, ErrNotFound, ni.StorePath)
+	if pi.Path != sp {
+		return nil, fmt.Errorf("%s: %w (cache has %s under that hash)", base, ErrNotFound, pi.Path)
 	}
-	return s.pathInfo(ni)
+	c := *pi // callers may not share the cached value
+	return &c, nil
 }
 
 // ResolveHash is Resolve by hash part alone, for `narfs info HASH` and the
@@ -53,28 +54,20 @@ func (s *Store) ResolveHash(ctx context.Context, hash string) (*PathInfo, error)
 	if !storepath.ValidHashPart(hash) {
 		return nil, fmt.Errorf("%s: %w (not a store path hash)", hash, ErrNotFound)
 	}
-	ni, err := s.narinfo(ctx, hash)
+	pi, err := s.info(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
-	return s.pathInfo(ni)
+	c := *pi
+	return &c, nil
 }
 
-func (s *Store) pathInfo(ni *narinfo.NarInfo) (*PathInfo, error) {
-	// Trust was established when the narinfo entered the cache; this only
-	// rebuilds the verdict, which is cheap compared to a signature check.
-	trust, ca, err := s.trust(ni)
-	if err != nil {
-		return nil, err
-	}
-	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: trust, ca: ca}, nil
-}
-
-// narinfo returns the trusted narinfo for a hash part, from memory or the
-// cache.
-func (s *Store) narinfo(ctx context.Context, hash string) (*narinfo.NarInfo, error) {
-	if ni, ok := s.narinfos.Get(hash); ok {
-		return ni, nil
+// info returns the trusted path of a hash part with its verdict, from
+// memory or the cache. The verdict is kept, not recomputed: it costs a
+// signature check.
+func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
+	if pi, ok := s.narinfos.Get(hash); ok {
+		return pi, nil
 	}
 	if err := s.negative.get(hash); err != nil {
 		return nil, err
@@ -83,13 +76,13 @@ func (s *Store) narinfo(ctx context.Context, hash string) (*narinfo.NarInfo, err
 	v, err, _ := s.resolveGroup.Do(hash, func() (any, error) {
 		// A flight that ended between the checks above and Do has already
 		// filled one of the caches.
-		if ni, ok := s.narinfos.Get(hash); ok {
-			return ni, nil
+		if pi, ok := s.narinfos.Get(hash); ok {
+			return pi, nil
 		}
 		if err := s.negative.get(hash); err != nil {
 			return nil, err
 		}
-		ni, err := s.fetchNarinfo(context.WithoutCancel(ctx), hash)
+		pi, err := s.fetchNarinfo(context.WithoutCancel(ctx), hash)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUntrusted) || errors.Is(err, ErrCorrupt) {
 				s.negative.add(hash, err)
@@ -97,16 +90,16 @@ func (s *Store) narinfo(ctx context.Context, hash string) (*narinfo.NarInfo, err
 			}
 			return nil, err
 		}
-		s.narinfos.Add(hash, ni)
-		return ni, nil
+		s.narinfos.Add(hash, pi)
+		return pi, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*narinfo.NarInfo), nil
+	return v.(*PathInfo), nil
 }
 
-func (s *Store) fetchNarinfo(ctx context.Context, hash string) (*narinfo.NarInfo, error) {
+func (s *Store) fetchNarinfo(ctx context.Context, hash string) (*PathInfo, error) {
 	data, err := backend.ReadAll(ctx, s.be, hash+".narinfo", maxSmallObject)
 	if err != nil {
 		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
@@ -122,11 +115,12 @@ func (s *Store) fetchNarinfo(ctx context.Context, hash string) (*narinfo.NarInfo
 	if ni.StoreDir != s.storeDir {
 		return nil, fmt.Errorf("narinfo %s: %w: store path %s is not under %s", hash, ErrNotFound, ni.StorePath.Abs(ni.StoreDir), s.storeDir)
 	}
-	if _, _, err := s.trust(ni); err != nil {
+	trust, ca, err := s.trust(ni)
+	if err != nil {
 		s.log.Info("untrusted path hidden", "path", ni.StorePath.String(), "err", err)
 		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
 	}
-	return ni, nil
+	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: trust, ca: ca}, nil
 }
 
 // trust decides whether a narinfo may be shown, and why.

@@ -40,10 +40,10 @@ type Store struct {
 	listingGroup singleflight.Group // by hash part
 	fetchGroup   singleflight.Group // by NarHash
 
-	narinfos *lru.Cache[string, *narinfo.NarInfo] // hash part → trusted narinfo
-	listings *lru.Cache[string, *nar.Listing]     // hash part → listing
-	negative *negativeCache                       // hash part → why it is not visible
-	failed   *negativeCache                       // NarHash → why its NAR was rejected
+	narinfos *lru.Cache[string, *PathInfo]    // hash part → trusted narinfo and verdict
+	listings *lru.Cache[string, *nar.Listing] // hash part → listing
+	negative *negativeCache                   // hash part → why it is not visible
+	failed   *negativeCache                   // NarHash → why its NAR was rejected
 }
 
 // Open parses storeURL (Nix syntax), connects to the cache and reads its
@@ -69,7 +69,7 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 		failed:   newNegativeCache(corruptMemo),
 	}
 	s.be = countingBackend{Backend: be, c: &s.stats}
-	if s.narinfos, err = lru.New[string, *narinfo.NarInfo](cfg.NarinfoCacheSize); err != nil {
+	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
 		return nil, err
 	}
 	if s.listings, err = lru.New[string, *nar.Listing](4096); err != nil {
