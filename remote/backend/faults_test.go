@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -383,6 +384,39 @@ func TestS3FakeFaults(t *testing.T) {
 			t.Errorf("%d requests, want 3", calls.Load())
 		}
 	})
+	t.Run("parallel retries are not rationed", func(t *testing.T) {
+		// Every key fails twice with 500 before succeeding. The SDK's
+		// default retry token bucket (500 tokens, 5–14 per retry) would
+		// refuse some of these 128 retries; ours must not.
+		var mu sync.Mutex
+		seen := map[string]int{}
+		srv, _ := fakeS3(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen[r.URL.Path]++
+			k := seen[r.URL.Path]
+			mu.Unlock()
+			if k <= 2 {
+				s3XMLError(w, 500, "InternalError")
+				return
+			}
+			w.Write([]byte("ok"))
+		})
+		b := open(srv)
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		for i := range 64 {
+			wg.Go(func() {
+				if _, err := ReadAll(ctx, b, fmt.Sprintf("k%d.narinfo", i), 10); err != nil {
+					failed.Add(1)
+					t.Log(err)
+				}
+			})
+		}
+		wg.Wait()
+		if failed.Load() != 0 {
+			t.Errorf("%d of 64 parallel reads failed", failed.Load())
+		}
+	})
 	t.Run("InternalError forever", func(t *testing.T) {
 		srv, calls := fakeS3(t, func(n int32, w http.ResponseWriter, r *http.Request) {
 			s3XMLError(w, 500, "InternalError")
@@ -440,6 +474,27 @@ func TestS3FakeFaults(t *testing.T) {
 		})
 		if !errors.Is(err, ErrStalled) {
 			t.Errorf("stalled S3 body: %v, want ErrStalled", err)
+		}
+	})
+	t.Run("no headers", func(t *testing.T) {
+		done := make(chan struct{})
+		srv, calls := fakeS3(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+		})
+		t.Cleanup(func() { close(done) })
+		b := open(srv)
+		err := within(t, "s3 get", func() error {
+			_, err := b.Get(ctx, "nix-cache-info")
+			return err
+		})
+		if !errors.Is(err, ErrTimeout) {
+			t.Errorf("silent S3 endpoint: %v, want ErrTimeout", err)
+		}
+		if calls.Load() != 3 {
+			t.Errorf("%d attempts, want MaxAttempts=3", calls.Load())
 		}
 	})
 	t.Run("truncated body", func(t *testing.T) {
