@@ -78,8 +78,9 @@ func startVersityGW(t *testing.T, region string) *versityGW {
 	})
 	endpoint := "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)
+	probe := &http.Client{Timeout: 2 * time.Second}
 	for {
-		resp, err := http.Get(endpoint + "/")
+		resp, err := probe.Get(endpoint + "/")
 		if err == nil {
 			resp.Body.Close()
 			break // any S3 answer (403 for an unsigned request) means ready
