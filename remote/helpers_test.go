@@ -76,8 +76,13 @@ func fixturePaths(t testing.TB) []fixturePath {
 // may modify.
 func copyCache(t testing.TB, name string) string {
 	t.Helper()
-	src := filepath.Join(fixtureDir, name)
-	dst := filepath.Join(t.TempDir(), name)
+	return copyDir(t, filepath.Join(fixtureDir, name))
+}
+
+// copyDir copies a directory tree into a temporary directory.
+func copyDir(t testing.TB, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), filepath.Base(src))
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}

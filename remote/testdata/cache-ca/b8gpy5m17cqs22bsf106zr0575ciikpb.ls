@@ -1,0 +1,1 @@
+{"version":1,"root":{"type":"directory","entries":{"bin":{"type":"directory","entries":{"hi":{"type":"regular","size":18,"executable":true,"narOffset":400}}},"data":{"type":"regular","size":5,"narOffset":640},"link":{"type":"symlink","target":"bin/hi"}}}}
