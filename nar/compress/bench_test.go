@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // benchNARSize is the size of the benchmark NAR: large enough that tool
@@ -168,6 +170,7 @@ func benchOurs(b *testing.B, c benchCase, useTools bool) {
 	var peak uint64
 	runtime.GC()
 	runtime.ReadMemStats(&before)
+	cpu := startCPU()
 	b.ResetTimer()
 	for b.Loop() {
 		f, err := os.Open(path)
@@ -189,6 +192,7 @@ func benchOurs(b *testing.B, c benchCase, useTools bool) {
 		}
 	}
 	b.StopTimer()
+	cpu.report(b)
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(peak)/(1<<20), "peakheap-MiB")
 	b.ReportMetric(float64(after.HeapSys)/(1<<20), "heapsys-MiB")
@@ -201,6 +205,7 @@ func benchTool(b *testing.B, c benchCase) {
 		b.Skipf("%s not installed", c.cTool[0])
 	}
 	b.SetBytes(benchNARSize)
+	cpu := startCPU()
 	for b.Loop() {
 		f, err := os.Open(path)
 		if err != nil {
@@ -223,4 +228,27 @@ func benchTool(b *testing.B, c benchCase) {
 		}
 		f.Close()
 	}
+	cpu.report(b)
+}
+
+// cpuClock measures the CPU time of this process and its reaped children.
+// On a shared machine wall-clock MB/s are noisy; CPU per op is not, and
+// shows what parallel decoders spend for their speed.
+type cpuClock struct{ start time.Duration }
+
+func cpuNow() time.Duration {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	total := time.Duration(0)
+	for _, tv := range []syscall.Timeval{self.Utime, self.Stime, children.Utime, children.Stime} {
+		total += time.Duration(tv.Nano())
+	}
+	return total
+}
+
+func startCPU() cpuClock { return cpuClock{cpuNow()} }
+
+func (c cpuClock) report(b *testing.B) {
+	b.ReportMetric(float64(cpuNow()-c.start)/float64(b.N)/1e6, "cpu-ms/op")
 }

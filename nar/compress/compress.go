@@ -18,9 +18,9 @@ type algorithm struct {
 	// pureGo returns a decoder for r. It must not read from r itself; the
 	// first Read does, so NewReader never blocks on I/O.
 	pureGo func(r io.Reader) io.ReadCloser
-	// tools are the external decompressors to try, best first; each
-	// command line writes the decompressed stream of stdin to stdout.
-	tools [][]string
+	// tools give the command lines of external decompressors to try,
+	// best first; each writes the decompressed stream of stdin to stdout.
+	tools []func() []string
 }
 
 // algorithms maps canonical names to their decoders. Read-only after init.
@@ -30,9 +30,9 @@ var algorithms = map[string]algorithm{
 	"zstd":  {pureGo: newZstd},
 	"br":    {pureGo: newBrotli},
 	"lz4":   {pureGo: newLZ4},
-	"xz":    {pureGo: newXZ, tools: [][]string{xzTool("xz")}},
-	"lzma":  {pureGo: newLZMA, tools: [][]string{xzTool("lzma")}},
-	"bzip2": {pureGo: newBzip2, tools: [][]string{{"lbzip2", "-dc"}, {"bzip2", "-dc"}}},
+	"xz":    {pureGo: newXZ, tools: []func() []string{xzTool("xz")}},
+	"lzma":  {pureGo: newLZMA, tools: []func() []string{xzTool("lzma")}},
+	"bzip2": {pureGo: newBzip2, tools: []func() []string{fixedTool("lbzip2", "-dc"), fixedTool("bzip2", "-dc")}},
 }
 
 // aliases maps accepted spellings to canonical names. "" is Nix's narinfo
@@ -77,8 +77,8 @@ func newReader(algo string, r io.Reader, useTools bool) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("compression %q: %w", algo, ErrUnsupported)
 	}
 	if useTools {
-		for _, argv := range a.tools {
-			if rc, err := startTool(argv, r); err == nil {
+		for _, tool := range a.tools {
+			if rc, err := startTool(tool(), r); err == nil {
 				return rc, nil
 			}
 			// Not installed or not startable: r is untouched, so the

@@ -40,7 +40,8 @@ type impl struct {
 func impls(algo string) []impl {
 	a := algorithms[canonical(algo)]
 	var out []impl
-	for _, argv := range a.tools {
+	for _, tool := range a.tools {
+		argv := tool()
 		if _, err := exec.LookPath(argv[0]); err != nil {
 			continue
 		}
@@ -311,7 +312,7 @@ func TestToolPathUsesTool(t *testing.T) {
 		if len(a.tools) == 0 {
 			continue
 		}
-		if _, err := exec.LookPath(a.tools[len(a.tools)-1][0]); err != nil {
+		if _, err := exec.LookPath(a.tools[len(a.tools)-1]()[0]); err != nil {
 			continue
 		}
 		rc, err := NewReader(algo, strings.NewReader(""))

@@ -6,16 +6,51 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 )
 
-// xzTool is the xz command line for a format xz reads. -T0 decodes blocks
-// of multi-block files (Nix's parallel-compression) on every core; it falls
-// back to one thread when the file has a single block.
-func xzTool(format string) []string {
-	return []string{"xz", "-dc", "-T0", "--format=" + format}
+// xzMTMemlimit caps the memory of xz's threaded decoder; xz lowers its
+// thread count to fit and never refuses a file for it. Each thread holds a
+// block's input and output, so Nix-style 24 MiB blocks need about 50 MiB a
+// thread: 128 MiB keeps two threads, whatever the core count.
+const xzMTMemlimit = "128MiB"
+
+// xzTool returns the xz command line for a format xz reads. -T0 decodes
+// the blocks of multi-block files (Nix's parallel-compression) in parallel;
+// single-block files decode on one thread as with plain xz -dc.
+func xzTool(format string) func() []string {
+	return func() []string {
+		argv := []string{"xz", "-dc", "--format=" + format}
+		if xzHasMTDecoder() {
+			argv = append(argv, "-T0", "--memlimit-mt-decompress="+xzMTMemlimit)
+		}
+		return argv
+	}
 }
+
+// fixedTool returns a constant command line.
+func fixedTool(argv ...string) func() []string {
+	return func() []string { return argv }
+}
+
+// xzHasMTDecoder reports whether the installed xz decodes with threads
+// (5.4.0 and later); older ones reject --memlimit-mt-decompress.
+var xzHasMTDecoder = sync.OnceValue(func() bool {
+	out, err := exec.Command("xz", "--robot", "--version").Output()
+	if err != nil {
+		return false
+	}
+	// XZ_VERSION=XYYYZZZS: major X, minor YYY, patch ZZZ, stability S.
+	for line := range strings.Lines(string(out)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "XZ_VERSION="); ok {
+			n, err := strconv.Atoi(v)
+			return err == nil && n >= 50040000
+		}
+	}
+	return false
+})
 
 // maxStderr bounds how much of a tool's stderr is kept for the error.
 const maxStderr = 4 << 10
