@@ -81,7 +81,9 @@ func startS3(t testing.TB) *s3Server {
 	bin := versitygw(t)
 	s := &s3Server{Access: "narfsaccess", Secret: "narfs-secret-key-do-not-log", root: t.TempDir()}
 	port := freePort(t)
-	cmd := exec.Command(bin, "--access", s.Access, "--secret", s.Secret, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--quiet", "posix", "--bucketlinks", s.root)
+	// Credentials by environment, not flags: flags show up in ps.
+	cmd := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--quiet", "posix", "--bucketlinks", s.root)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.Access, "ROOT_SECRET_KEY="+s.Secret)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
