@@ -225,7 +225,8 @@ func DecodeListing(data []byte) (*Listing, error) {
 			}
 			l.Root = n
 		default:
-			return p.errorf("unknown key %q", key)
+			// Like narinfo, tolerate what a newer Nix may add.
+			return p.skipValue(0)
 		}
 		return nil
 	})
@@ -291,7 +292,7 @@ func (p *lsParser) node(depth int) (*Node, error) {
 				return nil
 			})
 		default:
-			err = p.errorf("unknown key %q", key)
+			err = p.skipValue(depth)
 		}
 		return err
 	})
@@ -321,6 +322,62 @@ func (p *lsParser) node(depth int) (*Node, error) {
 		return nil, p.errorf("unknown node type %q", typ)
 	}
 	return n, nil
+}
+
+// skipValue skips one JSON value of a key this parser does not know.
+func (p *lsParser) skipValue(depth int) error {
+	if depth >= MaxDepth {
+		return p.errorf("nesting deeper than %d", MaxDepth)
+	}
+	p.skipSpace()
+	if p.pos >= len(p.data) {
+		return p.errorf("unexpected end")
+	}
+	switch c := p.data[p.pos]; {
+	case c == '"':
+		_, err := p.string()
+		return err
+	case c == '{':
+		return p.object(func(string) error { return p.skipValue(depth + 1) })
+	case c == '[':
+		p.pos++
+		p.skipSpace()
+		if p.consume(']') {
+			return nil
+		}
+		for {
+			if err := p.skipValue(depth + 1); err != nil {
+				return err
+			}
+			p.skipSpace()
+			if p.consume(']') {
+				return nil
+			}
+			if !p.consume(',') {
+				return p.errorf("expected ',' or ']'")
+			}
+		}
+	case c == 't' || c == 'f':
+		_, err := p.boolean()
+		return err
+	case c == 'n':
+		if !bytes.HasPrefix(p.data[p.pos:], []byte("null")) {
+			return p.errorf("invalid literal")
+		}
+		p.pos += 4
+		return nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		// Accept any JSON number, fractions and exponents included.
+		start := p.pos
+		for p.pos < len(p.data) && strings.IndexByte("+-.eE0123456789", p.data[p.pos]) >= 0 {
+			p.pos++
+		}
+		if _, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64); err != nil {
+			return p.errorf("invalid number")
+		}
+		return nil
+	}
+	return p.errorf("unexpected %q", p.data[p.pos])
 }
 
 // object parses {"key": value, ...}, calling value for each key with the

@@ -115,6 +115,20 @@ func TestDecodeListingAcceptsNixHEADStyle(t *testing.T) {
 	}
 }
 
+// Unknown keys are skipped, like unknown narinfo fields, so a listing from a
+// newer Nix still reads.
+func TestDecodeListingIgnoresUnknownKeys(t *testing.T) {
+	doc := `{"version":1,"generator":{"name":"nix","v":[2,35,null,true,-1.5e3,"x"]},` +
+		`"root":{"type":"regular","size":3,"narOffset":96,"mtime":0,"xattrs":{}}}`
+	l, err := DecodeListing([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Root.Type != TypeRegular || l.Root.Size != 3 || l.Root.NarOffset != 96 {
+		t.Errorf("root = %+v", l.Root)
+	}
+}
+
 func TestDecodeListingRejects(t *testing.T) {
 	wrap := func(root string) string { return `{"version":1,"root":` + root + `}` }
 	reg := `{"type":"regular","size":1}`
@@ -122,7 +136,8 @@ func TestDecodeListingRejects(t *testing.T) {
 		"version 2":           `{"version":2,"root":` + reg + `}`,
 		"no version":          `{"root":` + reg + `}`,
 		"no root":             `{"version":1}`,
-		"unknown key":         `{"version":1,"root":` + reg + `,"x":1}`,
+		"bad unknown value":   `{"version":1,"root":` + reg + `,"x":[1,}`,
+		"unknown value deep":  `{"version":1,"root":` + reg + `,"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`,
 		"trailing":            wrap(reg) + "x",
 		"duplicate key":       wrap(`{"type":"regular","size":1,"size":2}`),
 		"duplicate entry":     wrap(`{"type":"directory","entries":{"a":` + reg + `,"a":` + reg + `}}`),
