@@ -28,8 +28,14 @@ type Config struct {
 	NegativeTTL time.Duration
 	// NarinfoCacheSize bounds the in-memory narinfo cache (default 65536).
 	NarinfoCacheSize int
-	Logger           *slog.Logger
-	Backend          backend.Options
+	// PrefetchReferences fetches the NARs of a path's references in the
+	// background once the path's own NAR is fetched, so that walking a
+	// closure overlaps downloads (at the cost of fetching what may never be
+	// read). PrefetchJobs bounds the parallel fetches (default 4).
+	PrefetchReferences bool
+	PrefetchJobs       int
+	Logger             *slog.Logger
+	Backend            backend.Options
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/narfs, ~/.cache/narfs, or
@@ -53,6 +59,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NarinfoCacheSize == 0 {
 		c.NarinfoCacheSize = 65536
+	}
+	if c.PrefetchJobs <= 0 {
+		c.PrefetchJobs = 4
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -59,6 +59,7 @@ func (s *Store) Materialize(ctx context.Context, p *PathInfo) (string, error) {
 			return "", err
 		}
 		s.stats.fetches.Add(1)
+		s.prefetchReferences(p)
 		return root, nil
 	})
 	if err != nil {
@@ -79,14 +80,20 @@ func (s *Store) OpenFile(ctx context.Context, p *PathInfo, sub string) (*os.File
 		if err == nil {
 			return f, nil
 		}
-		// The entry may have been evicted between Materialize and Open.
 		if !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s/%s: %w", p.Path, sub, err)
 		}
-		if attempt > 0 {
-			// Present in the cache, absent from the NAR.
+		if _, lerr := os.Lstat(root); lerr == nil {
+			// The entry is there: the NAR has no such file.
 			return nil, fmt.Errorf("%s/%s: %w", p.Path, sub, ErrNotFound)
 		}
+		if attempt > 0 {
+			return nil, fmt.Errorf("%s/%s: local cache entry vanished: %w", p.Path, sub, err)
+		}
+		// Evicted between Materialize and Open, or deleted from under us
+		// (by hand, or by another narfs sharing the cache dir): forget it
+		// so that the retry fetches it again.
+		s.cache.forget(storepath.EncodeNix32(p.NarInfo.NarHash.Digest))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
@@ -44,6 +45,11 @@ type Store struct {
 	listings *lru.Cache[string, *nar.Listing] // hash part → listing
 	negative *negativeCache                   // hash part → why it is not visible
 	failed   *negativeCache                   // NarHash → why its NAR was rejected
+
+	prefetched  sync.Map      // hash part → struct{}: prefetch already started
+	prefetchSem chan struct{} // bounds background fetches
+	bg          context.Context
+	stopBG      context.CancelFunc
 }
 
 // Open parses storeURL (Nix syntax), connects to the cache and reads its
@@ -67,7 +73,10 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 		trustAll: !cfg.RequireSigs || u.Params.Get("trusted") == "true" || u.Params.Get("trusted") == "1",
 		negative: newNegativeCache(cfg.NegativeTTL),
 		failed:   newNegativeCache(corruptMemo),
+
+		prefetchSem: make(chan struct{}, cfg.PrefetchJobs),
 	}
+	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.be = countingBackend{Backend: be, c: &s.stats}
 	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
 		return nil, err
@@ -116,8 +125,11 @@ func (s *Store) StoreDir() string { return s.storeDir }
 // Stats returns the upstream counters since Open.
 func (s *Store) Stats() Stats { return s.stats.snapshot() }
 
-// Close releases the backend's connections.
-func (s *Store) Close() error { return s.be.Close() }
+// Close stops background work and releases the backend's connections.
+func (s *Store) Close() error {
+	s.stopBG()
+	return s.be.Close()
+}
 
 // hashPart extracts the hash part of a base name without validating it.
 func hashPart(base string) string {

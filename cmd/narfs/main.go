@@ -25,6 +25,7 @@ type globalFlags struct {
 	requireSigs bool
 	logLevel    string
 	timeout     time.Duration
+	prefetch    bool
 }
 
 func main() {
@@ -42,6 +43,7 @@ func main() {
 	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "per-request timeout and the longest a download may stall")
+	pf.BoolVar(&g.prefetch, "prefetch-references", false, "once a path's NAR is fetched, fetch its references' NARs in the background (walks of whole closures overlap downloads)")
 	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "narfs: %v\n", err)
@@ -76,6 +78,8 @@ func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.
 		CacheDir:    g.cacheDir,
 		CacheSize:   g.cacheSize,
 		Logger:      log,
+
+		PrefetchReferences: g.prefetch,
 		Backend: backend.Options{
 			RequestTimeout: g.timeout,
 			StallTimeout:   g.timeout,
