@@ -188,6 +188,17 @@ func (c *diskCache) remove(key string) {
 	os.RemoveAll(gone)
 }
 
+// forget drops an index entry whose files are gone from disk.
+func (c *diskCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[key]; ok {
+		c.lru.Remove(el)
+		delete(c.entries, key)
+		c.total -= el.Value.(*cacheEntry).size
+	}
+}
+
 func (c *diskCache) usage() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
