@@ -194,3 +194,35 @@ func mtime(t *testing.T, p string) time.Time {
 	}
 	return fi.ModTime()
 }
+
+func TestDiskCacheEntryDeletedUnderUs(t *testing.T) {
+	// Someone cleaned the cache dir (or another narfs sharing it evicted
+	// the entry): the path is fetched again, not reported missing.
+	ctx := context.Background()
+	cfg := trustedConfig(t)
+	s := openStore(t, filepath.Join(fixtureDir, "cache-xz"), "", cfg)
+	p := mustResolve(t, s, pathTreeSmall)
+	if _, err := s.Materialize(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(cfg.CacheDir, cacheLayout, "nar", narKey(p))); err != nil {
+		t.Fatal(err)
+	}
+	nd := narBytes(t, pathTreeSmall)
+	sub, node := firstFile(buildListing(t, nd))
+	f, err := s.OpenFile(ctx, p, sub)
+	if err != nil {
+		t.Fatalf("OpenFile after the cache entry was deleted: %v", err)
+	}
+	got, _ := io.ReadAll(f)
+	f.Close()
+	if string(got) != string(nd[node.NarOffset:node.NarOffset+node.Size]) {
+		t.Error("wrong contents")
+	}
+	if st := s.Stats(); st.NarGets != 2 || st.Fetches != 2 {
+		t.Errorf("Stats %+v, want the NAR fetched again", st)
+	}
+	if got := s.CacheUsage(); got != p.NarInfo.NarSize {
+		t.Errorf("CacheUsage = %d, want %d", got, p.NarInfo.NarSize)
+	}
+}
