@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/narfs/narfs/nar"
@@ -70,13 +71,25 @@ func (s *Store) Materialize(ctx context.Context, p *PathInfo) (string, error) {
 
 // OpenFile opens a regular file of a store path ("" for a path that is a
 // single file) from the local cache, fetching the NAR first if needed.
+// Symlinks are not followed and ".." is not a name: anything but a regular
+// file of the NAR is ErrNotFound.
 func (s *Store) OpenFile(ctx context.Context, p *PathInfo, sub string) (*os.File, error) {
 	for attempt := 0; ; attempt++ {
 		root, err := s.Materialize(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		f, err := os.Open(filepath.Join(root, filepath.FromSlash(sub)))
+		// The listing walks names without following symlinks, so the open
+		// below cannot leave the store path for the cache's bookkeeping or
+		// the host's files.
+		n, err := s.Lookup(ctx, p, sub)
+		if err != nil {
+			return nil, err
+		}
+		if n.Type != nar.TypeRegular {
+			return nil, fmt.Errorf("%s/%s: %w (a %s, not a regular file)", p.Path, sub, ErrNotFound, n.Type)
+		}
+		f, err := os.OpenFile(filepath.Join(root, filepath.FromSlash(sub)), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 		if err == nil {
 			return f, nil
 		}
