@@ -394,3 +394,34 @@ func setNARFile(t *testing.T, dir, base, narPath string, data []byte) {
 	writeNarinfo(t, dir, ni)
 	putFile(t, narPath, data)
 }
+
+func TestOpenFileStaysInsideThePath(t *testing.T) {
+	// OpenFile serves regular files of the NAR only: not the local cache's
+	// bookkeeping ("../meta"), not what a symlink in the NAR points to on
+	// this host (abs-link -> /etc/hostname).
+	ctx := context.Background()
+	s := openStore(t, filepath.Join(fixtureDir, "cache-none"), "", trustedConfig(t))
+	p := mustResolve(t, s, pathTreeSmall)
+	for _, sub := range []string{
+		"../meta", "../listing.json", "../../../../../../../../etc/hostname",
+		"abs-link", "link-to-file", "link-to-dir/d3/up3", "dangling", "d1", "./plain.txt/..",
+	} {
+		f, err := s.OpenFile(ctx, p, sub)
+		if err == nil {
+			fi, _ := f.Stat()
+			f.Close()
+			t.Errorf("OpenFile(%q) opened %v", sub, fi.Name())
+		} else if !errors.Is(err, ErrNotFound) {
+			t.Errorf("OpenFile(%q) = %v, want ErrNotFound", sub, err)
+		}
+	}
+	if f, err := s.OpenFile(ctx, p, "plain.txt"); err != nil {
+		t.Errorf("OpenFile(plain.txt): %v", err)
+	} else {
+		f.Close()
+	}
+	// A store path that is a symlink is not a file either.
+	if _, err := s.OpenFile(ctx, mustResolve(t, s, pathLink), ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OpenFile of a symlink path = %v, want ErrNotFound", err)
+	}
+}
