@@ -30,6 +30,18 @@ func xzTool(format string) func() []string {
 	}
 }
 
+// parseXZVersion returns the number in the XZ_VERSION=XYYYZZZS line of
+// xz --robot --version (major X, minor YYY, patch ZZZ, stability S).
+func parseXZVersion(out string) (int, bool) {
+	for line := range strings.Lines(out) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "XZ_VERSION="); ok {
+			n, err := strconv.Atoi(v)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
 // fixedTool returns a constant command line.
 func fixedTool(argv ...string) func() []string {
 	return func() []string { return argv }
@@ -42,14 +54,8 @@ var xzHasMTDecoder = sync.OnceValue(func() bool {
 	if err != nil {
 		return false
 	}
-	// XZ_VERSION=XYYYZZZS: major X, minor YYY, patch ZZZ, stability S.
-	for line := range strings.Lines(string(out)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "XZ_VERSION="); ok {
-			n, err := strconv.Atoi(v)
-			return err == nil && n >= 50040000
-		}
-	}
-	return false
+	v, ok := parseXZVersion(string(out))
+	return ok && v >= 50040000
 })
 
 // maxStderr bounds how much of a tool's stderr is kept for the error.
