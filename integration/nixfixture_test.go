@@ -89,6 +89,9 @@ func buildClosure() (*closure, error) {
 	if _, err := sh(dir, "bash", mktree, filepath.Join(dir, "trees")); err != nil {
 		return nil, err
 	}
+	if err := makeOddTree(filepath.Join(dir, "trees", "odd-deep-wide")); err != nil {
+		return nil, err
+	}
 	ents, err := os.ReadDir(filepath.Join(dir, "trees"))
 	if err != nil {
 		return nil, err
@@ -101,7 +104,7 @@ func buildClosure() (*closure, error) {
 		}
 		caAbs = append(caAbs, p)
 		c.caPaths = append(c.caPaths, filepath.Base(p))
-		if e.Name() != "tree" {
+		if e.Name() != "tree" && e.Name() != "odd-deep-wide" {
 			c.tinyPaths = append(c.tinyPaths, filepath.Base(p))
 		}
 	}
@@ -220,4 +223,35 @@ func nixExtract(t testing.TB, cacheURL, key string, paths []string) string {
 		t.Fatalf("reference extraction: %v", err)
 	}
 	return filepath.Join(root, "nix", "store")
+}
+
+// makeOddTree adds what mktree.sh does not: a 200-level-deep directory
+// chain (Nix 2.8 writes such NARs), a directory of 3000 entries, and names
+// with newlines, tabs, backslashes, quotes and bytes that are not UTF-8.
+func makeOddTree(root string) error {
+	deep := root
+	for i := range 200 {
+		deep = filepath.Join(deep, fmt.Sprintf("d%d", i%10))
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(deep, "bottom"), []byte("deep\n"), 0o644); err != nil {
+		return err
+	}
+	wide := filepath.Join(root, "wide")
+	if err := os.MkdirAll(wide, 0o755); err != nil {
+		return err
+	}
+	for i := range 3000 {
+		if err := os.WriteFile(filepath.Join(wide, fmt.Sprintf("f%04d", i)), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{"new\nline", "tab\there", `back\slash`, `"quoted"`, "\xff\xfe-not-utf8", "\x01ctrl", "*?[glob]", "trailing."} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(name), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

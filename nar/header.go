@@ -10,7 +10,10 @@ var ErrInvalid = errors.New("invalid NAR")
 
 // Limits enforced by the Reader and DecodeListing (Nix ≥ 2.35 caps).
 const (
-	MaxDepth        = 64   // nodes at depth ≥ MaxDepth are rejected; the root is depth 0
+	// MaxDepth: nodes at depth ≥ MaxDepth are rejected; the root is depth 0.
+	// Nix ≥ 2.35 refuses 64 levels, but 2.8 writes deeper trees and caches
+	// hold them; this only bounds recursion.
+	MaxDepth        = 1024
 	MaxNameLen      = 255  // bytes in a directory entry name
 	MaxTargetLen    = 4095 // bytes in a symlink target
 	maxTagLen       = 32   // bytes in a structural token ("(", "type", ...)

@@ -137,7 +137,7 @@ func TestDecodeListingRejects(t *testing.T) {
 		"no version":          `{"root":` + reg + `}`,
 		"no root":             `{"version":1}`,
 		"bad unknown value":   `{"version":1,"root":` + reg + `,"x":[1,}`,
-		"unknown value deep":  `{"version":1,"root":` + reg + `,"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`,
+		"unknown value deep":  `{"version":1,"root":` + reg + `,"x":` + strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1) + `}`,
 		"trailing":            wrap(reg) + "x",
 		"duplicate key":       wrap(`{"type":"regular","size":1,"size":2}`),
 		"duplicate entry":     wrap(`{"type":"directory","entries":{"a":` + reg + `,"a":` + reg + `}}`),
