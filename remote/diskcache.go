@@ -2,6 +2,7 @@ package remote
 
 import (
 	"container/list"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // cacheLayout is bumped whenever the on-disk layout changes; older trees
@@ -40,9 +43,13 @@ type diskCache struct {
 }
 
 type cacheEntry struct {
-	key  string
-	size int64
+	key     string
+	size    int64
+	touched time.Time // last mtime update, which carries LRU order across restarts
 }
+
+// touchEvery bounds the mtime updates that record use on disk.
+const touchEvery = time.Minute
 
 func openDiskCache(base string, max int64, log *slog.Logger) (*diskCache, error) {
 	c := &diskCache{
@@ -57,8 +64,9 @@ func openDiskCache(base string, max int64, log *slog.Logger) (*diskCache, error)
 			return nil, fmt.Errorf("cache dir: %w", err)
 		}
 	}
-	// Leftovers of an interrupted run were never verified.
-	if err := removeChildren(filepath.Join(c.dir, "tmp")); err != nil {
+	// Leftovers of an interrupted run were never verified. Another live
+	// narfs may share the directory: keep what its processes are writing.
+	if err := removeStale(filepath.Join(c.dir, "tmp")); err != nil {
 		return nil, fmt.Errorf("cache dir: %w", err)
 	}
 	if err := c.load(); err != nil {
@@ -93,7 +101,7 @@ func (c *diskCache) load() error {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].mtime > all[j].mtime })
 	for _, f := range all {
-		c.entries[f.key] = c.lru.PushBack(&cacheEntry{key: f.key, size: f.size})
+		c.entries[f.key] = c.lru.PushBack(&cacheEntry{key: f.key, size: f.size, touched: time.Unix(0, f.mtime)})
 		c.total += f.size
 	}
 	return nil
@@ -108,7 +116,12 @@ func (c *diskCache) root(key string) string {
 		return ""
 	}
 	c.lru.MoveToFront(el)
-	return filepath.Join(c.dir, "nar", key, "root")
+	dir := filepath.Join(c.dir, "nar", key)
+	if e := el.Value.(*cacheEntry); time.Since(e.touched) > touchEvery {
+		e.touched = time.Now()
+		os.Chtimes(dir, e.touched, e.touched)
+	}
+	return filepath.Join(dir, "root")
 }
 
 // tempDir makes a private directory to extract into.
@@ -205,16 +218,29 @@ func (c *diskCache) usage() int64 {
 	return c.total
 }
 
-// removeChildren deletes everything inside dir.
-func removeChildren(dir string) error {
+// removeStale deletes the entries of dir (named "<pid>.<n>" or
+// "evict.<pid>.<n>") whose process is gone.
+func removeStale(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
+		name := strings.TrimPrefix(e.Name(), "evict.")
+		pidText, _, _ := strings.Cut(name, ".")
+		pid, err := strconv.Atoi(pidText)
+		if err == nil && pid != os.Getpid() && processAlive(pid) {
+			continue
+		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// processAlive reports whether pid exists (EPERM still means it does).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
