@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# `make bench`: the decoder benchmarks of nar/compress, then TestBenchReport
+# (narfs vs real Nix and the native disk), assembled into BENCHMARKS.md.
+# Run as root from the repository (make bench builds bin/narfs first).
+# NARFS_BENCH_MD=path writes the report elsewhere (default BENCHMARKS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out_md=${NARFS_BENCH_MD:-BENCHMARKS.md}
+work=$(mktemp -d /tmp/narfs-bench-run.XXXXXX)
+# The Go test stops its own mounts and servers (t.Cleanup); should it be
+# killed, this trap lazily unmounts the narfs mounts left below $work (its
+# TMPDIR; the orphaned daemons exit when unmounted) and removes scratch.
+cleanup() {
+  local mp
+  while read -r mp; do
+    fusermount3 -u -z "$mp" 2>/dev/null || true
+  done < <(awk -v w="$work/" '$3 == "fuse.narfs" && index($2, w) == 1 {print $2}' /proc/mounts)
+  rm -rf "$work" /var/tmp/narfs-bench/run-*
+}
+trap cleanup EXIT
+
+start=$(date +%s)
+[ -x bin/narfs ] || go build -o bin/narfs ./cmd/narfs
+
+echo "== decoder benchmarks (nar/compress, 5 runs each)" >&2
+# One op of 100 MiB per run; the C tools are run on the same files.
+go test -run '^$' -bench 'BenchmarkDecode/^(xz|xz-multiblock|zstd|bzip2|br)(-C)?$|BenchmarkDecode/^bzip2-lbzip2-C$' \
+  -benchtime 1x -count 5 ./nar/compress/ | tee "$work/decode.txt" >&2
+
+echo "== narfs vs Nix (integration TestBenchReport)" >&2
+TMPDIR="$work" NARFS_BENCH=1 NARFS_BENCH_OUT="$work/table.md" NARFS_BENCH_DECODE="$work/decode.txt" \
+  NARFS_BENCH_BIN="$PWD/bin/narfs" \
+  go test -count=1 -timeout 15m -run '^TestBenchReport$' -v ./integration/ >&2
+
+elapsed=$(( $(date +%s) - start ))
+{
+  echo "# narfs benchmarks"
+  echo
+  echo "Made by \`make bench\` (integration/bench.sh, integration/bench_test.go). Every figure is a"
+  echo "ratio or a count taken in the same run; absolute times on a shared machine are noise."
+  echo
+  echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
+  echo "- Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- $(go version), $(nix --version), commit $(git rev-parse --short HEAD)"
+  echo "- \`make bench\` wall time: ${elapsed} s"
+  echo
+  cat "$work/table.md"
+  echo
+  cat <<'EOF'
+How each figure is taken:
+
+- Cold = a fresh `narfs mount` with an empty `--cache-dir`, and `echo 3 > /proc/sys/vm/drop_caches`
+  before the timed command (also before each `nix copy`, into a fresh `local?root=`). The mount's
+  start-up is not timed; `nix copy`'s is. Nix 2.8 has no s3://, so Nix runs over http and narfs's
+  s3 figures (versitygw on 127.0.0.1) are divided by the same `nix copy` time.
+- Measure 1 and 3 share their reference: `nix copy` of the README's path must copy the whole closure.
+- Measure 4: narfs throughput ÷ native throughput (higher is better), native = the file in Nix's
+  extracted copy; page cache dropped before every read on both sides.
+- Measure 5: both trees traversed once before the timed runs (no cache dropping).
+- Measure 7: VmHWM from /proc/PID/status, reset with `echo 5 > /proc/PID/clear_refs` before the read.
+- Measure 8: `go test -bench BenchmarkDecode -benchtime 1x -count 5 ./nar/compress/`; ratio =
+  throughput of narfs's decoder ÷ the C tool's on the same 100 MiB NAR.
+- Fetched ÷ read (measure 9): bytes served by the benchmark's HTTP server (narfs's own
+  `upstream_bytes` for s3) ÷ bytes of file contents the command read.
+EOF
+} > "$out_md"
+echo "== wrote $out_md (${elapsed} s)" >&2
+cat "$out_md"

@@ -1,0 +1,489 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchReport is `make bench`: narfs against real Nix substitution and
+// the native disk on one workload, every figure a ratio or count from the
+// same run, medians of NARFS_BENCH_RUNS (default 5) runs. It prints a
+// markdown table and writes it to NARFS_BENCH_OUT when set.
+func TestBenchReport(t *testing.T) {
+	if os.Getenv("NARFS_BENCH") != "1" {
+		t.Skip("set NARFS_BENCH=1 (make bench)")
+	}
+	requireE2E(t)
+	b := newBench(t)
+	b.coldReadsAndClosure()  // measures 1, 3 (and 9)
+	b.coldMetadata()         // measure 2
+	b.streamingAndWarmRead() // measures 7 (streaming) and 4
+	b.warmMetadata()         // measure 5
+	b.concurrency()          // measure 6
+	b.memoryOverall()        // measure 7 (whole run)
+	b.decoders()             // measure 8
+	report := b.table()
+	fmt.Println(report)
+	if out := os.Getenv("NARFS_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type bench struct {
+	t       *testing.T
+	w       *workload
+	runs    int
+	http    map[string]*countingCache // compression → server
+	s3      map[string]string         // compression → s3:// URL
+	s3env   []string
+	tmp     string                     // scratch on the same disk as the caches
+	native  string                     // a Nix-extracted copy of the closure (…/nix/store)
+	nixCopy map[string][]time.Duration // compression → nix copy of the closure
+	rows    []benchRow
+}
+
+type benchRow struct {
+	num, measure, narfs, reference, result, target, met, amp string
+}
+
+func newBench(t *testing.T) *bench {
+	b := &bench{t: t, w: benchWorkload(t), runs: 5, http: map[string]*countingCache{}, s3: map[string]string{}, nixCopy: map[string][]time.Duration{}}
+	if v := os.Getenv("NARFS_BENCH_RUNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("NARFS_BENCH_RUNS=%q", v)
+		}
+		b.runs = n
+	}
+	benchBinary(t)
+	s3 := startS3(t)
+	b.s3env = s3.env()
+	for _, c := range benchCompressions {
+		b.http[c.name] = serveCounting(t, b.w.Caches[c.name])
+		b.s3[c.name] = s3.bucket(t, "bench-"+c.name, b.w.Caches[c.name])
+	}
+	var err error
+	if b.tmp, err = os.MkdirTemp(filepath.Dir(b.w.Dir), "run-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(b.tmp) })
+	return b
+}
+
+// scratch is a fresh directory the caller removes (cache dirs and Nix
+// roots are hundreds of MB each; they must not pile up until the end).
+func (b *bench) scratch() string {
+	d, err := os.MkdirTemp(b.tmp, "")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return d
+}
+
+func (b *bench) add(r benchRow) { b.rows = append(b.rows, r) }
+
+// nixCopyClosure times `nix copy` of the whole closure into a fresh root.
+func (b *bench) nixCopyClosure(url, root string) time.Duration {
+	return timed(b.t, fmt.Sprintf("nix copy --from %s --to 'local?root=%s' --option trusted-public-keys '%s' /nix/store/%s",
+		url, root, b.w.PublicKey, b.w.Root))
+}
+
+// tarAll is `tar c` of every path of the closure under dir, to a pipe so
+// GNU tar cannot skip reading (it does when writing to /dev/null).
+func (b *bench) tarAll(dir string) string {
+	return fmt.Sprintf("tar -C '%s' -cf - %s | cat >/dev/null", dir, strings.Join(b.w.All, " "))
+}
+
+// coldReadsAndClosure: measure 1 (first byte of a small file whose closure
+// is the whole workload) and measure 3 (tar of the whole closure), narfs
+// cold over http and s3 against `nix copy` of the closure over http. Each
+// run is a fresh mount, a fresh cache dir and an empty page cache; the
+// three contenders alternate so drift hits them alike.
+func (b *bench) coldReadsAndClosure() {
+	t := b.t
+	for _, c := range benchCompressions {
+		srv := b.http[c.name]
+		var nixT, firstH, firstS, tarH, tarS []time.Duration
+		var nixAmp, firstAmpH, tarAmpH, firstAmpS, tarAmpS []float64
+		smallSize := fileSize(t, "/nix/store/"+b.w.SmallFile)
+		for i := range b.runs {
+			root := b.scratch()
+			dropCaches(t)
+			before := srv.snapshot()
+			nixT = append(nixT, b.nixCopyClosure(srv.URL, root))
+			nixAmp = append(nixAmp, float64(srv.since(before).allBytes)/float64(b.w.FileBytes))
+			if c.name == "zstd" && i == b.runs-1 {
+				b.native = filepath.Join(root, "nix", "store")
+			} else {
+				os.RemoveAll(root)
+			}
+			for _, viaS3 := range []bool{false, true} {
+				url, env := srv.URL, []string(nil)
+				if viaS3 {
+					url, env = b.s3[c.name], b.s3env
+				}
+				// Measure 1.
+				cache := b.scratch()
+				m := benchMount(t, url, b.w.PublicKey, cache, env, true)
+				dropCaches(t)
+				before := srv.snapshot()
+				d := timed(t, fmt.Sprintf("cat '%s/%s' >/dev/null", m.Dir, b.w.SmallFile))
+				fetched := float64(srv.since(before).allBytes)
+				st := m.stop(t)
+				if viaS3 {
+					fetched = float64(st.UpstreamBytes)
+					firstS, firstAmpS = append(firstS, d), append(firstAmpS, fetched/float64(smallSize))
+				} else {
+					firstH, firstAmpH = append(firstH, d), append(firstAmpH, fetched/float64(smallSize))
+				}
+				os.RemoveAll(cache)
+				// Measure 3.
+				cache = b.scratch()
+				m = benchMount(t, url, b.w.PublicKey, cache, env, true)
+				dropCaches(t)
+				before = srv.snapshot()
+				d = timed(t, b.tarAll(m.Dir))
+				fetched = float64(srv.since(before).allBytes)
+				st = m.stop(t)
+				if viaS3 {
+					fetched = float64(st.UpstreamBytes)
+					tarS, tarAmpS = append(tarS, d), append(tarAmpS, fetched/float64(b.w.FileBytes))
+				} else {
+					tarH, tarAmpH = append(tarH, d), append(tarAmpH, fetched/float64(b.w.FileBytes))
+				}
+				os.RemoveAll(cache)
+			}
+		}
+		b.nixCopy[c.name] = nixT
+		nix := median(nixT)
+		r1 := ratio(median(firstH), nix)
+		b.add(benchRow{"1", "First byte, cold (" + c.name + "): `cat` of root's 21-byte README vs `nix copy` of its closure",
+			fmt.Sprintf("%s (s3: %s)", secs(median(firstH)), secs(median(firstS))), "nix copy " + secs(nix),
+			fmt.Sprintf("%.3f (s3: %.3f)", r1, ratio(median(firstS), nix)), "≤ 0.10", verdict(r1 <= 0.10),
+			fmt.Sprintf("narfs %.0f× (s3 %.0f×), Nix %.0f×", median(firstAmpH), median(firstAmpS), median(nixAmp)*float64(b.w.FileBytes)/float64(smallSize))})
+		r3 := ratio(median(tarH), nix)
+		target, ok := "≤ 0.8", r3 <= 0.8
+		if c.name == "xz" {
+			target, ok = "≤ 1.0", r3 <= 1.0
+		}
+		b.add(benchRow{"3", fmt.Sprintf("Whole closure, cold (%s): `tar c` of %d paths vs `nix copy`", c.name, len(b.w.All)),
+			fmt.Sprintf("%s (s3: %s)", secs(median(tarH)), secs(median(tarS))), "nix copy " + secs(nix),
+			fmt.Sprintf("%.2f (s3: %.2f)", r3, ratio(median(tarS), nix)), target, verdict(ok),
+			fmt.Sprintf("narfs %.2f (s3 %.2f), Nix %.2f", median(tarAmpH), median(tarAmpS), median(nixAmp))})
+	}
+}
+
+// coldMetadata: measure 2, `ls -lR` of an unfetched path with a .ls.
+func (b *bench) coldMetadata() {
+	t := b.t
+	srv := b.http["zstd"]
+	var narfsT, nixT []time.Duration
+	var narBytes, narfsBytes, nixBytes, nixNarBytes []int64
+	for range b.runs {
+		cache := b.scratch()
+		m := benchMount(t, srv.URL, b.w.PublicKey, cache, nil, true)
+		dropCaches(t)
+		before := srv.snapshot()
+		narfsT = append(narfsT, timed(t, fmt.Sprintf("ls -lR '%s/%s' >/dev/null", m.Dir, b.w.ManyFiles)))
+		tr := srv.since(before)
+		narBytes, narfsBytes = append(narBytes, tr.narBytes), append(narfsBytes, tr.allBytes)
+		m.stop(t)
+		os.RemoveAll(cache)
+		dropCaches(t)
+		before = srv.snapshot()
+		nixT = append(nixT, timed(t, fmt.Sprintf("nix store ls --long --recursive --store %s --option trusted-public-keys '%s' /nix/store/%s >/dev/null",
+			srv.URL, b.w.PublicKey, b.w.ManyFiles)))
+		tr = srv.since(before)
+		nixBytes, nixNarBytes = append(nixBytes, tr.allBytes), append(nixNarBytes, tr.narBytes)
+	}
+	r := ratio(median(narfsT), median(nixT))
+	b.add(benchRow{"2", fmt.Sprintf("Metadata, cold: `ls -lR` of an unfetched path (%d files) vs `nix store ls -lR`", countFiles(t, "/nix/store/"+b.w.ManyFiles)),
+		fmt.Sprintf("%s, NAR bytes fetched: %d (max of runs %d)", secs(median(narfsT)), median(narBytes), slicesMax(narBytes)),
+		fmt.Sprintf("%s, NAR bytes %d", secs(median(nixT)), median(nixNarBytes)),
+		fmt.Sprintf("time %.2f", r), "0 NAR bytes", verdict(slicesMax(narBytes) == 0),
+		fmt.Sprintf("fetched narfs %s, Nix %s (no file content read)", mib(median(narfsBytes)), mib(median(nixBytes)))})
+}
+
+// streamingAndWarmRead: measure 7 while streaming the largest NAR (a cold
+// read of the big file), then measure 4 on the warm cache dir left behind.
+func (b *bench) streamingAndWarmRead() {
+	t := b.t
+	big := fileSize(t, "/nix/store/"+b.w.BigFile)
+	var warmCache string
+	for _, c := range []string{"zstd", "xz", "none"} {
+		srv := b.http[c]
+		var hwm []int64
+		var coldT []time.Duration
+		for i := range b.runs {
+			cache := b.scratch()
+			m := benchMount(t, srv.URL, b.w.PublicKey, cache, nil, true)
+			dropCaches(t)
+			m.resetHWM(t)
+			coldT = append(coldT, timed(t, fmt.Sprintf("cat '%s/%s' >/dev/null", m.Dir, b.w.BigFile)))
+			hwm = append(hwm, m.hwm(t))
+			m.stop(t)
+			if c == "zstd" && i == b.runs-1 {
+				warmCache = cache
+			} else {
+				os.RemoveAll(cache)
+			}
+		}
+		b.add(benchRow{"7", fmt.Sprintf("Memory while streaming the largest NAR (%s, %s): VmHWM after clear_refs", c, mib(big)),
+			fmt.Sprintf("%s (max %s)", mib(median(hwm)), mib(slicesMax(hwm))), "",
+			fmt.Sprintf("cold read %s", rate(big, median(coldT))), "≤ 64 MiB", verdict(slicesMax(hwm) <= 64<<20), ""})
+	}
+	native := filepath.Join(b.native, b.w.BigFile)
+	for _, pt := range []bool{true, false} {
+		srv := b.http["zstd"]
+		m := benchMount(t, srv.URL, b.w.PublicKey, warmCache, nil, pt)
+		timed(t, fmt.Sprintf("cat '%s/%s' >/dev/null", m.Dir, b.w.BigFile)) // warm: fetched already, or now
+		var narfsT, nativeT []time.Duration
+		before := srv.snapshot()
+		for range b.runs {
+			dropCaches(t)
+			narfsT = append(narfsT, timed(t, fmt.Sprintf("cat '%s/%s' >/dev/null", m.Dir, b.w.BigFile)))
+			dropCaches(t)
+			nativeT = append(nativeT, timed(t, fmt.Sprintf("cat '%s' >/dev/null", native)))
+		}
+		fetched := srv.since(before).allBytes
+		m.stop(t)
+		r := ratio(median(nativeT), median(narfsT)) // throughput narfs ÷ native
+		target, ok := "≥ 0.9", r >= 0.9
+		if !pt {
+			target, ok = "(reported)", true
+		}
+		b.add(benchRow{"4", fmt.Sprintf("Warm read (passthrough %s): `cat` of the %s file, page cache dropped", onOff(pt), mib(big)),
+			rate(big, median(narfsT)), "native " + rate(big, median(nativeT)),
+			fmt.Sprintf("%.2f", r), target, verdict(ok),
+			fmt.Sprintf("%.2f", float64(fetched)/float64(big*int64(b.runs)))})
+	}
+	os.RemoveAll(warmCache)
+}
+
+// warmMetadata: measure 5, `find -ls` of the whole closure, both sides
+// traversed once before the timed runs.
+func (b *bench) warmMetadata() {
+	t := b.t
+	srv := b.http["zstd"]
+	cache := b.scratch()
+	defer os.RemoveAll(cache)
+	m := benchMount(t, srv.URL, b.w.PublicKey, cache, nil, true)
+	find := func(dir string) string {
+		return fmt.Sprintf("cd '%s' && find %s -ls >/dev/null", dir, strings.Join(b.w.All, " "))
+	}
+	timed(t, find(m.Dir))
+	timed(t, find(b.native))
+	var narfsT, nativeT []time.Duration
+	before := srv.snapshot()
+	for range b.runs {
+		narfsT = append(narfsT, timed(t, find(m.Dir)))
+		nativeT = append(nativeT, timed(t, find(b.native)))
+	}
+	fetched := srv.since(before).allBytes
+	m.stop(t)
+	r := ratio(median(narfsT), median(nativeT))
+	b.add(benchRow{"5", fmt.Sprintf("Warm metadata: `find -ls` over the closure (%d files)", b.w.Files),
+		secs(median(narfsT)), "native " + secs(median(nativeT)), fmt.Sprintf("%.2f", r), "≤ 3.0", verdict(r <= 3.0),
+		fmt.Sprintf("%d bytes fetched by the timed runs", fetched)})
+}
+
+// concurrency: measure 6, 64 processes reading the same cold file.
+func (b *bench) concurrency() {
+	t := b.t
+	srv := b.http["zstd"]
+	narKey := narURL(t, b.w.Caches["zstd"], b.w.SharedFile)
+	size := fileSize(t, "/nix/store/"+b.w.SharedFile)
+	var oneT, manyT []time.Duration
+	var gets []int64
+	var amp []float64
+	for range b.runs {
+		for _, readers := range []int{1, 64} {
+			cache := b.scratch()
+			m := benchMount(t, srv.URL, b.w.PublicKey, cache, nil, true)
+			dropCaches(t)
+			before := srv.snapshot()
+			d := timed(t, fmt.Sprintf("pids=(); for i in $(seq %d); do cat '%s/%s' >/dev/null & pids+=($!); done; for p in ${pids[@]}; do wait $p; done",
+				readers, m.Dir, b.w.SharedFile))
+			tr := srv.since(before)
+			m.stop(t)
+			os.RemoveAll(cache)
+			if readers == 1 {
+				oneT = append(oneT, d)
+				continue
+			}
+			manyT = append(manyT, d)
+			gets = append(gets, int64(tr.gets[narKey]))
+			amp = append(amp, float64(tr.allBytes)/float64(64*size))
+		}
+	}
+	r := ratio(median(manyT), median(oneT))
+	b.add(benchRow{"6", fmt.Sprintf("Concurrency: 64 processes read one cold %s file", mib(size)),
+		fmt.Sprintf("NAR GETs %d (max of runs %d); 64 readers %s", median(gets), slicesMax(gets), secs(median(manyT))),
+		"1 reader " + secs(median(oneT)), fmt.Sprintf("time %.2f", r), "exactly 1 GET", verdict(slicesMin(gets) == 1 && slicesMax(gets) == 1),
+		fmt.Sprintf("%.3f", median(amp))})
+}
+
+func (b *bench) memoryOverall() {
+	peakRSSMu.Lock()
+	defer peakRSSMu.Unlock()
+	b.add(benchRow{"7", "Memory: highest narfs VmHWM over the whole run (every mount above)", mib(peakRSS), "", "", "(reported)", "", ""})
+}
+
+// decoders: measure 8 from the output of nar/compress's BenchmarkDecode
+// (NARFS_BENCH_DECODE, written by bench.sh): throughput ours ÷ C tool.
+func (b *bench) decoders() {
+	path := os.Getenv("NARFS_BENCH_DECODE")
+	if path == "" {
+		b.add(benchRow{"8", "Decoders", "not run (NARFS_BENCH_DECODE unset)", "", "", "", "", ""})
+		return
+	}
+	ns, err := parseBenchOutput(path)
+	if err != nil {
+		b.t.Fatalf("decoder benchmarks: %v", err)
+	}
+	for _, c := range []struct {
+		ours, c, tool string
+		min           float64
+	}{
+		{"zstd", "zstd-C", "zstd -dc", 1.0},
+		{"xz", "xz-C", "xz -dc", 0.95},
+		{"xz-multiblock", "xz-multiblock-C", "xz -T0 -dc", 0.95},
+		{"bzip2", "bzip2-C", "bzip2 -dc", 1.0},
+		{"bzip2", "bzip2-lbzip2-C", "lbzip2 -dc", 0},
+		{"br", "br-C", "brotli -dc", 0.6},
+	} {
+		o, cn := median(ns[c.ours]), median(ns[c.c])
+		if o == 0 || cn == 0 {
+			b.add(benchRow{"8", "Decoder " + c.ours + " vs `" + c.tool + "`", "missing", "", "", "", "", ""})
+			continue
+		}
+		r := cn / o
+		target, ok := fmt.Sprintf("≥ %.2g×", c.min), r >= c.min
+		if c.min == 0 {
+			target = "(reported)"
+		}
+		b.add(benchRow{"8", fmt.Sprintf("Decoder %s (100 MiB NAR) vs `%s`, %d runs", c.ours, c.tool, len(ns[c.ours])),
+			rate(100<<20, time.Duration(o)), rate(100<<20, time.Duration(cn)), fmt.Sprintf("%.2f×", r), target, verdict(ok), ""})
+	}
+}
+
+// parseBenchOutput reads `go test -bench` output: sub-benchmark name
+// (without the -GOMAXPROCS suffix) → ns/op of every run.
+func parseBenchOutput(path string) (map[string][]float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	re := regexp.MustCompile(`^BenchmarkDecode/(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op`)
+	out := map[string][]float64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			v, _ := strconv.ParseFloat(m[3], 64)
+			out[m[1]] = append(out[m[1]], v)
+		}
+	}
+	return out, sc.Err()
+}
+
+func (b *bench) table() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "Workload: %d store paths, %d files, %s of file contents; largest path %s; NARs %s zstd, %s xz, %s none. Medians of %d runs.\n\n",
+		len(b.w.All), b.w.Files, mib(b.w.FileBytes), mib(fileSize(b.t, "/nix/store/"+b.w.BigFile)),
+		mib(b.w.NarBytes["zstd"]), mib(b.w.NarBytes["xz"]), mib(b.w.NarBytes["none"]), b.runs)
+	s.WriteString("| # | Measure | narfs | Reference | Ratio / result | Target | Met | Fetched ÷ read |\n")
+	s.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, r := range b.rows {
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.num, r.measure, r.narfs, r.reference, r.result, r.target, r.met, r.amp)
+	}
+	return s.String()
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func rate(n int64, d time.Duration) string {
+	return fmt.Sprintf("%.0f MB/s", float64(n)/1e6/d.Seconds())
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func slicesMax[T int64 | float64](xs []T) T {
+	var m T
+	for i, x := range xs {
+		if i == 0 || x > m {
+			m = x
+		}
+	}
+	return m
+}
+
+func slicesMin[T int64 | float64](xs []T) T {
+	var m T
+	for i, x := range xs {
+		if i == 0 || x < m {
+			m = x
+		}
+	}
+	return m
+}
+
+func fileSize(t testing.TB, p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func countFiles(t testing.TB, dir string) int {
+	n := 0
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// narURL is the cache key of the NAR holding rel (a path under the store).
+func narURL(t testing.TB, cache, rel string) string {
+	hash, _, _ := strings.Cut(rel, "-")
+	data, err := os.ReadFile(filepath.Join(cache, hash+".narinfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "URL: "); ok {
+			return v
+		}
+	}
+	t.Fatalf("no URL in %s.narinfo", hash)
+	return ""
+}
