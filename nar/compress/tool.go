@@ -36,7 +36,10 @@ func parseXZVersion(out string) (int, bool) {
 	for line := range strings.Lines(out) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "XZ_VERSION="); ok {
 			n, err := strconv.Atoi(v)
-			return n, err == nil
+			if err != nil {
+				return 0, false
+			}
+			return n, true
 		}
 	}
 	return 0, false
@@ -84,7 +87,7 @@ const pipeSize = 1 << 20
 
 // startTool starts argv and returns its reader, or an error if the tool is
 // missing or cannot start; r has not been read from in that case.
-func startTool(argv []string, r io.Reader) (_ *toolReader, err error) {
+func startTool(argv []string, r io.Reader) (*toolReader, error) {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ func TestParseXZVersion(t *testing.T) {
 		{"XZ_VERSION=50020052\n", 50020052, true},
 		{"xz (XZ Utils) 5.4.1\nliblzma 5.4.1\n", 0, false},
 		{"XZ_VERSION=5.4.1\n", 0, false},
+		{"XZ_VERSION=99999999999999999999\n", 0, false},
 		{"", 0, false},
 	} {
 		got, ok := parseXZVersion(c.out)
