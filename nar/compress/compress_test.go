@@ -366,3 +366,27 @@ func TestFileInput(t *testing.T) {
 		})
 	}
 }
+
+// Without the C tools on PATH NewReader falls back to pure Go.
+func TestFallbackWithoutTools(t *testing.T) {
+	data := sample(100 << 10)
+	comp := map[string][]byte{}
+	for _, algo := range []string{"xz", "lzma", "bzip2"} {
+		comp[algo] = compressWithTool(t, algo, data)
+	}
+	t.Setenv("PATH", t.TempDir())
+	for algo, c := range comp {
+		rc, err := NewReader(algo, bytes.NewReader(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := rc.(*toolReader); ok {
+			t.Errorf("%s: started a tool with an empty PATH", algo)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: decoded %d bytes, %v", algo, len(got), err)
+		}
+	}
+}
