@@ -162,3 +162,15 @@ func TestMountBusyUnmount(t *testing.T) {
 	hold.Wait()
 	// mountNarfs's cleanup sends SIGTERM again and checks the unmount.
 }
+
+// TestMountSignalRightAfterReady: SIGTERM the moment the mount is ready
+// must still unmount cleanly (the cleanup of mountNarfs checks), never
+// kill the daemon and leave a dead mount.
+func TestMountSignalRightAfterReady(t *testing.T) {
+	c := nixClosure(t)
+	for i := range 5 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			mountNarfs(t, "file://"+c.caches["zstd"], nil, "--trusted-public-keys", c.publicKey)
+		})
+	}
+}

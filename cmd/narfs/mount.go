@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync"
 	"syscall"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/cobra"
 
 	narfs "github.com/narfs/narfs/fs"
@@ -54,35 +56,61 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mo
 			}
 		}
 	}
+	// Catch signals before the mount exists: one arriving between the
+	// mount and the handler would kill the process and leave a dead mount.
+	// Until the mount is up, a signal cancels the setup instead.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var (
+		mu     sync.Mutex
+		server *fuse.Server // set once mounted
+	)
+	go func() {
+		for sig := range sigs {
+			mu.Lock()
+			srv := server
+			mu.Unlock()
+			if srv == nil {
+				cancel()
+				continue
+			}
+			o.Logger.Info("unmounting", "signal", sig.String())
+			// A busy mount stays up rather than leaving a dead one behind;
+			// the user closes what holds it and signals again.
+			if err := srv.Unmount(); err != nil {
+				o.Logger.Error("unmount failed; still serving (close open files and signal again)", "err", err)
+			}
+		}
+	}()
+
 	store, err := g.openStore(ctx, storeURL, o.Logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	server, err := narfs.Mount(mountpoint, store, o)
+	srv, err := narfs.Mount(mountpoint, store, o)
 	if err != nil {
 		return err
 	}
-	if err := server.WaitMount(); err != nil {
-		server.Unmount()
+	if err := srv.WaitMount(); err != nil {
+		srv.Unmount()
 		return fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	o.Logger.Info("mounted", "store", store.URL(), "mountpoint", mountpoint, "cache-dir", g.cacheDir)
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		for sig := range sigs {
-			o.Logger.Info("unmounting", "signal", sig.String())
-			// A busy mount stays up rather than leaving a dead one behind;
-			// the user closes what holds it and signals again.
-			if err := server.Unmount(); err != nil {
-				o.Logger.Error("unmount failed; still serving (close open files and signal again)", "err", err)
-			}
+	mu.Lock()
+	server = srv
+	mu.Unlock()
+	if ctx.Err() != nil {
+		// Interrupted while mounting.
+		if err := srv.Unmount(); err != nil {
+			o.Logger.Error("unmount failed; still serving (close open files and signal again)", "err", err)
 		}
-	}()
-	server.Wait()
-	signal.Stop(sigs)
+	} else {
+		o.Logger.Info("mounted", "store", store.URL(), "mountpoint", mountpoint, "cache-dir", g.cacheDir)
+	}
+	srv.Wait()
 	s := store.Stats()
 	o.Logger.Info("unmounted", "nar_fetches", s.Fetches, "upstream_bytes", s.UpstreamBytes, "narinfo_gets", s.NarinfoGets, "nar_gets", s.NarGets)
 	return nil
