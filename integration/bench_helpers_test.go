@@ -148,15 +148,17 @@ func benchBinary(t testing.TB) string {
 	return benchBinPath
 }
 
-// benchMount mounts url with a given cache directory (empty: a fresh one).
-func benchMount(t testing.TB, url, key, cacheDir string, env []string, passthrough bool) *benchDaemon {
+// benchMount mounts url with a given cache directory (empty: a fresh one)
+// and extra flags.
+func benchMount(t testing.TB, url, key, cacheDir string, env []string, passthrough bool, extra ...string) *benchDaemon {
 	t.Helper()
 	if cacheDir == "" {
 		cacheDir = t.TempDir()
 	}
 	d := &benchDaemon{Dir: t.TempDir(), log: &mounted{}, exited: make(chan error, 1)}
-	d.cmd = exec.Command(benchBinary(t), "mount", "--cache-dir", cacheDir, "--log-level", "info",
-		"--trusted-public-keys", key, "--passthrough="+strconv.FormatBool(passthrough), url, d.Dir)
+	args := append([]string{"mount", "--cache-dir", cacheDir, "--log-level", "info",
+		"--trusted-public-keys", key, "--passthrough=" + strconv.FormatBool(passthrough)}, extra...)
+	d.cmd = exec.Command(benchBinary(t), append(args, url, d.Dir)...)
 	d.cmd.Env = append(os.Environ(), env...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
