@@ -16,29 +16,20 @@ func catCmd(g *globalFlags) *cobra.Command {
 		Short: "Print a file of a store path (fetches and verifies its NAR once)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			store, err := g.openStore(ctx, args[0], log)
+			tg, err := g.resolveArg(ctx, args[0], args[1], false)
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			base, sub := splitStorePath(store.StoreDir(), args[1])
-			info, err := store.Resolve(ctx, base)
-			if err != nil {
-				return err
-			}
-			n, err := store.Lookup(ctx, info, sub)
+			defer tg.store.Close()
+			n, err := tg.store.Lookup(ctx, tg.info, tg.sub)
 			if err != nil {
 				return err
 			}
 			if n.Type != nar.TypeRegular {
 				return fmt.Errorf("%s: is a %s, not a regular file", args[1], n.Type)
 			}
-			f, err := store.OpenFile(ctx, info, sub)
+			f, err := tg.store.OpenFile(ctx, tg.info, tg.sub)
 			if err != nil {
 				return err
 			}

@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/narfs/narfs/remote"
 )
 
 // infoJSON is `narfs info --json`; field names follow `nix path-info --json`.
@@ -34,26 +32,12 @@ func infoCmd(g *globalFlags) *cobra.Command {
 		Short: "Show a path's narinfo and why it is trusted",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			tg, err := g.resolveArg(cmd.Context(), args[0], args[1], true)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			store, err := g.openStore(ctx, args[0], log)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			base, _ := splitStorePath(store.StoreDir(), args[1])
-			var info *remote.PathInfo
-			if strings.Contains(base, "-") {
-				info, err = store.Resolve(ctx, base)
-			} else {
-				info, err = store.ResolveHash(ctx, base)
-			}
-			if err != nil {
-				return err
-			}
+			defer tg.store.Close()
+			info, store := tg.info, tg.store
 			ni := info.NarInfo
 			j := infoJSON{
 				Path:        info.Abs(store.StoreDir()),

@@ -20,28 +20,19 @@ func lsCmd(g *globalFlags) *cobra.Command {
 		Short: "List a store path in the cache (from its .ls listing when there is one: no NAR download)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			store, err := g.openStore(ctx, args[0], log)
+			tg, err := g.resolveArg(ctx, args[0], args[1], false)
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			base, sub := splitStorePath(store.StoreDir(), args[1])
-			info, err := store.Resolve(ctx, base)
-			if err != nil {
-				return err
-			}
-			n, err := store.Lookup(ctx, info, sub)
+			defer tg.store.Close()
+			n, err := tg.store.Lookup(ctx, tg.info, tg.sub)
 			if err != nil {
 				return err
 			}
 			w := bufio.NewWriter(os.Stdout)
 			defer w.Flush()
-			name := path.Join(info.Abs(store.StoreDir()), sub)
+			name := path.Join(tg.info.Abs(tg.store.StoreDir()), tg.sub)
 			printListing(w, name, n, long, recursive)
 			return nil
 		},

@@ -88,6 +88,39 @@ func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.
 	})
 }
 
+// target is a store path (and sub-path) named on the command line,
+// resolved in an opened store. Close the store when done.
+type target struct {
+	store *remote.Store
+	info  *remote.PathInfo
+	sub   string
+}
+
+// resolveArg opens storeURL and resolves a `STORE-PATH[/SUB]` argument;
+// byHash also accepts a bare hash part (`narfs info HASH`).
+func (g *globalFlags) resolveArg(ctx context.Context, storeURL, arg string, byHash bool) (*target, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, err
+	}
+	store, err := g.openStore(ctx, storeURL, log)
+	if err != nil {
+		return nil, err
+	}
+	base, sub := splitStorePath(store.StoreDir(), arg)
+	var info *remote.PathInfo
+	if byHash && !strings.Contains(base, "-") {
+		info, err = store.ResolveHash(ctx, base)
+	} else {
+		info, err = store.Resolve(ctx, base)
+	}
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &target{store: store, info: info, sub: sub}, nil
+}
+
 // splitStorePath accepts `/nix/store/<base>[/sub]`, `<base>[/sub]` and
 // returns the base name and the slash-separated sub-path.
 func splitStorePath(storeDir, arg string) (base, sub string) {
