@@ -89,6 +89,9 @@ func ParseStoreURL(raw string) (*StoreURL, error) {
 		if u.Opaque != "" || !path.IsAbs(u.Path) {
 			return nil, fmt.Errorf("store URL %s: file URL needs an absolute path (file:///dir)", red)
 		}
+		if strings.ContainsFunc(u.Path, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, fmt.Errorf("store URL %s: control character in the directory name", red)
+		}
 		s.Host = ""
 		s.Path = path.Clean(u.Path)
 	case "http", "https":
