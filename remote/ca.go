@@ -7,7 +7,6 @@ import (
 	"crypto/sha512"
 	"fmt"
 	"hash"
-	"strings"
 
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
@@ -22,29 +21,11 @@ type contentAddress struct {
 }
 
 func parseContentAddress(ca string) (*contentAddress, error) {
-	switch {
-	case strings.HasPrefix(ca, "text:"):
-		h, err := storepath.ParseHash(strings.TrimPrefix(ca, "text:"))
-		if err != nil {
-			return nil, fmt.Errorf("CA %q: %w", ca, err)
-		}
-		return &contentAddress{hash: h}, nil
-	case strings.HasPrefix(ca, "fixed:r:"):
-		h, err := storepath.ParseHash(strings.TrimPrefix(ca, "fixed:r:"))
-		if err != nil {
-			return nil, fmt.Errorf("CA %q: %w", ca, err)
-		}
-		return &contentAddress{recursive: true, hash: h}, nil
-	case strings.HasPrefix(ca, "fixed:git:"):
-		return nil, fmt.Errorf("CA %q: git hashing is not supported", ca)
-	case strings.HasPrefix(ca, "fixed:"):
-		h, err := storepath.ParseHash(strings.TrimPrefix(ca, "fixed:"))
-		if err != nil {
-			return nil, fmt.Errorf("CA %q: %w", ca, err)
-		}
-		return &contentAddress{hash: h}, nil
+	c, err := storepath.ParseCA(ca)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("CA %q: unknown method", ca)
+	return &contentAddress{recursive: c.Method == "nar", hash: c.Hash}, nil
 }
 
 // checkNarHash rejects a CA whose promise contradicts the NarHash outright
