@@ -110,6 +110,7 @@ type benchDaemon struct {
 	log     *mounted // reuses the log buffer type of mount_test.go
 	exited  chan error
 	stopped bool
+	startup time.Duration // exec to the "mounted" log line
 }
 
 // daemonStats is what one daemon reported on exit.
@@ -165,6 +166,7 @@ func benchMount(t testing.TB, url, key, cacheDir string, env []string, passthrou
 		t.Fatal(err)
 	}
 	d.cmd.Stdout, d.cmd.Stderr = pw, pw
+	start := time.Now()
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +186,7 @@ func benchMount(t testing.TB, url, key, cacheDir string, env []string, passthrou
 	go func() { d.exited <- d.cmd.Wait() }()
 	select {
 	case <-ready:
+		d.startup = time.Since(start)
 	case err := <-d.exited:
 		t.Fatalf("narfs mount exited before mounting: %v\n%s", err, d.log.Log())
 	case <-time.After(60 * time.Second):
