@@ -48,7 +48,8 @@ elapsed=$(( $(date +%s) - start ))
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
   echo "- Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- $(go version), $(nix --version), commit $(git rev-parse --short HEAD)"
+  dirty=$(git status --porcelain -- cmd fs nar remote go.mod go.sum | awk '{print $2}' | tr '\n' ' ')
+  echo "- $(go version), $(nix --version), commit $(git rev-parse --short HEAD)${dirty:+ plus uncommitted changes to: ${dirty% }}"
   echo "- \`make bench\` wall time: ${elapsed} s"
   echo
   cat "$work/table.md"
