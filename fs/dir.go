@@ -31,9 +31,12 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	return d.ref.newChild(ctx, &d.Inode, path.Join(d.sub, name), c, out), 0
 }
 
-var _ = (fs.NodeReaddirer)((*dirNode)(nil))
+var _ = (fs.NodeOpendirHandler)((*dirNode)(nil))
 
-func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+// OpendirHandle lets the kernel cache the directory's entries
+// (FOPEN_CACHE_DIR): a store directory never changes, so repeated walks
+// (find, ls -R) cost no READDIR round trips.
+func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	names := make([]string, 0, len(d.node.Entries))
 	for n := range d.node.Entries {
 		names = append(names, n)
@@ -44,7 +47,7 @@ func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 		c := d.node.Entries[n]
 		entries[i] = fuse.DirEntry{Name: n, Mode: fileMode(c), Ino: inodeNumber(d.ref.info.Path.Hash, path.Join(d.sub, n))}
 	}
-	return fs.NewListDirStream(entries), 0
+	return fs.NewListDirStream(entries), fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 var _ = (fs.NodeGetattrer)((*dirNode)(nil))

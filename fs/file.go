@@ -30,12 +30,14 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if err != nil {
 		return nil, 0, toErrno(f.ref.st.log, "open", f.ref.display(f.sub), err)
 	}
-	// The contents are immutable: keep the page cache across opens.
+	// The contents are immutable: keep the page cache across opens. There
+	// is nothing to flush on close, so spare the kernel that round trip.
+	const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 	h := &fileHandle{file: file}
 	if f.ref.st.passthrough {
-		return &passthroughHandle{h}, fuse.FOPEN_KEEP_CACHE, 0
+		return &passthroughHandle{h}, openFlags, 0
 	}
-	return h, fuse.FOPEN_KEEP_CACHE, 0
+	return h, openFlags, 0
 }
 
 var _ = (fs.NodeGetattrer)((*fileNode)(nil))
