@@ -34,7 +34,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	// is nothing to flush on close, so spare the kernel that round trip.
 	const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 	h := &fileHandle{file: file}
-	if f.ref.st.passthrough {
+	if f.ref.st.passthrough && f.node.Size >= passthroughMinSize {
 		return &passthroughHandle{h}, openFlags, 0
 	}
 	return h, openFlags, 0
@@ -46,6 +46,11 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	fillAttr(&out.Attr, f.StableAttr().Ino, f.node)
 	return 0
 }
+
+// passthroughMinSize: smaller files are served from the page cache
+// (FOPEN_KEEP_CACHE) after one READ of at most maxRead bytes, which costs
+// less than registering a backing file with the kernel on every open.
+const passthroughMinSize = maxRead
 
 // fileHandle reads a verified file of the local cache.
 type fileHandle struct {
