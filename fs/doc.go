@@ -9,8 +9,9 @@
 // kernel for a day, page-cache contents survive opens (FOPEN_KEEP_CACHE)
 // and symlink targets are cached. Negative lookups of the root are cached
 // briefly by the kernel and for NegativeTTL by the store. When the kernel
-// supports FUSE passthrough (Linux ≥ 6.9, as root) reads go straight to the
-// verified file in the local cache without a round trip through narfs.
+// supports FUSE passthrough (Linux ≥ 6.9, as root) reads of files of 1 MiB
+// and more go straight to the verified file in the local cache without a
+// round trip through narfs; smaller ones cost one READ, then the page cache.
 //
 // # Errors
 //
