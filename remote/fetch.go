@@ -168,6 +168,10 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (string, err
 			// The cache or the network failed, not the data: retryable.
 			return "", fmt.Errorf("%s: %w", where, body.err)
 		}
+		if localIOError(err) {
+			// Disk full, cache dir gone: our problem, not the cache's.
+			return "", fmt.Errorf("%s: local cache: %w", where, err)
+		}
 		return "", fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
 	}
 	if v.n != ni.NarSize {
@@ -203,6 +207,14 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (string, err
 		return root, fmt.Errorf("%s: %w: %w", where, ErrCorrupt, errListingLied)
 	}
 	return root, nil
+}
+
+// localIOError reports failures of the local file system (ENOSPC, EIO of
+// the cache dir, ...) as opposed to bad data from the cache.
+func localIOError(err error) bool {
+	var pe *os.PathError
+	var le *os.LinkError
+	return errors.As(err, &pe) || errors.As(err, &le)
 }
 
 // errListingLied marks a good NAR whose .ls listing was wrong: the caller
