@@ -28,6 +28,12 @@ type Config struct {
 	NegativeTTL time.Duration
 	// NarinfoCacheSize bounds the in-memory narinfo cache (default 65536).
 	NarinfoCacheSize int
+	// VerifiedMetadataOnly ignores the cache's .ls listings and takes all
+	// metadata from verified NARs. A .ls is unsigned: whoever can write to
+	// the cache (without the signing key) can make a trusted path show,
+	// say, a symlink the NAR does not have until its NAR is fetched. The
+	// price is a NAR download for the first stat of every path.
+	VerifiedMetadataOnly bool
 	// PrefetchReferences fetches the NARs of a path's references in the
 	// background once the path's own NAR is fetched, so that walking a
 	// closure overlaps downloads (at the cost of fetching what may never be

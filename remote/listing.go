@@ -31,12 +31,15 @@ func (s *Store) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) 
 			s.listings.Add(p.Path.Hash, l)
 			return l, nil
 		}
-		l, err := s.remoteListing(ctx, p)
-		if err == nil {
-			s.listings.Add(p.Path.Hash, l)
-			return l, nil
+		err := errListingsOff
+		if !s.cfg.VerifiedMetadataOnly {
+			var l *nar.Listing
+			if l, err = s.remoteListing(ctx, p); err == nil {
+				s.listings.Add(p.Path.Hash, l)
+				return l, nil
+			}
 		}
-		if !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, ErrNotFound) && err != errListingsOff {
 			// A broken .ls is the cache's problem, not the reader's: the NAR
 			// is the authority, so fall back to it.
 			s.log.Warn("ignoring unusable .ls listing", "path", p.Path.String(), "err", err)
@@ -55,6 +58,9 @@ func (s *Store) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) 
 	}
 	return v.(*nar.Listing), nil
 }
+
+// errListingsOff: Config.VerifiedMetadataOnly; the NAR is the only source.
+var errListingsOff = errors.New(".ls listings not used")
 
 // cachedListing reads the listing stored beside an extracted NAR.
 func (s *Store) cachedListing(p *PathInfo) *nar.Listing {

@@ -231,3 +231,34 @@ func TestListingUntrustedPathFetchesNothing(t *testing.T) {
 		t.Errorf("an untrusted path cost %+v", st)
 	}
 }
+
+// With VerifiedMetadataOnly the cache's .ls is never read: a lying .ls
+// cannot show anything, and metadata comes from the verified NAR.
+func TestVerifiedMetadataOnlyIgnoresListings(t *testing.T) {
+	dir := copyCache(t, "cache-zstd")
+	var app string
+	for _, p := range fixturePaths(t) {
+		if strings.HasSuffix(p.base, "-narfs-test-app") {
+			app = p.base
+		}
+	}
+	// A lie that would otherwise be served without any NAR download.
+	lie := `{"version":1,"root":{"type":"symlink","target":"/tmp/evil"}}`
+	if err := os.WriteFile(filepath.Join(dir, app[:32]+".ls"), []byte(lie), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := trustedConfig(t)
+	cfg.VerifiedMetadataOnly = true
+	s := openStore(t, dir, "", cfg)
+	p := mustResolve(t, s, app)
+	l, err := s.Listing(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Root.Type != nar.TypeDirectory {
+		t.Errorf("root is a %s: the unsigned .ls was used", l.Root.Type)
+	}
+	if st := s.Stats(); st.ListingGets != 0 || st.NarGets != 1 {
+		t.Errorf("ListingGets %d NarGets %d, want 0 and 1", st.ListingGets, st.NarGets)
+	}
+}

@@ -26,6 +26,7 @@ type globalFlags struct {
 	logLevel    string
 	timeout     time.Duration
 	prefetch    bool
+	noListings  bool
 }
 
 func main() {
@@ -43,6 +44,7 @@ func main() {
 	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "per-request timeout and the longest a download may stall")
+	pf.BoolVar(&g.noListings, "verified-metadata-only", false, "ignore the cache's unsigned .ls listings: take metadata (stat, readdir, symlink targets) only from verified NARs")
 	pf.BoolVar(&g.prefetch, "prefetch-references", false, "once a path's NAR is fetched, fetch its references' NARs in the background (walks of whole closures overlap downloads)")
 	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g))
 	if err := root.Execute(); err != nil {
@@ -79,7 +81,8 @@ func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.
 		CacheSize:   g.cacheSize,
 		Logger:      log,
 
-		PrefetchReferences: g.prefetch,
+		PrefetchReferences:   g.prefetch,
+		VerifiedMetadataOnly: g.noListings,
 		Backend: backend.Options{
 			RequestTimeout: g.timeout,
 			StallTimeout:   g.timeout,
