@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -105,12 +104,8 @@ func (c *countingCache) since(before traffic) traffic {
 // benchDaemon is one `narfs mount` of the benchmark, stopped explicitly so
 // its counters and peak RSS can be read.
 type benchDaemon struct {
-	Dir     string
-	cmd     *exec.Cmd
-	log     *mounted // reuses the log buffer type of mount_test.go
-	exited  chan error
+	*mounted
 	stopped bool
-	startup time.Duration // exec to the "mounted" log line
 }
 
 // daemonStats is what one daemon reported on exit.
@@ -156,43 +151,9 @@ func benchMount(t testing.TB, url, key, cacheDir string, env []string, passthrou
 	if cacheDir == "" {
 		cacheDir = t.TempDir()
 	}
-	d := &benchDaemon{Dir: t.TempDir(), log: &mounted{}, exited: make(chan error, 1)}
-	args := append([]string{"mount", "--cache-dir", cacheDir, "--log-level", "info",
+	args := append([]string{"--cache-dir", cacheDir, "--log-level", "info",
 		"--trusted-public-keys", key, "--passthrough=" + strconv.FormatBool(passthrough)}, extra...)
-	d.cmd = exec.Command(benchBinary(t), append(args, url, d.Dir)...)
-	d.cmd.Env = append(os.Environ(), env...)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd.Stdout, d.cmd.Stderr = pw, pw
-	start := time.Now()
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		var once sync.Once
-		for sc.Scan() {
-			d.log.Write([]byte(sc.Text() + "\n"))
-			if strings.Contains(sc.Text(), "msg=mounted") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
-	go func() { d.exited <- d.cmd.Wait() }()
-	select {
-	case <-ready:
-		d.startup = time.Since(start)
-	case err := <-d.exited:
-		t.Fatalf("narfs mount exited before mounting: %v\n%s", err, d.log.Log())
-	case <-time.After(60 * time.Second):
-		d.cmd.Process.Kill()
-		t.Fatalf("narfs mount not ready after 60s\n%s", d.log.Log())
-	}
+	d := &benchDaemon{mounted: startMount(t, benchBinary(t), url, env, args...)}
 	t.Cleanup(func() {
 		if !d.stopped {
 			d.stop(t)
@@ -230,22 +191,8 @@ func (d *benchDaemon) stop(t testing.TB) daemonStats {
 	peakRSSMu.Lock()
 	peakRSS = max(peakRSS, st.HWM)
 	peakRSSMu.Unlock()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.exited:
-		if err != nil {
-			t.Errorf("narfs mount exited with %v\n%s", err, d.log.Log())
-		}
-	case <-time.After(60 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.exited
-		t.Errorf("narfs mount did not exit on SIGTERM\n%s", d.log.Log())
-	}
-	if isMounted(d.Dir) {
-		t.Errorf("%s still mounted after narfs exited", d.Dir)
-		exec.Command("fusermount3", "-u", "-z", d.Dir).Run()
-	}
-	log := d.log.Log()
+	d.mounted.stop(t)
+	log := d.Log()
 	for _, f := range []struct {
 		name string
 		dst  *int64

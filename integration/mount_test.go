@@ -15,10 +15,12 @@ import (
 
 // mounted is one running `narfs mount`.
 type mounted struct {
-	Dir string
-	cmd *exec.Cmd
-	mu  sync.Mutex // protects log
-	log bytes.Buffer
+	Dir     string
+	cmd     *exec.Cmd
+	exited  chan error
+	startup time.Duration // exec to the "mounted" log line
+	mu      sync.Mutex    // protects log
+	log     bytes.Buffer
 }
 
 // Log is everything the daemon wrote so far.
@@ -39,60 +41,9 @@ func (m *mounted) Write(p []byte) (int, error) {
 func mountNarfs(t testing.TB, url string, env []string, args ...string) *mounted {
 	t.Helper()
 	requireE2E(t)
-	m := &mounted{Dir: t.TempDir()}
-	full := append([]string{"mount", "--cache-dir", t.TempDir(), "--log-level", "debug"}, args...)
-	full = append(full, url, m.Dir)
-	m.cmd = exec.Command(narfsBin, full...)
-	m.cmd.Env = append(os.Environ(), env...)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.cmd.Stderr = pw
-	m.cmd.Stdout = pw
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		once := sync.Once{}
-		for sc.Scan() {
-			line := sc.Text()
-			m.Write([]byte(line + "\n"))
-			if strings.Contains(line, "msg=mounted") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
-	exited := make(chan error, 1)
-	go func() { exited <- m.cmd.Wait() }()
-	select {
-	case <-ready:
-	case err := <-exited:
-		t.Fatalf("narfs mount exited before mounting: %v\n%s", err, m.Log())
-	case <-time.After(60 * time.Second):
-		m.cmd.Process.Kill()
-		t.Fatalf("narfs mount not ready after 60s\n%s", m.Log())
-	}
+	m := startMount(t, narfsBin, url, env, append([]string{"--cache-dir", t.TempDir(), "--log-level", "debug"}, args...)...)
 	t.Cleanup(func() {
-		m.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("narfs mount exited with %v\n%s", err, m.Log())
-			}
-		case <-time.After(30 * time.Second):
-			m.cmd.Process.Kill()
-			<-exited
-			t.Errorf("narfs mount did not exit on SIGTERM\n%s", m.Log())
-		}
-		if isMounted(m.Dir) {
-			t.Errorf("%s still mounted after narfs exited", m.Dir)
-			exec.Command("fusermount3", "-u", "-z", m.Dir).Run()
-		}
+		m.stop(t)
 		if t.Failed() {
 			t.Logf("narfs log:\n%s", m.Log())
 		}
@@ -101,6 +52,69 @@ func mountNarfs(t testing.TB, url string, env []string, args ...string) *mounted
 		}
 	})
 	return m
+}
+
+// startMount runs `BIN mount [args] URL DIR` and waits for the "mounted"
+// line. The caller stops it.
+func startMount(t testing.TB, bin, url string, env []string, args ...string) *mounted {
+	t.Helper()
+	m := &mounted{Dir: t.TempDir(), exited: make(chan error, 1)}
+	m.cmd = exec.Command(bin, append(append([]string{"mount"}, args...), url, m.Dir)...)
+	m.cmd.Env = append(os.Environ(), env...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cmd.Stdout, m.cmd.Stderr = pw, pw
+	start := time.Now()
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var once sync.Once
+		for sc.Scan() {
+			m.Write([]byte(sc.Text() + "\n"))
+			if strings.Contains(sc.Text(), "msg=mounted") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	go func() { m.exited <- m.cmd.Wait() }()
+	select {
+	case <-ready:
+		m.startup = time.Since(start)
+	case err := <-m.exited:
+		t.Fatalf("narfs mount exited before mounting: %v\n%s", err, m.Log())
+	case <-time.After(60 * time.Second):
+		m.cmd.Process.Kill()
+		t.Fatalf("narfs mount not ready after 60s\n%s", m.Log())
+	}
+	return m
+}
+
+// stop sends SIGTERM and checks that the daemon exits cleanly and leaves
+// no mount behind.
+func (m *mounted) stop(t testing.TB) {
+	t.Helper()
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-m.exited:
+		if err != nil {
+			t.Errorf("narfs mount exited with %v\n%s", err, m.Log())
+		}
+	case <-time.After(60 * time.Second):
+		m.cmd.Process.Kill()
+		<-m.exited
+		t.Errorf("narfs mount did not exit on SIGTERM\n%s", m.Log())
+	}
+	if isMounted(m.Dir) {
+		t.Errorf("%s still mounted after narfs exited", m.Dir)
+		exec.Command("fusermount3", "-u", "-z", m.Dir).Run()
+	}
 }
 
 // isMounted reads /proc/self/mountinfo.
