@@ -55,13 +55,15 @@ ls -l "$work/store"
 step "5. Metadata comes from the .ls listing: no NAR fetched yet"
 ls -lR "$work/store/$base"
 ls -l "$work/store/$base/../"*greeting-demo*
-step "6. Run the program from the mount (fetches and verifies both NARs on demand)"
+step "6. Run the program from the mount (its NAR is fetched and verified on first open)"
 bash -c "'$work/store/$base/bin/hello'"
+step "7. Read through a symlink on the mount (the second NAR, on demand)"
 readlink "$work/store/"*greeting-demo/greeting
-step "7. The same core without a mount"
+cat "$work/store/"*greeting-demo/greeting
+step "8. The same core without a mount"
 "$NARFS" info --trusted-public-keys "$(cat "$work/pk")" "file://$work/cache" "$base"
 
-step "8. Unmount (SIGTERM)"
+step "9. Unmount (SIGTERM)"
 kill -TERM "$pid"; wait "$pid"; pid=
 tail -n 2 "$work/narfs.log"
 mountpoint -q "$work/store" && { echo "still mounted!"; exit 1; }
