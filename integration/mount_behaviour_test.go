@@ -146,7 +146,16 @@ func TestMountBusyUnmount(t *testing.T) {
 	m := mountNarfs(t, "file://"+c.caches["zstd"], nil, "--trusted-public-keys", c.publicKey)
 	dir := filepath.Join(m.Dir, c.app, "bin")
 	hold := startProc(t, "bash", "-c", "cd '"+dir+"' && exec sleep 30")
-	time.Sleep(300 * time.Millisecond)
+	// Wait until the holder really sits in the mount.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", hold.Process.Pid)); cwd == dir {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the holder process never entered the mount")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(m.Log(), "unmount failed") && time.Now().Before(deadline) {
