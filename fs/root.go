@@ -26,15 +26,17 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if err != nil {
 		return nil, toErrno(r.st.log, "lookup", name, err)
 	}
-	l, err := r.st.store.Listing(ctx, info)
+	// Only the root node is needed here; a directory's entries come when
+	// it is first read, so stat of a path never costs its whole NAR.
+	root, err := r.st.store.Root(ctx, info)
 	if err != nil {
-		return nil, toErrno(r.st.log, "listing", name, err)
+		return nil, toErrno(r.st.log, "lookup", name, err)
 	}
 	r.st.mu.Lock()
 	r.st.resolved[name] = struct{}{}
 	r.st.mu.Unlock()
 	ref := &storePathRef{st: r.st, info: info}
-	return ref.newChild(ctx, &r.Inode, "", l.Root, out), 0
+	return ref.newChild(ctx, &r.Inode, "", root, out), 0
 }
 
 var _ = (fs.NodeReaddirer)((*rootNode)(nil))

@@ -43,7 +43,9 @@ func (r *storePathRef) newChild(ctx context.Context, parent *fs.Inode, sub strin
 	var emb fs.InodeEmbedder
 	switch n.Type {
 	case nar.TypeDirectory:
-		emb = &dirNode{ref: r, sub: sub, node: n}
+		d := &dirNode{ref: r, sub: sub}
+		d.node.Store(n)
+		emb = d
 	case nar.TypeSymlink:
 		emb = &symlinkNode{ref: r, sub: sub, node: n}
 	default:

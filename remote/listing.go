@@ -17,10 +17,23 @@ import (
 // the local cache, the cache's <hash>.ls (no NAR bytes), and only then
 // fetches the NAR (which also fills the local cache).
 func (s *Store) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
+	return s.listing(ctx, p, true)
+}
+
+// errNeedNAR: no listing short of fetching the NAR.
+var errNeedNAR = errors.New("no listing without the NAR")
+
+// listing is Listing; without fetchNAR it stops with errNeedNAR where
+// Listing would fetch the NAR.
+func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*nar.Listing, error) {
 	if l, ok := s.listings.Get(p.Path.Hash); ok {
 		return l, nil
 	}
-	v, err, _ := s.listingGroup.Do(p.Path.Hash, func() (any, error) {
+	key := p.Path.Hash
+	if !fetchNAR {
+		key += "/no-nar"
+	}
+	v, err, _ := s.listingGroup.Do(key, func() (any, error) {
 		// A flight that ended between the check above and Do has already
 		// filled the cache.
 		if l, ok := s.listings.Get(p.Path.Hash); ok {
@@ -43,6 +56,9 @@ func (s *Store) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) 
 			// A broken .ls is the cache's problem, not the reader's: the NAR
 			// is the authority, so fall back to it.
 			s.log.Warn("ignoring unusable .ls listing", "path", p.Path.String(), "err", err)
+		}
+		if !fetchNAR {
+			return nil, errNeedNAR
 		}
 		if _, err := s.Materialize(ctx, p); err != nil {
 			return nil, err

@@ -1,0 +1,101 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/nar/compress"
+)
+
+// rootPeek bounds the compressed bytes read to learn a root node: the
+// first NAR header is a few hundred bytes into the decompressed stream.
+const rootPeek = 256 << 10
+
+// Root returns a store path's root node, which is what a lookup in the
+// store directory needs: from a listing when one is at hand (memory, local
+// cache, .ls), otherwise from the first header of its NAR, reading only
+// its first bytes instead of the whole NAR. A directory found that way has
+// nil Entries: Listing gives its contents. Like a .ls, a peeked header is
+// not verified until the NAR is fetched (and then cross-checked), so with
+// VerifiedMetadataOnly the whole NAR is fetched instead.
+func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
+	if s.cfg.VerifiedMetadataOnly {
+		l, err := s.Listing(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return l.Root, nil
+	}
+	l, err := s.listing(ctx, p, false)
+	if err == nil {
+		return l.Root, nil
+	}
+	if !errors.Is(err, errNeedNAR) {
+		return nil, err
+	}
+	n, err := s.peekRoot(context.WithoutCancel(ctx), p)
+	if err != nil {
+		return nil, err
+	}
+	if n.Type != nar.TypeDirectory {
+		// A lone file or symlink: the header is the whole listing.
+		s.listings.Add(p.Path.Hash, &nar.Listing{Root: n})
+	}
+	return n, nil
+}
+
+// peekRoot decodes the first header of the NAR.
+func (s *Store) peekRoot(ctx context.Context, p *PathInfo) (*nar.Node, error) {
+	ni := p.NarInfo
+	where := fmt.Sprintf("NAR %s of %s", ni.URL, p.Path)
+	var body io.ReadCloser
+	if ni.FileSize > rootPeek {
+		rc, err := s.be.GetRange(ctx, ni.URL, 0, rootPeek)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		body = rc
+	} else {
+		obj, err := s.be.Get(ctx, ni.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		body = obj.Body
+		if enc := obj.ContentEncoding; enc != "" && enc != "identity" {
+			td, err := compress.NewReader(enc, obj.Body)
+			if err != nil {
+				obj.Body.Close()
+				return nil, fmt.Errorf("%s: Content-Encoding: %w", where, err)
+			}
+			body = readCloser{td, obj.Body}
+		}
+	}
+	defer body.Close()
+	dec, err := compress.NewReader(ni.EffectiveCompression(), body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
+	}
+	defer dec.Close()
+	h, err := nar.NewReader(dec).Next()
+	if err != nil {
+		if errors.Is(err, nar.ErrInvalid) {
+			return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return &nar.Node{Type: h.Type, Size: h.Size, Executable: h.Executable, NarOffset: h.Offset, Target: h.LinkTarget}, nil
+}
+
+// readCloser reads from a decoder and closes both it and the body under it.
+type readCloser struct {
+	io.ReadCloser
+	body io.Closer
+}
+
+func (r readCloser) Close() error {
+	r.ReadCloser.Close()
+	return r.body.Close()
+}

@@ -1,0 +1,66 @@
+package remote
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/narfs/narfs/nar"
+)
+
+// Without .ls listings, a lookup needs only the root node: Root reads the
+// first bytes of the NAR, not all of it, and fetches (extracts) nothing.
+func TestRootWithoutListingPeeks(t *testing.T) {
+	dir := copyCache(t, "cache-none")
+	ls, _ := filepath.Glob(filepath.Join(dir, "*.ls"))
+	for _, f := range ls {
+		os.Remove(f)
+	}
+	s := openStore(t, dir, "", trustedConfig(t))
+	ctx := context.Background()
+	for _, fp := range fixturePaths(t) {
+		p := mustResolve(t, s, fp.base)
+		before := s.Stats()
+		n, err := s.Root(ctx, p)
+		if err != nil {
+			t.Fatalf("%s: %v", fp.base, err)
+		}
+		after := s.Stats()
+		if got := after.NarBytes - before.NarBytes; got > rootPeek || got >= p.NarInfo.NarSize && p.NarInfo.NarSize > rootPeek {
+			t.Errorf("%s: Root read %d NAR bytes of %d", fp.base, got, p.NarInfo.NarSize)
+		}
+		if after.Fetches != 0 {
+			t.Errorf("%s: Root fetched a whole NAR", fp.base)
+		}
+		// The truth, from the NAR itself.
+		l, err := s.Listing(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := l.Root
+		if n.Type != want.Type || n.Size != want.Size || n.Executable != want.Executable || n.Target != want.Target {
+			t.Errorf("%s: Root = %+v, listing root = %+v", fp.base, n, want)
+		}
+		if n.Type == nar.TypeDirectory && n.Entries != nil {
+			t.Errorf("%s: a peeked directory claims to know its entries", fp.base)
+		}
+		// Start the next path from no extracted state.
+		s.cache.forget(narKey(p))
+		s.listings.Remove(p.Path.Hash)
+		s.stats.fetches.Store(0)
+	}
+}
+
+// With a .ls, Root reads no NAR bytes at all.
+func TestRootFromListing(t *testing.T) {
+	s := openStore(t, copyCache(t, "cache-zstd"), "", trustedConfig(t))
+	for _, fp := range fixturePaths(t) {
+		if _, err := s.Root(context.Background(), mustResolve(t, s, fp.base)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.NarGets != 0 {
+		t.Errorf("NarGets = %d, want 0", st.NarGets)
+	}
+}
