@@ -21,7 +21,8 @@
 // # Metadata and data
 //
 // Listing prefers the cache's <hash>.ls, so stat and readdir fetch no NAR
-// bytes. Materialize fetches the NAR once per NarHash, decompresses it as a
+// bytes. Root, all a lookup in the store directory needs, falls back to the
+// first header of the NAR (its first 256 KiB at most) when there is no .ls. Materialize fetches the NAR once per NarHash, decompresses it as a
 // stream, checks NarSize and NarHash (and the CA hash where that was the
 // reason for trust) and only then renames the extracted tree into the local
 // cache. Nothing that failed verification is kept or served: the caller gets
