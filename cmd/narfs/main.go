@@ -40,7 +40,7 @@ func main() {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.cacheDir, "cache-dir", remote.DefaultCacheDir(), "directory for verified NAR contents")
 	pf.Int64Var(&g.cacheSize, "cache-size", 10<<30, "bytes of extracted NARs to keep in --cache-dir (least recently used go first)")
-	pf.StringVar(&g.trustedKeys, "trusted-public-keys", "", "space-separated `name:base64` keys (default: trusted-public-keys of /etc/nix/nix.conf)")
+	pf.StringVar(&g.trustedKeys, "trusted-public-keys", "", "space-separated `name:base64` keys (default: trusted-public-keys of $NIX_CONF_DIR/nix.conf or /etc/nix/nix.conf, else Nix's default cache.nixos.org-1)")
 	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "per-request timeout and the longest a download may stall")

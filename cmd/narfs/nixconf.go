@@ -7,8 +7,12 @@ import (
 	"strings"
 )
 
+// nixDefaultTrustedKey is Nix's built-in trusted-public-keys.
+const nixDefaultTrustedKey = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="
+
 // nixConfTrustedKeys reads trusted-public-keys (and extra-) from nix.conf,
-// the keys a Nix user already trusts. Missing file: no keys.
+// the keys a Nix user already trusts. Without a nix.conf setting it is
+// Nix's own default, cache.nixos.org's key.
 func nixConfTrustedKeys() string {
 	dir := os.Getenv("NIX_CONF_DIR")
 	if dir == "" {
@@ -16,10 +20,10 @@ func nixConfTrustedKeys() string {
 	}
 	f, err := os.Open(filepath.Join(dir, "nix.conf"))
 	if err != nil {
-		return ""
+		return nixDefaultTrustedKey
 	}
 	defer f.Close()
-	var keys []string
+	keys, extra := []string{nixDefaultTrustedKey}, []string(nil)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line, _, _ := strings.Cut(sc.Text(), "#")
@@ -31,8 +35,8 @@ func nixConfTrustedKeys() string {
 		case "trusted-public-keys":
 			keys = strings.Fields(v)
 		case "extra-trusted-public-keys":
-			keys = append(keys, strings.Fields(v)...)
+			extra = append(extra, strings.Fields(v)...)
 		}
 	}
-	return strings.Join(keys, " ")
+	return strings.Join(append(keys, extra...), " ")
 }
