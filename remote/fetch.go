@@ -35,7 +35,7 @@ func (s *Store) Materialize(ctx context.Context, p *PathInfo) (string, error) {
 	if err := s.failed.get(key); err != nil {
 		return "", err
 	}
-	v, err, _ := s.fetchGroup.Do(key, func() (any, error) {
+	v, err := shared(ctx, &s.fetchGroup, key, func() (any, error) {
 		if root := s.cache.root(key); root != "" {
 			return root, nil
 		}

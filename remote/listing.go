@@ -33,7 +33,7 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*nar.L
 	if !fetchNAR {
 		key += "/no-nar"
 	}
-	v, err, _ := s.listingGroup.Do(key, func() (any, error) {
+	v, err := shared(ctx, &s.listingGroup, key, func() (any, error) {
 		// A flight that ended between the check above and Do has already
 		// filled the cache.
 		if l, ok := s.listings.Get(p.Path.Hash); ok {

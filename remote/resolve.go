@@ -73,7 +73,7 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 		return nil, err
 	}
 	// The fetch is shared, so one caller giving up must not fail the others.
-	v, err, _ := s.resolveGroup.Do(hash, func() (any, error) {
+	v, err := shared(ctx, &s.resolveGroup, hash, func() (any, error) {
 		// A flight that ended between the checks above and Do has already
 		// filled one of the caches.
 		if pi, ok := s.narinfos.Get(hash); ok {
