@@ -3,6 +3,7 @@ GO        ?= go
 BIN       := bin/narfs
 PKGS      := ./...
 FUZZTIME  ?= 10s
+STATICCHECK := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
 .PHONY: all deps build test test-unit test-integration bench fuzz lint demo clean
@@ -18,6 +19,7 @@ build:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) $(PKGS)
 
 test: deps lint
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)

@@ -369,3 +369,9 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// hashPart extracts the hash part of a base name without validating it.
+func hashPart(base string) string {
+	h, _, _ := strings.Cut(base, "-")
+	return h
+}

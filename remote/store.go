@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -129,12 +128,6 @@ func (s *Store) Stats() Stats { return s.stats.snapshot() }
 func (s *Store) Close() error {
 	s.stopBG()
 	return s.be.Close()
-}
-
-// hashPart extracts the hash part of a base name without validating it.
-func hashPart(base string) string {
-	h, _, _ := strings.Cut(base, "-")
-	return h
 }
 
 // CacheUsage is the bytes of extracted NARs in the local cache.

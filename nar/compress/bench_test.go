@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -58,8 +59,9 @@ func benchNAR(b *testing.B) string {
 	if _, err := exec.LookPath("nix-store"); err != nil {
 		b.Skip("nix-store not installed")
 	}
-	goroot := runtime.GOROOT()
-	if goroot == "" {
+	gorootOut, err := exec.Command("go", "env", "GOROOT").Output()
+	goroot := strings.TrimSpace(string(gorootOut))
+	if err != nil || goroot == "" {
 		b.Skip("no GOROOT to dump")
 	}
 	out, err := os.Create(path + ".tmp")

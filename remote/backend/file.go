@@ -47,7 +47,7 @@ func checkKey(key string) error {
 	}
 	for _, seg := range strings.Split(key, "/") {
 		if seg == ".." {
-			return fmt.Errorf("%w %q: must not contain ..", ErrInvalidKey, key)
+			return fmt.Errorf("%w %q: must not contain a \"..\" segment", ErrInvalidKey, key)
 		}
 	}
 	return nil
