@@ -18,6 +18,7 @@ type mounted struct {
 	Dir     string
 	cmd     *exec.Cmd
 	exited  chan error
+	drained chan struct{} // closed when the log pipe hits EOF
 	startup time.Duration // exec to the "mounted" log line
 	mu      sync.Mutex    // protects log
 	log     bytes.Buffer
@@ -58,7 +59,7 @@ func mountNarfs(t testing.TB, url string, env []string, args ...string) *mounted
 // line. The caller stops it.
 func startMount(t testing.TB, bin, url string, env []string, args ...string) *mounted {
 	t.Helper()
-	m := &mounted{Dir: t.TempDir(), exited: make(chan error, 1)}
+	m := &mounted{Dir: t.TempDir(), exited: make(chan error, 1), drained: make(chan struct{})}
 	m.cmd = exec.Command(bin, append(append([]string{"mount"}, args...), url, m.Dir)...)
 	m.cmd.Env = append(os.Environ(), env...)
 	pr, pw, err := os.Pipe()
@@ -73,6 +74,8 @@ func startMount(t testing.TB, bin, url string, env []string, args ...string) *mo
 	pw.Close()
 	ready := make(chan struct{})
 	go func() {
+		defer close(m.drained)
+		defer pr.Close()
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		var once sync.Once
@@ -115,6 +118,13 @@ func (m *mounted) stop(t testing.TB) {
 		t.Errorf("%s still mounted after narfs exited", m.Dir)
 		exec.Command("fusermount3", "-u", "-z", m.Dir).Run()
 	}
+	// The last lines (the unmount summary, a race report) may still be in
+	// the pipe.
+	select {
+	case <-m.drained:
+	case <-time.After(10 * time.Second):
+		t.Errorf("the daemon's log pipe stayed open after it exited")
+	}
 }
 
 // isMounted reads /proc/self/mountinfo.
@@ -151,4 +161,22 @@ func startProc(t testing.TB, name string, args ...string) *exec.Cmd {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return cmd
+}
+
+// waitLog waits (bounded) until the daemon's log, which arrives through a
+// pipe, contains every one of want; it reports whether it did.
+func (m *mounted) waitLog(want ...string) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		log, ok := m.Log(), true
+		for _, w := range want {
+			ok = ok && strings.Contains(log, w)
+		}
+		if ok {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -95,7 +95,7 @@ func TestMountContentAddressed(t *testing.T) {
 			t.Errorf("unsigned input-addressed %s: want ENOENT, got %v", p, err)
 		}
 	}
-	if !strings.Contains(m.Log(), "does not match the store path") {
+	if !m.waitLog("does not match the store path") {
 		t.Errorf("the forged CA was not logged as such:\n%s", m.Log())
 	}
 }
@@ -131,9 +131,8 @@ func TestMountCorruptNAR(t *testing.T) {
 			t.Fatalf("reading a corrupt NAR's file: want EIO, got %v", err)
 		}
 	}
-	log := m.Log()
-	if !strings.Contains(log, "NAR hash mismatch") || !strings.Contains(log, lib) || !strings.Contains(log, field(info, "NarHash")) {
-		t.Errorf("log does not say which path and which hashes:\n%s", log)
+	if !m.waitLog("NAR hash mismatch", lib, field(info, "NarHash")) {
+		t.Errorf("log does not say which path and which hashes:\n%s", m.Log())
 	}
 	// Still serving.
 	app := readFile(t, filepath.Join(m.Dir, c.app, "bin/app"))
