@@ -15,6 +15,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/nar/compress"
+	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -121,17 +122,13 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (string, err
 	body := &errRecorder{r: obj.Body}
 	defer obj.Body.Close()
 
-	var src io.Reader = body
 	// A server may add a transport encoding on top of the NAR's own
 	// compression (harmonia does with zstd).
-	if enc := obj.ContentEncoding; enc != "" && enc != "identity" {
-		td, err := compress.NewReader(enc, src)
-		if err != nil {
-			return "", fmt.Errorf("%s: Content-Encoding: %w", where, err)
-		}
-		defer td.Close()
-		src = td
+	src, err := backend.NewContentDecoder(obj.ContentEncoding, body)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", where, err)
 	}
+	defer src.Close()
 	dec, err := compress.NewReader(ni.EffectiveCompression(), src)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/nar/compress"
+	"github.com/narfs/narfs/remote/backend"
 )
 
 // rootPeek bounds the compressed bytes read to learn a root node: the
@@ -63,15 +64,12 @@ func (s *Store) peekRoot(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		body = obj.Body
-		if enc := obj.ContentEncoding; enc != "" && enc != "identity" {
-			td, err := compress.NewReader(enc, obj.Body)
-			if err != nil {
-				obj.Body.Close()
-				return nil, fmt.Errorf("%s: Content-Encoding: %w", where, err)
-			}
-			body = readCloser{td, obj.Body}
+		td, err := backend.NewContentDecoder(obj.ContentEncoding, obj.Body)
+		if err != nil {
+			obj.Body.Close()
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
+		body = readCloser{td, obj.Body}
 	}
 	defer body.Close()
 	dec, err := compress.NewReader(ni.EffectiveCompression(), body)

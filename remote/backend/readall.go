@@ -46,18 +46,10 @@ func decodeContent(enc string, data []byte, max int64) ([]byte, error) {
 	codings := strings.Split(enc, ",")
 	for i := len(codings) - 1; i >= 0; i-- {
 		c := strings.ToLower(strings.TrimSpace(codings[i]))
-		var r io.ReadCloser
-		var err error
-		switch c {
-		case "", "identity":
+		if c == "" || c == "identity" {
 			continue
-		case "deflate":
-			// HTTP "deflate" is zlib-wrapped (RFC 9110 §8.4.1.2); the
-			// compress package does not cover it.
-			r, err = zlib.NewReader(bytes.NewReader(data))
-		default:
-			r, err = compress.NewReader(c, bytes.NewReader(data))
 		}
+		r, err := codingReader(c, bytes.NewReader(data))
 		if err != nil {
 			return nil, fmt.Errorf("Content-Encoding %q: %w", c, err)
 		}
@@ -72,4 +64,50 @@ func decodeContent(enc string, data []byte, max int64) ([]byte, error) {
 		data = out
 	}
 	return data, nil
+}
+
+// codingReader removes one content coding (lower case, not identity).
+func codingReader(c string, r io.Reader) (io.ReadCloser, error) {
+	if c == "deflate" {
+		// HTTP "deflate" is zlib-wrapped (RFC 9110 §8.4.1.2); the compress
+		// package does not cover it.
+		return zlib.NewReader(r)
+	}
+	return compress.NewReader(c, r)
+}
+
+// NewContentDecoder streams r with the Content-Encoding enc removed (the
+// codings ReadAll accepts, last applied first), for bodies too large to
+// buffer such as NARs a server sends with a transport encoding. "" and
+// identity give r back as is. Close releases the decoders, not r.
+func NewContentDecoder(enc string, r io.Reader) (io.ReadCloser, error) {
+	stack := &decoderStack{Reader: r}
+	codings := strings.Split(enc, ",")
+	for i := len(codings) - 1; i >= 0; i-- {
+		c := strings.ToLower(strings.TrimSpace(codings[i]))
+		if c == "" || c == "identity" {
+			continue
+		}
+		d, err := codingReader(c, stack.Reader)
+		if err != nil {
+			stack.Close()
+			return nil, fmt.Errorf("Content-Encoding %q: %w", c, err)
+		}
+		stack.Reader, stack.decoders = d, append(stack.decoders, d)
+	}
+	return stack, nil
+}
+
+// decoderStack reads through nested decoders and closes them outermost
+// first.
+type decoderStack struct {
+	io.Reader
+	decoders []io.ReadCloser
+}
+
+func (d *decoderStack) Close() error {
+	for i := len(d.decoders) - 1; i >= 0; i-- {
+		d.decoders[i].Close()
+	}
+	return nil
 }
