@@ -68,45 +68,64 @@ func (l *Listing) Find(path string) (*Node, error) {
 // for every regular file.
 func BuildListing(r io.Reader) (*Listing, error) {
 	nr := NewReader(r)
-	type open struct {
-		path string
-		node *Node
-	}
-	var stack []open
-	l := &Listing{}
+	var b ListingBuilder
 	for {
 		h, err := nr.Next()
 		if err == io.EOF {
-			return l, nil
+			return b.Listing(), nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		n := &Node{Type: h.Type}
-		switch h.Type {
-		case TypeRegular:
-			n.Size, n.Executable, n.NarOffset = h.Size, h.Executable, h.Offset
-		case TypeSymlink:
-			n.Target = h.LinkTarget
-		case TypeDirectory:
-			n.Entries = map[string]*Node{}
-		}
-		if h.Path == "" {
-			l.Root = n
-		} else {
-			parent, name := "", h.Path
-			if i := strings.LastIndexByte(h.Path, '/'); i >= 0 {
-				parent, name = h.Path[:i], h.Path[i+1:]
-			}
-			for stack[len(stack)-1].path != parent {
-				stack = stack[:len(stack)-1]
-			}
-			stack[len(stack)-1].node.Entries[name] = n
-		}
-		if h.Type == TypeDirectory {
-			stack = append(stack, open{h.Path, n})
-		}
+		b.Add(h)
 	}
+}
+
+// ListingBuilder assembles a Listing from the headers a Reader returns, in
+// their order, for callers that do more with each header (extract it, say)
+// than BuildListing does.
+type ListingBuilder struct {
+	root  *Node
+	stack []openDir // directories on the path to the current node
+}
+
+type openDir struct {
+	path string
+	node *Node
+}
+
+// Add records the node of h. Headers must come from a Reader, which
+// guarantees every entry follows its parent directory.
+func (b *ListingBuilder) Add(h *Header) {
+	n := &Node{Type: h.Type}
+	switch h.Type {
+	case TypeRegular:
+		n.Size, n.Executable, n.NarOffset = h.Size, h.Executable, h.Offset
+	case TypeSymlink:
+		n.Target = h.LinkTarget
+	case TypeDirectory:
+		n.Entries = map[string]*Node{}
+	}
+	if h.Path == "" {
+		b.root = n
+	} else {
+		parent, name := "", h.Path
+		if i := strings.LastIndexByte(h.Path, '/'); i >= 0 {
+			parent, name = h.Path[:i], h.Path[i+1:]
+		}
+		for b.stack[len(b.stack)-1].path != parent {
+			b.stack = b.stack[:len(b.stack)-1]
+		}
+		b.stack[len(b.stack)-1].node.Entries[name] = n
+	}
+	if h.Type == TypeDirectory {
+		b.stack = append(b.stack, openDir{h.Path, n})
+	}
+}
+
+// Listing returns what was added; its Root is nil before the first Add.
+func (b *ListingBuilder) Listing() *Listing {
+	return &Listing{Root: b.root}
 }
 
 // Encode writes the listing exactly as Nix 2.8 does: compact JSON, entries

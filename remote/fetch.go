@@ -222,7 +222,7 @@ var errListingLied = errors.New("the cache's .ls listing disagrees with the NAR;
 // and text content addresses it feeds the root file's contents to caHash.
 func extract(r io.Reader, dst string, ca *contentAddress, caHash hash.Hash) (*nar.Listing, error) {
 	nr := nar.NewReader(r)
-	var lb listingBuilder
+	var lb nar.ListingBuilder
 	buf := make([]byte, 256<<10)
 	for {
 		h, err := nr.Next()
@@ -232,9 +232,7 @@ func extract(r io.Reader, dst string, ca *contentAddress, caHash hash.Hash) (*na
 		if err != nil {
 			return nil, err
 		}
-		if err := lb.add(h); err != nil {
-			return nil, err
-		}
+		lb.Add(h)
 		p := filepath.Join(dst, filepath.FromSlash(h.Path))
 		switch h.Type {
 		case nar.TypeDirectory:
@@ -245,7 +243,7 @@ func extract(r io.Reader, dst string, ca *contentAddress, caHash hash.Hash) (*na
 			var content io.Reader = nr
 			if ca != nil && !ca.recursive {
 				if h.Path != "" || h.Executable {
-					return nil, fmt.Errorf("CA %s needs a single non-executable file", "flat/text")
+					return nil, fmt.Errorf("flat/text CA needs a single non-executable file")
 				}
 				content = io.TeeReader(nr, caHash)
 			}
@@ -255,10 +253,14 @@ func extract(r io.Reader, dst string, ca *contentAddress, caHash hash.Hash) (*na
 			return nil, err
 		}
 	}
-	if ca != nil && !ca.recursive && lb.root != nil && lb.root.Type != nar.TypeRegular {
+	l := lb.Listing()
+	if l.Root == nil {
+		return nil, fmt.Errorf("empty NAR")
+	}
+	if ca != nil && !ca.recursive && l.Root.Type != nar.TypeRegular {
 		return nil, fmt.Errorf("flat/text CA on a path that is not a single file")
 	}
-	return lb.listing()
+	return l, nil
 }
 
 func writeFile(p string, content io.Reader, h *nar.Header, buf []byte) error {
