@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
@@ -128,19 +127,10 @@ func (s *Store) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node,
 	if err != nil {
 		return nil, err
 	}
-	n := l.Root
-	for _, name := range strings.Split(strings.Trim(sub, "/"), "/") {
-		if name == "" {
-			continue
-		}
-		if n.Type != nar.TypeDirectory {
-			return nil, fmt.Errorf("%s/%s: %w (not a directory)", p.Path, sub, ErrNotFound)
-		}
-		c := n.Entries[name]
-		if c == nil {
-			return nil, fmt.Errorf("%s/%s: %w", p.Path, sub, ErrNotFound)
-		}
-		n = c
+	n, err := l.Find(sub)
+	if err != nil {
+		// Missing names and paths through files are both "no such file".
+		return nil, fmt.Errorf("%s/%s: %w (%v)", p.Path, sub, ErrNotFound, err)
 	}
 	return n, nil
 }
