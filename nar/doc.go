@@ -13,11 +13,11 @@
 // 64 and sizes that fit int64. Lengths are checked before anything is
 // allocated, so hostile input costs at most one bounded buffer.
 //
-// Next returns io.EOF as soon as the root node is closed and does not look
-// at what follows, like Nix. Trailing garbage is caught by callers that check
-// NarSize/NarHash over the raw stream. The Reader buffers its input, so it
-// may have consumed bytes past the end of the archive from the underlying
-// reader.
+// Next returns io.EOF only when the root node is closed and the underlying
+// reader is exhausted right there (it reads until (0, io.EOF) or data).
+// Trailing data is rejected, as Nix rejects it: callers could not catch it
+// themselves, because the Reader buffers its input and may already have
+// consumed bytes past the end of the archive.
 //
 // # Errors
 //

@@ -52,7 +52,8 @@ func NewReader(r io.Reader) *Reader {
 
 // Next advances to the next node, skipping any unread contents of the
 // current file, and returns its header. It returns io.EOF once the root node
-// is complete.
+// is complete and the source is exhausted; bytes after the root node are an
+// error wrapping ErrInvalid.
 func (r *Reader) Next() (*Header, error) {
 	if r.err != nil {
 		return nil, r.err
@@ -140,6 +141,9 @@ func (r *Reader) next() (*Header, error) {
 			return nil, io.EOF
 		case stateNodeDone:
 			if len(r.stack) == 0 {
+				if err := r.checkEnd(); err != nil {
+					return nil, err
+				}
 				r.state = stateEOF
 				continue
 			}
@@ -280,6 +284,25 @@ func (r *Reader) node(path string, depth int) (*Header, error) {
 		return &Header{Path: path, Type: TypeDirectory}, nil
 	}
 	return nil, r.invalid(off, "unknown node type %q", typ)
+}
+
+// checkEnd makes sure the source ends with the root node. Nix rejects a NAR
+// followed by anything, and a caller cannot check for itself: the buffer may
+// hold what follows. At most one more read is needed: bytes or (0, io.EOF).
+func (r *Reader) checkEnd() error {
+	r.path = ""
+	if n := r.w - r.r; n > 0 {
+		return r.invalid(r.off, "at least %d bytes of trailing data after the NAR", n)
+	}
+	err := r.fill()
+	if n := r.w - r.r; n > 0 {
+		return r.invalid(r.off, "at least %d bytes of trailing data after the NAR", n)
+	}
+	if err == io.EOF {
+		return nil
+	}
+	// Not the data's fault: the transport failed before we could tell.
+	return r.srcError(err)
 }
 
 // skipContents discards the unread contents of the current file and checks

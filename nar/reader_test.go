@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // readAll parses a whole NAR, returning its headers and file contents.
@@ -212,7 +214,6 @@ func TestReaderValidInputs(t *testing.T) {
 		"depth 63":      deepNAR(MaxDepth - 1),
 		"255-byte name": dirNAR(strings.Repeat("n", 255)),
 		"4095 target":   raw("nix-archive-1", "(", "type", "symlink", "target", strings.Repeat("t", 4095), ")"),
-		"trailing data": append(dirNAR("a"), "garbage"...),
 		"empty dir":     raw("nix-archive-1", "(", "type", "directory", ")"),
 	} {
 		if _, _, err := readAll(data); err != nil {
@@ -263,6 +264,8 @@ func TestReaderRejectsMalformed(t *testing.T) {
 		"contents then junk":     raw("nix-archive-1", "(", "type", "regular", "contents", "", "junk"),
 		"magic without padding":  append(binary.LittleEndian.AppendUint64(nil, 13), "nix-archive-1"...),
 		"truncated length field": raw("nix-archive-1")[:20],
+		"trailing data":          append(dirNAR("a"), "garbage"...),
+		"trailing padding":       append(dirNAR("a"), make([]byte, 8)...),
 	} {
 		_, _, err := readAll(data)
 		if !errors.Is(err, ErrInvalid) {
@@ -290,6 +293,92 @@ func TestReaderSourceError(t *testing.T) {
 }
 
 type errReader struct{ err error }
+
+// TestReaderRejectsTrailingData appends bytes to every fixture NAR: Nix
+// rejects such a NAR, and a caller cannot tell once the Reader's buffer has
+// swallowed them, so Next must.
+func TestReaderRejectsTrailingData(t *testing.T) {
+	nars, err := filepath.Glob(filepath.Join(fixtureDir, "cache-none", "nar", "*.nar"))
+	if err != nil || len(nars) < 6 {
+		t.Fatalf("fixture NARs: %v %v", nars, err)
+	}
+	for _, p := range nars {
+		data := mustRead(t, p)
+		readers := map[string]func([]byte) io.Reader{
+			"whole":    func(b []byte) io.Reader { return bytes.NewReader(b) },
+			"data+EOF": func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) },
+		}
+		if len(data) < 64<<10 { // one-byte reads of the 11 MB tree take too long under -race
+			readers["one-byte"] = func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) }
+		}
+		for rname, mk := range readers {
+			if _, err := readAllFrom(mk(data)); err != nil {
+				t.Errorf("%s with %s reads: %v", filepath.Base(p), rname, err)
+			}
+			for _, n := range []int{1, 7, 8, 4096, 70000} {
+				for _, fill := range []byte{0, 'x'} {
+					extra := bytes.Repeat([]byte{fill}, n)
+					_, err := readAllFrom(mk(append(data[:len(data):len(data)], extra...)))
+					if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "trailing data") {
+						t.Errorf("%s + %d bytes %q with %s reads: err = %v, want trailing data (ErrInvalid)", filepath.Base(p), n, fill, rname, err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// readAllFrom reads every node of a NAR and the contents of its files, and
+// checks that io.EOF is sticky once returned.
+func readAllFrom(src io.Reader) (int, error) {
+	nr := NewReader(src)
+	nodes := 0
+	for {
+		h, err := nr.Next()
+		if err == io.EOF {
+			if _, err := nr.Next(); err != io.EOF {
+				return nodes, fmt.Errorf("Next after io.EOF: %v", err)
+			}
+			return nodes, nil
+		}
+		if err != nil {
+			return nodes, err
+		}
+		nodes++
+		if h.Type == TypeRegular {
+			if _, err := io.Copy(io.Discard, nr); err != nil {
+				return nodes, err
+			}
+		}
+	}
+}
+
+// A transport failure while looking for trailing data is the transport's
+// fault, not the archive's; a source that stalls a little and then ends is
+// fine.
+func TestReaderEndCheckSourceError(t *testing.T) {
+	boom := errors.New("boom")
+	data := dirNAR("a")
+	_, err := readAllFrom(io.MultiReader(bytes.NewReader(data), errReader{boom}))
+	if !errors.Is(err, boom) || errors.Is(err, ErrInvalid) {
+		t.Errorf("err = %v, want boom and not ErrInvalid", err)
+	}
+	_, err = readAllFrom(io.MultiReader(bytes.NewReader(data), &emptyReads{n: 5}))
+	if err != nil {
+		t.Errorf("source with empty reads before EOF: %v", err)
+	}
+}
+
+// emptyReads returns (0, nil) n times, then io.EOF.
+type emptyReads struct{ n int }
+
+func (e *emptyReads) Read([]byte) (int, error) {
+	if e.n == 0 {
+		return 0, io.EOF
+	}
+	e.n--
+	return 0, nil
+}
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
@@ -402,9 +491,12 @@ func FuzzReader(f *testing.F) {
 			}
 			return
 		}
-		// An accepted archive has exactly one encoding: the Writer must
-		// reproduce the consumed bytes.
-		if !bytes.Equal(out, data[:n]) {
+		// An accepted archive has nothing after it and exactly one
+		// encoding: the Writer must reproduce it.
+		if n != int64(len(data)) {
+			t.Fatalf("accepted NAR of %d bytes followed by %d more", n, int64(len(data))-n)
+		}
+		if !bytes.Equal(out, data) {
 			t.Fatalf("accepted NAR is not canonical: rewrite gives %d bytes, input %d", len(out), n)
 		}
 	})
