@@ -26,7 +26,8 @@
 // ErrInvalid and io.ErrUnexpectedEOF. Errors from the underlying reader are
 // wrapped unchanged (not ErrInvalid), so callers can tell a broken archive
 // from a broken transport. Errors are sticky. DecodeListing errors wrap
-// [ErrInvalidListing]; Listing.Find wraps fs.ErrNotExist or [ErrNotDirectory].
+// [ErrInvalidListing], as do NARSize and Check errors; Listing.Find wraps
+// fs.ErrNotExist or [ErrNotDirectory].
 //
 // # Writing
 //
@@ -40,4 +41,7 @@
 // produces. [DecodeListing] is strict and byte-faithful (names are kept as
 // raw bytes, as Nix 2.8 writes them); [Listing.Encode] writes exactly the
 // bytes Nix 2.8 writes; [BuildListing] derives a listing from a NAR stream.
+// The NAR encoding is canonical, so a listing fixes the exact size of its
+// NAR and every file's narOffset: [Listing.NARSize] computes them and
+// [Listing.Check] holds an unsigned listing against a signed NarSize.
 package nar
