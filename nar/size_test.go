@@ -3,8 +3,10 @@ package nar
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -292,4 +294,77 @@ func FuzzListingSize(f *testing.F) {
 			})
 		}
 	})
+}
+
+// synthListing returns the .ls of dirs directories of files entries each,
+// every fifth a symlink, names of nameLen bytes.
+func synthListing(dirs, files, nameLen int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"version":1,"root":{"type":"directory","entries":{`)
+	for d := range dirs {
+		if d > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"d%07d":{"type":"directory","entries":{`, d)
+		for f := range files {
+			if f > 0 {
+				b.WriteByte(',')
+			}
+			if f%5 == 4 {
+				fmt.Fprintf(&b, `"%0*d":{"type":"symlink","target":"../lib/%d"}`, nameLen, f, f)
+			} else {
+				fmt.Fprintf(&b, `"%0*d":{"type":"regular","size":%d}`, nameLen, f, f%50)
+			}
+		}
+		b.WriteString(`}}`)
+	}
+	b.WriteString(`}}}`)
+	return b.Bytes()
+}
+
+func TestMemSizeGrows(t *testing.T) {
+	size := func(dirs, files, nameLen int) int64 {
+		l, err := DecodeListing(synthListing(dirs, files, nameLen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.MemSize()
+	}
+	base := size(2, 10, 8)
+	if more := size(2, 20, 8); more <= base {
+		t.Errorf("twice the entries: MemSize %d, was %d", more, base)
+	}
+	if longer := size(2, 10, 100); longer < base+2*10*(100-8) {
+		t.Errorf("names 92 bytes longer: MemSize %d, was %d", longer, base)
+	}
+	if n := (&Listing{Root: &Node{Type: TypeSymlink, Target: strings.Repeat("t", 1000)}}).MemSize(); n < 1000 {
+		t.Errorf("MemSize of a 1000-byte symlink = %d", n)
+	}
+}
+
+// MemSize is an estimate, but it must be in the right ballpark of what
+// the heap really holds for a large listing, whatever its shape.
+func TestMemSizeMatchesHeap(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	for _, shape := range []struct{ dirs, files, nameLen int }{{1, 100000, 10}, {1000, 100, 40}, {50000, 2, 5}} {
+		data := synthListing(shape.dirs, shape.files, shape.nameLen)
+		before := heap()
+		l, err := DecodeListing(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		real := float64(heap()) - float64(before)
+		est := float64(l.MemSize())
+		if real < est/3 || real > est*3 {
+			t.Errorf("%+v: MemSize %.0f, heap grew by %.0f", shape, est, real)
+		}
+		runtime.KeepAlive(l)
+		runtime.KeepAlive(data)
+	}
 }
