@@ -272,7 +272,7 @@ func FuzzListingSize(f *testing.F) {
 		if cerr != nil && !errors.Is(cerr, ErrInvalidListing) {
 			t.Fatalf("Check error not wrapping ErrInvalidListing: %v", cerr)
 		}
-		if n > 1<<20 {
+		if n > 64<<10 {
 			return
 		}
 		// Small enough to build: the NAR the listing describes has
