@@ -39,7 +39,8 @@ func main() {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.cacheDir, "cache-dir", remote.DefaultCacheDir(), "directory for verified NAR contents")
-	pf.Int64Var(&g.cacheSize, "cache-size", 10<<30, "bytes of extracted NARs to keep in --cache-dir (least recently used go first)")
+	g.cacheSize = 10 << 30
+	pf.Var((*byteSize)(&g.cacheSize), "cache-size", "extracted NARs to keep in --cache-dir, least recently used go first: bytes, or 100MB, 1.5GB (decimal), 512MiB, 10GiB (binary); a bare K, M, G, T is binary, as in Nix")
 	pf.StringVar(&g.trustedKeys, "trusted-public-keys", "", "space-separated `name:base64` keys (default: trusted-public-keys of $NIX_CONF_DIR/nix.conf or /etc/nix/nix.conf, else Nix's default cache.nixos.org-1)")
 	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
