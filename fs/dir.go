@@ -4,7 +4,6 @@ import (
 	"context"
 	"path"
 	"sort"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -14,38 +13,32 @@ import (
 )
 
 // dirNode is a directory inside a store path; its children come from the
-// listing in memory. Only a store path's own root may start without its
-// entries (known from the NAR's first header): they are loaded on first use.
+// store path's listing as its storePathRef knows it (verified once the
+// NAR was fetched).
 type dirNode struct {
 	fs.Inode
-	ref  *storePathRef
-	sub  string
-	node atomic.Pointer[nar.Node]
+	ref *storePathRef
+	sub string
 }
 
-// dir returns the directory's listing node, loading the store path's
-// listing if this is a root known only by its header.
+// dir returns the directory's listing node with its entries.
 func (d *dirNode) dir(ctx context.Context) (*nar.Node, syscall.Errno) {
-	n := d.node.Load()
-	if n.Entries != nil {
-		return n, 0
+	n, errno := d.ref.node(ctx, d.sub, true)
+	if errno != 0 {
+		return nil, errno
 	}
-	l, err := d.ref.st.store.Listing(ctx, d.ref.info)
-	if err != nil {
-		return nil, toErrno(d.ref.st.log, "listing", d.ref.display(d.sub), err)
+	if n.Type != nar.TypeDirectory {
+		// What was a directory when the kernel looked it up is not one in
+		// the listing now: the first answer was a lie.
+		return nil, syscall.ENOTDIR
 	}
-	if l.Root.Type != nar.TypeDirectory {
-		// The NAR's first header said otherwise: the cache is lying.
-		d.ref.st.log.Error("listing disagrees with the NAR header", "path", d.ref.display(d.sub))
-		return nil, syscall.EIO
-	}
-	d.node.Store(l.Root)
-	return l.Root, 0
+	return n, 0
 }
 
 var _ = (fs.NodeLookuper)((*dirNode)(nil))
 
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	gen := d.ref.generation()
 	n, errno := d.dir(ctx)
 	if errno != 0 {
 		return nil, errno
@@ -54,7 +47,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if c == nil {
 		return nil, syscall.ENOENT
 	}
-	return d.ref.newChild(ctx, &d.Inode, path.Join(d.sub, name), c, out), 0
+	return d.ref.newChild(ctx, &d.Inode, path.Join(d.sub, name), c, gen, out), 0
 }
 
 var _ = (fs.NodeOpendirHandler)((*dirNode)(nil))
@@ -83,6 +76,14 @@ func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandl
 var _ = (fs.NodeGetattrer)((*dirNode)(nil))
 
 func (d *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(&out.Attr, d.StableAttr().Ino, d.node.Load())
+	n, errno := d.ref.node(ctx, d.sub, false)
+	if errno != 0 {
+		return errno
+	}
+	fillAttr(&out.Attr, d.StableAttr().Ino, n)
 	return 0
 }
+
+var _ = (fs.NodeOnForgetter)((*dirNode)(nil))
+
+func (d *dirNode) OnForget() { d.ref.forgetRoot(d.sub) }

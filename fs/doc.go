@@ -13,10 +13,26 @@
 // and more go straight to the verified file in the local cache without a
 // round trip through narfs; smaller ones cost one READ, then the page cache.
 //
+// # Verification
+//
+// All nodes of one store path share a storePathRef, the one place that
+// knows what the mount says about the path: metadata from the unsigned
+// .ls (or the NAR's first header) until the NAR is verified, the NAR's
+// listing after. Every answer (lookup, getattr, readdir, readlink) reads
+// it; opens go through the verified listing in package remote. When the
+// verified listing contradicts an earlier answer, the kernel's entries,
+// attributes, pages and cached directories of the path are invalidated
+// (asynchronously: a LOOKUP holding a directory lock may be waiting for
+// that very fetch), and the file being opened has its attributes dropped
+// at once, so a read is never cut short by a lying size.
+//
 // # Errors
 //
 // toErrno is the one place errors become errnos: missing or untrusted
-// paths are ENOENT, everything else is EIO after a log line saying why.
+// paths are ENOENT, an interrupted request EINTR, everything else
+// (network, timeouts, the local disk) EIO after a log line saying why;
+// the nodes answer ENOTDIR, EROFS themselves. A panic in a request is
+// logged as a bug and answered EIO; the mount goes on.
 //
 // # Deadlocks
 //

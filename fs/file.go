@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -15,9 +16,9 @@ import (
 // path's NAR (once), then reads come from the local cache.
 type fileNode struct {
 	fs.Inode
-	ref  *storePathRef
-	sub  string
-	node *nar.Node
+	ref *storePathRef
+	sub string
+	gen atomic.Uint64 // the ref's generation the kernel's attributes come from
 }
 
 var _ = (fs.NodeOpener)((*fileNode)(nil))
@@ -26,15 +27,25 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	file, err := f.ref.st.store.OpenFile(ctx, f.ref.info, f.sub)
+	r := f.ref
+	file, vn, err := r.st.store.OpenVerified(ctx, r.info, f.sub)
 	if err != nil {
-		return nil, 0, toErrno(f.ref.st.log, "open", f.ref.display(f.sub), err)
+		return nil, 0, toErrno(r.st.log, "open", r.display(f.sub), err)
+	}
+	if l, err := r.st.store.VerifiedListing(ctx, r.info); err == nil && r.setVerified(l) {
+		go r.st.invalidate(r)
+	}
+	if g := r.generation(); f.gen.Swap(g) != g {
+		// The size the kernel holds may be a lie's; it caps reads at it.
+		// Dropping the attributes now (no lock is held on them during
+		// OPEN) makes the first read past it ask again.
+		f.NotifyContent(0, 0)
 	}
 	// The contents are immutable: keep the page cache across opens. There
 	// is nothing to flush on close, so spare the kernel that round trip.
 	const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 	h := &fileHandle{file: file}
-	if f.ref.st.passthrough && f.node.Size >= passthroughMinSize {
+	if r.st.passthrough && vn.Size >= passthroughMinSize {
 		return &passthroughHandle{h}, openFlags, 0
 	}
 	return h, openFlags, 0
@@ -43,9 +54,20 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 var _ = (fs.NodeGetattrer)((*fileNode)(nil))
 
 func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(&out.Attr, f.StableAttr().Ino, f.node)
+	n, errno := f.ref.node(ctx, f.sub, false)
+	if errno != 0 {
+		return errno
+	}
+	if n.Type != nar.TypeRegular {
+		return syscall.ENOENT
+	}
+	fillAttr(&out.Attr, f.StableAttr().Ino, n)
 	return 0
 }
+
+var _ = (fs.NodeOnForgetter)((*fileNode)(nil))
+
+func (f *fileNode) OnForget() { f.ref.forgetRoot(f.sub) }
 
 // passthroughMinSize: smaller files are served from the page cache
 // (FOPEN_KEEP_CACHE) after one READ of at most maxRead bytes, which costs

@@ -35,8 +35,8 @@ func Mount(mountpoint string, store *remote.Store, o Options) (*fuse.Server, err
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	st := &mountState{store: store, log: o.Logger, passthrough: o.Passthrough, resolved: map[string]struct{}{}}
-	root := &rootNode{st: st}
+	st := newMountState(store, o.Logger, o.Passthrough)
+	root := st.root
 	et, nt := entryTimeout, negativeTimeout
 	opts := &fs.Options{
 		EntryTimeout:    &et,
@@ -53,6 +53,7 @@ func Mount(mountpoint string, store *remote.Store, o Options) (*fuse.Server, err
 			EnableSymlinkCaching: true,
 			DisableXAttrs:        true,
 			Debug:                o.Debug,
+			PanicHandler:         panicHandler(o.Logger),
 			// The kernel answers every write, create, chmod and rename
 			// with EROFS before asking us.
 			Options: []string{"ro", "default_permissions"},

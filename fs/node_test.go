@@ -42,7 +42,7 @@ func newTestRoot(t *testing.T, cache string) *rootNode {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	root := &rootNode{st: &mountState{store: store, log: discardLogger(), resolved: map[string]struct{}{}}}
+	root := newMountState(store, discardLogger(), false).root
 	fs.NewNodeFS(root, &fs.Options{})
 	return root
 }

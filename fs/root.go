@@ -35,8 +35,13 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	r.st.mu.Lock()
 	r.st.resolved[name] = struct{}{}
 	r.st.mu.Unlock()
-	ref := &storePathRef{st: r.st, info: info}
-	return ref.newChild(ctx, &r.Inode, "", root, out), 0
+	ref := r.st.ref(info, root)
+	gen := ref.generation()
+	n, errno := ref.node(ctx, "", false)
+	if errno != 0 {
+		return nil, errno
+	}
+	return ref.newChild(ctx, &r.Inode, "", n, gen, out), 0
 }
 
 var _ = (fs.NodeReaddirer)((*rootNode)(nil))

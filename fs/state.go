@@ -20,15 +20,97 @@ type mountState struct {
 	store       *remote.Store
 	log         *slog.Logger
 	passthrough bool
+	root        *rootNode
 
-	mu       sync.Mutex          // protects the fields below
-	resolved map[string]struct{} // base names looked up so far, for unlistable caches
+	mu       sync.Mutex               // protects the fields below
+	resolved map[string]struct{}      // base names looked up so far, for unlistable caches
+	refs     map[string]*storePathRef // hash part → the store path's shared state
 }
 
-// storePathRef is what every node of one store path shares.
+func newMountState(store *remote.Store, log *slog.Logger, passthrough bool) *mountState {
+	st := &mountState{
+		store: store, log: log, passthrough: passthrough,
+		resolved: map[string]struct{}{},
+		refs:     map[string]*storePathRef{},
+	}
+	st.root = &rootNode{st: st}
+	store.OnVerified(st.onVerified)
+	return st
+}
+
+// ref returns the one storePathRef of a store path, made from what a
+// lookup just learned if there is none yet.
+func (st *mountState) ref(info *remote.PathInfo, root *nar.Node) *storePathRef {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if r, ok := st.refs[info.Path.Hash]; ok && r.info.Path == info.Path {
+		return r
+	}
+	r := &storePathRef{st: st, info: info, root: root}
+	st.refs[info.Path.Hash] = r
+	return r
+}
+
+// forget drops a store path's state once the kernel forgot its root.
+func (st *mountState) forget(r *storePathRef) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.refs[r.info.Path.Hash] == r {
+		delete(st.refs, r.info.Path.Hash)
+	}
+}
+
+// onVerified runs on the fetching goroutine when a NAR is verified: the
+// path's nodes answer from its listing from now on, and if anything they
+// answered before differs, the kernel's caches of it are dropped.
+func (st *mountState) onVerified(info *remote.PathInfo, l *nar.Listing) {
+	st.mu.Lock()
+	r := st.refs[info.Path.Hash]
+	st.mu.Unlock()
+	if r == nil || r.info.Path != info.Path {
+		return
+	}
+	if r.setVerified(l) {
+		// Asynchronously: the kernel takes directory locks to drop
+		// entries, and a LOOKUP holding one may be waiting for this very
+		// fetch.
+		go st.invalidate(r)
+	}
+}
+
+// invalidate makes the kernel forget every entry, attribute, page and
+// cached directory of a store path, so that it asks again and gets the
+// verified answers.
+func (st *mountState) invalidate(r *storePathRef) {
+	st.log.Warn("dropping the kernel's caches of metadata the verified NAR contradicts", "path", r.display(""))
+	top := st.root.GetChild(r.info.Path.String())
+	if top == nil {
+		return
+	}
+	var walk func(in *fs.Inode)
+	walk = func(in *fs.Inode) {
+		for name, c := range in.Children() {
+			walk(c)
+			in.NotifyEntry(name)
+		}
+		in.NotifyContent(0, 0)
+	}
+	walk(top)
+	st.root.NotifyEntry(r.info.Path.String())
+}
+
+// storePathRef is what every node of one store path shares: the one
+// place that knows what the mount says about the path, and whether that
+// is verified.
 type storePathRef struct {
 	st   *mountState
-	info *remote.PathInfo
+	info *remote.PathInfo // read-only
+
+	mu       sync.Mutex   // protects the fields below
+	root     *nar.Node    // the root as first learned (a listing or the NAR's first header)
+	listing  *nar.Listing // nil until a directory's entries are needed
+	verified bool         // listing is the verified NAR's
+	gen      uint64       // bumped when verification changed an answer
 }
 
 // display is the absolute store path of a sub-path, for logs.
@@ -36,20 +118,94 @@ func (r *storePathRef) display(sub string) string {
 	return path.Join(r.info.Abs(r.st.store.StoreDir()), sub)
 }
 
+// node returns the node at sub as best known, loading the listing when
+// the node is not the root or its entries are needed.
+func (r *storePathRef) node(ctx context.Context, sub string, entries bool) (*nar.Node, syscall.Errno) {
+	r.mu.Lock()
+	l, root := r.listing, r.root
+	r.mu.Unlock()
+	if l == nil && sub == "" && (!entries || root.Type != nar.TypeDirectory || root.Entries != nil) {
+		return root, 0
+	}
+	if l == nil {
+		var err error
+		if l, err = r.st.store.Listing(ctx, r.info); err != nil {
+			return nil, toErrno(r.st.log, "listing", r.display(sub), err)
+		}
+		r.mu.Lock()
+		if r.listing == nil {
+			r.listing = l
+		}
+		l = r.listing
+		r.mu.Unlock()
+	}
+	n, err := l.Find(sub)
+	if err != nil {
+		return nil, syscall.ENOENT
+	}
+	return n, 0
+}
+
+// generation is read before answering a lookup; if it moved by the time
+// the answer is ready, the answer may predate verification and must not
+// be cached by the kernel.
+func (r *storePathRef) generation() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gen
+}
+
+// setVerified installs the verified listing and reports whether it
+// contradicts anything answered before.
+func (r *storePathRef) setVerified(l *nar.Listing) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.verified {
+		return false
+	}
+	changed := !sameRoot(r.root, l.Root) || r.listing != nil && !remote.SameListing(r.listing.Root, l.Root)
+	r.listing, r.root, r.verified = l, l.Root, true
+	if changed {
+		r.gen++
+	}
+	return changed
+}
+
+// sameRoot compares a root learned from a NAR header (no entries) with
+// the verified one.
+func sameRoot(a, b *nar.Node) bool {
+	if a.Type == nar.TypeDirectory && a.Entries == nil {
+		return b.Type == nar.TypeDirectory
+	}
+	return remote.SameListing(a, b)
+}
+
 // newChild makes (or finds) the inode for node n at sub inside a store path.
-func (r *storePathRef) newChild(ctx context.Context, parent *fs.Inode, sub string, n *nar.Node, out *fuse.EntryOut) *fs.Inode {
+func (r *storePathRef) newChild(ctx context.Context, parent *fs.Inode, sub string, n *nar.Node, gen uint64, out *fuse.EntryOut) *fs.Inode {
 	ino := inodeNumber(r.info.Path.Hash, sub)
 	fillAttr(&out.Attr, ino, n)
+	if r.generation() != gen {
+		out.SetEntryTimeout(0)
+		out.SetAttrTimeout(0)
+	}
 	var emb fs.InodeEmbedder
 	switch n.Type {
 	case nar.TypeDirectory:
-		d := &dirNode{ref: r, sub: sub}
-		d.node.Store(n)
-		emb = d
+		emb = &dirNode{ref: r, sub: sub}
 	case nar.TypeSymlink:
-		emb = &symlinkNode{ref: r, sub: sub, node: n}
+		emb = &symlinkNode{ref: r, sub: sub}
 	default:
-		emb = &fileNode{ref: r, sub: sub, node: n}
+		f := &fileNode{ref: r, sub: sub}
+		f.gen.Store(gen)
+		emb = f
 	}
 	return parent.NewInode(ctx, emb, fs.StableAttr{Mode: fileMode(n) & syscall.S_IFMT, Ino: ino})
+}
+
+// forgetRoot is every node's OnForget: the root of a store path takes its
+// shared state with it.
+func (r *storePathRef) forgetRoot(sub string) {
+	if sub == "" {
+		r.st.forget(r)
+	}
 }

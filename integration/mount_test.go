@@ -59,7 +59,13 @@ func mountNarfs(t testing.TB, url string, env []string, args ...string) *mounted
 // line. The caller stops it.
 func startMount(t testing.TB, bin, url string, env []string, args ...string) *mounted {
 	t.Helper()
-	m := &mounted{Dir: t.TempDir(), exited: make(chan error, 1), drained: make(chan struct{})}
+	return startMountAt(t, bin, url, t.TempDir(), env, args...)
+}
+
+// startMountAt is startMount on a given mountpoint.
+func startMountAt(t testing.TB, bin, url, dir string, env []string, args ...string) *mounted {
+	t.Helper()
+	m := &mounted{Dir: dir, exited: make(chan error, 1), drained: make(chan struct{})}
 	m.cmd = exec.Command(bin, append(append([]string{"mount"}, args...), url, m.Dir)...)
 	m.cmd.Env = append(os.Environ(), env...)
 	pr, pw, err := os.Pipe()

@@ -40,8 +40,21 @@ type Config struct {
 	// read). PrefetchJobs bounds the parallel fetches (default 4).
 	PrefetchReferences bool
 	PrefetchJobs       int
-	Logger             *slog.Logger
-	Backend            backend.Options
+	// Timeout bounds every user-facing operation (a lookup, a listing, an
+	// open), retries included: a reader always has an answer within it.
+	// Downloads shared by several readers go on past it while the server
+	// keeps sending faster than Backend.MinRate. Default 30s.
+	Timeout time.Duration
+	// ListingMemory bounds the bytes of listings kept in memory (default
+	// 256 MiB); a single listing larger than a quarter of it is refused.
+	ListingMemory int64
+	// NarinfoTTL is how long a verified narinfo persisted in CacheDir is
+	// used without asking the cache again (Nix's
+	// narinfo-cache-positive-ttl, default 30 days). Past it, it is still
+	// used when the cache cannot be reached.
+	NarinfoTTL time.Duration
+	Logger     *slog.Logger
+	Backend    backend.Options
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/narfs, ~/.cache/narfs, or
@@ -68,6 +81,21 @@ func (c *Config) setDefaults() {
 	}
 	if c.PrefetchJobs <= 0 {
 		c.PrefetchJobs = 4
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.ListingMemory <= 0 {
+		c.ListingMemory = 256 << 20
+	}
+	if c.NarinfoTTL <= 0 {
+		c.NarinfoTTL = 30 * 24 * time.Hour
+	}
+	if c.Backend.RequestTimeout <= 0 {
+		c.Backend.RequestTimeout = c.Timeout
+	}
+	if c.Backend.StallTimeout <= 0 {
+		c.Backend.StallTimeout = c.Timeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -7,11 +7,12 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/narfs/narfs/remote/storepath"
 )
 
-func narKey(p *PathInfo) string { return storepath.EncodeNix32(p.NarInfo.NarHash.Digest) }
+// cacheLayout is the local cache's layout directory (localcache's v2).
+const cacheLayout = "v2"
+
+func narKey(p *PathInfo) string { return entryKey(p) }
 
 func TestDiskCacheSurvivesRestart(t *testing.T) {
 	ctx := context.Background()

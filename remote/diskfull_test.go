@@ -7,10 +7,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // A full disk is a local failure: an error naming ENOSPC, not ErrCorrupt,
-// nothing memoised (the next try fetches again), nothing left behind.
+// remembered with backoff so that a walk over many files (diff -r) does
+// not turn into a download per file, and retried once the memo expires;
+// nothing left behind.
 func TestMaterializeDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs")
@@ -32,19 +35,28 @@ func TestMaterializeDiskFull(t *testing.T) {
 		}
 	}
 	p := mustResolve(t, s, big)
-	for i := range 2 {
-		_, err := s.Materialize(context.Background(), p)
+	sub, _ := firstFile(buildListing(t, narBytes(t, big)))
+	for i := range 50 {
+		_, err := s.OpenFile(context.Background(), p, sub)
 		if !errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrCorrupt) {
 			t.Fatalf("attempt %d: want ENOSPC and not ErrCorrupt, got %v", i, err)
 		}
 	}
+	if got := s.Stats().NarGets; got != 1 {
+		t.Errorf("NarGets = %d after 50 opens on a full disk, want 1", got)
+	}
+	// Past the memo, the next open tries again.
+	s.failed.now = func() time.Time { return time.Now().Add(localMemoMax) }
+	if _, err := s.OpenFile(context.Background(), p, sub); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("after the memo: %v", err)
+	}
 	if got := s.Stats().NarGets; got != 2 {
-		t.Errorf("NarGets = %d: a full disk must not be remembered as a bad NAR", got)
+		t.Errorf("NarGets = %d after the memo expired, want 2", got)
 	}
 	if got := s.Stats().Corrupt; got != 0 {
 		t.Errorf("Corrupt = %d", got)
 	}
-	ents, _ := os.ReadDir(dir + "/v1/tmp")
+	ents, _ := os.ReadDir(dir + "/v2/tmp")
 	if len(ents) != 0 {
 		t.Errorf("left %d temporary entries behind", len(ents))
 	}

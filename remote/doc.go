@@ -22,16 +22,47 @@
 //
 // Listing prefers the cache's <hash>.ls, so stat and readdir fetch no NAR
 // bytes. Root, all a lookup in the store directory needs, falls back to the
-// first header of the NAR (its first 256 KiB at most) when there is no .ls. Materialize fetches the NAR once per NarHash, decompresses it as a
-// stream, checks NarSize and NarHash (and the CA hash where that was the
-// reason for trust) and only then renames the extracted tree into the local
-// cache. Nothing that failed verification is kept or served: the caller gets
-// an error wrapping ErrCorrupt. When the NAR disagrees with the .ls listing
-// the metadata already handed out was a lie, so that is corruption too.
+// first header of the NAR (its first 256 KiB at most) when there is no
+// .ls. Both are unsigned: they only ever supply metadata, and a .ls is
+// refused unless it describes a NAR of exactly the signed NarSize (the
+// NAR encoding is canonical, so a listing determines its NAR's length and
+// every file's offset) and fits the listing memory budget. A store path
+// that is a single symlink is verified before its target is shown.
+//
+// The NAR is fetched once per download (its URL and narinfo identity, so
+// one path's bad narinfo never blocks another's), decompressed as a
+// stream, checked against NarSize and NarHash (and the CA hash where that
+// was the reason for trust), with nothing allowed after its last token,
+// and only then committed to the local cache (package localcache), keyed
+// by NarHash. From then on the listing built from it is the only answer:
+// which file a reader opens is chosen in that verified listing, the open
+// never follows a symlink or leaves the entry, a .ls that disagreed is
+// logged and counted, and OnVerified tells the mount so it can drop what
+// the kernel cached of the lie. Nothing that failed verification is kept
+// or served: the caller gets an error wrapping ErrCorrupt.
+//
+// # Time
+//
+// Every user-facing operation (a lookup, a listing, an open) answers
+// within Config.Timeout, retries included. Work shared by several
+// callers outlives the caller that started it, but not its own bound: a
+// narinfo or .ls by Timeout, a NAR download by Timeout plus its NarSize
+// at the backend's minimum rate, below which a body counts as stalled. A
+// download that stalls fails, so the next reader starts afresh.
+//
+// # Offline
+//
+// Trusted narinfos are recorded in the local cache and used for
+// Config.NarinfoTTL (30 days, like Nix) without asking the cache, and
+// past it whenever the cache cannot be reached; the verified listing lives
+// beside the NAR's entry. So a restart with the cache down serves every
+// path whose NAR is held locally; other paths fail within the timeout.
 //
 // # Errors
 //
-// Callers branch on ErrNotFound, ErrUntrusted and ErrCorrupt with errors.Is;
-// everything else is a transient failure of the cache (network, server) and
-// is not cached.
+// Callers branch on ErrNotFound, ErrUntrusted and ErrCorrupt with
+// errors.Is; ErrBug marks a panic that was caught and logged. Corrupt
+// downloads are remembered for a minute, failures of the local disk with
+// a backoff from 2 s to 2 min; everything else is a transient failure of
+// the cache (network, server) and is not remembered.
 package remote

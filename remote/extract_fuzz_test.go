@@ -51,7 +51,7 @@ func FuzzExtract(f *testing.F) {
 		if werr != nil {
 			t.Fatalf("extract accepted a NAR BuildListing rejects: %v", werr)
 		}
-		if !sameListing(l.Root, want.Root) {
+		if !SameListing(l.Root, want.Root) {
 			t.Fatal("extract's listing differs from BuildListing's")
 		}
 		checkTree(t, dst, want.Root, data, "")

@@ -4,18 +4,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/nar/compress"
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/localcache"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -24,100 +28,198 @@ import (
 // download loop, short enough that a repaired cache heals quickly.
 const corruptMemo = time.Minute
 
+// Local failures (disk full, cache dir unwritable) back off from
+// localMemoMin to localMemoMax: a diff -r over a full disk must not turn
+// into thousands of downloads.
+const (
+	localMemoMin = 2 * time.Second
+	localMemoMax = 2 * time.Minute
+)
+
+// listingMeta is the verified listing's file beside an entry's root.
+const listingMeta = "listing.json"
+
+// entryKey names a store path's local cache entry: its NarHash, so that
+// paths (and caches) with the same contents share one download. Where
+// trust rests on a content address that is not the NarHash itself (flat,
+// text, other algorithms), that address is part of the key, since the
+// entry proves it was checked too.
+func entryKey(p *PathInfo) string {
+	k := storepath.EncodeNix32(p.NarInfo.NarHash.Digest)
+	if p.ca != nil && !(p.ca.recursive && p.ca.hash.Algo == "sha256") {
+		d := sha256.Sum256([]byte(p.NarInfo.CA))
+		k += "-ca-" + hex.EncodeToString(d[:16])
+	}
+	return k
+}
+
+// flightKey identifies what one fetch downloads and what it is checked
+// against: the URL and every narinfo field that decides the bytes or
+// their verdict. Downloads and failure memos are keyed by it, so a bad
+// narinfo of one path (a key-less twin with the same NarHash and a broken
+// URL) never blocks another path.
+func flightKey(p *PathInfo) string {
+	ni := p.NarInfo
+	h := sha256.New()
+	for _, f := range []string{p.Path.String(), ni.URL, ni.Compression, ni.NarHash.String(), strconv.FormatInt(ni.NarSize, 10), ni.CA} {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // Materialize makes sure the store path's NAR is fetched, verified and
-// extracted into the local cache and returns the local path of its root
-// together with the listing built from the NAR. Concurrent callers for the
-// same NAR share one fetch; a caller giving up does not cancel it.
+// extracted into the local cache and returns the local path of its root,
+// for inspection: the entry is not pinned, so it may be evicted at any
+// time after. Readers use OpenVerified.
 func (s *Store) Materialize(ctx context.Context, p *PathInfo) (string, error) {
-	key := storepath.EncodeNix32(p.NarInfo.NarHash.Digest)
-	if root := s.cache.root(key); root != "" {
-		return root, nil
-	}
-	if err := s.failed.get(key); err != nil {
-		return "", err
-	}
-	v, err := shared(ctx, &s.fetchGroup, key, func() (any, error) {
-		if root := s.cache.root(key); root != "" {
-			return root, nil
-		}
-		if err := s.failed.get(key); err != nil {
-			return "", err
-		}
-		root, err := s.fetch(context.WithoutCancel(ctx), p, key)
-		if errors.Is(err, errListingLied) {
-			s.stats.fetches.Add(1)
-			s.stats.corrupt.Add(1)
-			s.log.Error(".ls listing contradicted by the NAR", "path", p.Path.String(), "err", err)
-			return "", err
-		}
-		if err != nil {
-			if errors.Is(err, ErrCorrupt) {
-				s.stats.corrupt.Add(1)
-				s.failed.add(key, err)
-				s.log.Error("NAR failed verification; not served", "path", p.Path.String(), "err", err)
-			} else {
-				s.log.Warn("NAR fetch failed", "path", p.Path.String(), "err", err)
-			}
-			return "", err
-		}
-		s.stats.fetches.Add(1)
-		s.prefetchReferences(p)
-		return root, nil
-	})
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	e, err := s.entry(ctx, p)
 	if err != nil {
 		return "", err
 	}
-	return v.(string), nil
+	defer e.Release()
+	return e.Root(), nil
+}
+
+// entry returns the store path's verified local cache entry, pinned,
+// fetching the NAR first if needed. Concurrent callers for the same
+// download share it; a caller giving up does not cancel it.
+func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, error) {
+	key := entryKey(p)
+	if e, err := s.cache.Acquire(key); err == nil {
+		return e, nil
+	} else if !errors.Is(err, localcache.ErrMiss) {
+		return nil, fmt.Errorf("%s: %w", p.Path, err)
+	}
+	fk := flightKey(p)
+	if err := s.failed.get(fk); err != nil {
+		return nil, err
+	}
+	return s.fetches.do(ctx, s.log, fk, func() (*localcache.Entry, error) {
+		if e, err := s.cache.Acquire(key); err == nil {
+			return e, nil
+		}
+		if err := s.failed.get(fk); err != nil {
+			return nil, err
+		}
+		e, err := s.fetch(context.WithoutCancel(ctx), p, key)
+		switch {
+		case err == nil:
+			s.stats.fetches.Add(1)
+			s.prefetchReferences(p)
+		case errors.Is(err, ErrCorrupt):
+			s.stats.corrupt.Add(1)
+			s.failed.add(fk, err, corruptMemo, corruptMemo)
+			s.log.Error("NAR failed verification; not served", "path", p.Path.String(), "err", err)
+		case errors.Is(err, localcache.ErrLocal):
+			s.failed.add(fk, err, localMemoMin, localMemoMax)
+			if errors.Is(err, syscall.ENOSPC) {
+				s.log.Error("the local cache disk is full: NARs cannot be stored (free space or lower --cache-size)", "cache-dir", s.cfg.CacheDir, "path", p.Path.String(), "err", err)
+			} else {
+				s.log.Error("local cache failure", "cache-dir", s.cfg.CacheDir, "path", p.Path.String(), "err", err)
+			}
+		default:
+			s.log.Warn("NAR fetch failed", "path", p.Path.String(), "err", err)
+		}
+		return e, err
+	})
 }
 
 // OpenFile opens a regular file of a store path ("" for a path that is a
 // single file) from the local cache, fetching the NAR first if needed.
-// Symlinks are not followed and ".." is not a name: anything but a regular
-// file of the NAR is ErrNotFound.
 func (s *Store) OpenFile(ctx context.Context, p *PathInfo, sub string) (*os.File, error) {
+	f, _, err := s.OpenVerified(ctx, p, sub)
+	return f, err
+}
+
+// OpenVerified is OpenFile that also returns the file's node in the
+// verified listing. Which file is opened is decided by the listing built
+// from the verified NAR of this very path, never by a .ls, and the open
+// cannot follow a symlink or leave the entry.
+func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*os.File, *nar.Node, error) {
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
-		root, err := s.Materialize(ctx, p)
+		e, err := s.entry(ctx, p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		// The listing walks names without following symlinks, so the open
-		// below cannot leave the store path for the cache's bookkeeping or
-		// the host's files.
-		n, err := s.Lookup(ctx, p, sub)
-		if err != nil {
-			return nil, err
+		f, n, err := s.openIn(p, e, sub)
+		e.Release()
+		if !errors.Is(err, localcache.ErrMiss) || attempt >= 2 {
+			return f, n, err
 		}
-		if n.Type != nar.TypeRegular {
-			return nil, fmt.Errorf("%s/%s: %w (a %s, not a regular file)", p.Path, sub, ErrNotFound, n.Type)
-		}
-		f, err := os.OpenFile(filepath.Join(root, filepath.FromSlash(sub)), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s/%s: %w", p.Path, sub, err)
-		}
-		if _, lerr := os.Lstat(root); lerr == nil {
-			// The entry is there: the NAR has no such file.
-			return nil, fmt.Errorf("%s/%s: %w", p.Path, sub, ErrNotFound)
-		}
-		if attempt > 0 {
-			return nil, fmt.Errorf("%s/%s: local cache entry vanished: %w", p.Path, sub, err)
-		}
-		// Evicted between Materialize and Open, or deleted from under us
-		// (by hand, or by another narfs sharing the cache dir): forget it
-		// so that the retry fetches it again.
-		s.cache.forget(storepath.EncodeNix32(p.NarInfo.NarHash.Digest))
+		// Files deleted from under us (by hand): fetch the entry again.
+		s.cache.Forget(e.Key())
+		s.listings.remove(p.Path.Hash)
 	}
 }
 
-// fetch downloads, decompresses, verifies and extracts one NAR.
-func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (string, error) {
+func (s *Store) openIn(p *PathInfo, e *localcache.Entry, sub string) (*os.File, *nar.Node, error) {
+	l, err := s.entryListing(p, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := l.Find(sub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s/%s: %w (%v)", p.Path, sub, ErrNotFound, err)
+	}
+	if n.Type != nar.TypeRegular {
+		return nil, nil, fmt.Errorf("%s/%s: %w (a %s, not a regular file)", p.Path, sub, ErrNotFound, n.Type)
+	}
+	f, err := e.OpenFile(sub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s/%s: %w", p.Path, sub, err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != n.Size {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s/%s: %w: local cache file does not match the verified listing", p.Path, sub, localcache.ErrLocal)
+	}
+	return f, n, nil
+}
+
+// entryListing is the verified listing of an entry: from memory, else
+// from the file written beside it when the NAR was verified.
+func (s *Store) entryListing(p *PathInfo, e *localcache.Entry) (*nar.Listing, error) {
+	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.verified {
+		return kl.Listing, nil
+	}
+	data, err := e.ReadMeta(listingMeta)
+	if err != nil {
+		return nil, fmt.Errorf("%s: verified listing: %w", p.Path, err)
+	}
+	l, err := nar.DecodeListing(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: verified listing: %w: %v", p.Path, localcache.ErrLocal, err)
+	}
+	s.listings.add(p.Path.Hash, &knownListing{Listing: l, verified: true, cost: l.MemSize()})
+	return l, nil
+}
+
+// fetchDeadline bounds one whole download: the operation's timeout plus
+// the time the NAR takes at the slowest rate still not a stall, so that
+// only a server that stops making progress ends it.
+func (s *Store) fetchDeadline(narSize int64) time.Duration {
+	rate := int64(64 << 10)
+	secs := narSize / rate
+	if secs > int64(math.MaxInt64/time.Second)-int64(s.cfg.Timeout/time.Second) {
+		return time.Duration(math.MaxInt64)
+	}
+	return s.cfg.Timeout + time.Duration(secs)*time.Second
+}
+
+// fetch downloads, decompresses, verifies and extracts one NAR and
+// returns its committed entry, pinned.
+func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache.Entry, error) {
 	ni := p.NarInfo
 	where := fmt.Sprintf("NAR %s of %s", ni.URL, p.Path)
+	ctx, cancel := context.WithTimeout(ctx, s.fetchDeadline(ni.NarSize))
+	defer cancel()
 	obj, err := s.be.Get(ctx, ni.URL)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", where, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	body := &errRecorder{r: obj.Body}
 	defer obj.Body.Close()
@@ -126,84 +228,97 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (string, err
 	// compression (harmonia does with zstd).
 	src, err := backend.NewContentDecoder(obj.ContentEncoding, body)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", where, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	defer src.Close()
 	dec, err := compress.NewReader(ni.EffectiveCompression(), src)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
+		return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
 	}
 	defer dec.Close()
 
-	tmp, err := s.cache.tempDir()
+	pend, err := s.cache.Begin()
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", where, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			os.RemoveAll(tmp)
-		}
-	}()
+	defer pend.Abort()
 
 	v := &verifier{r: dec, limit: ni.NarSize, sha: sha256.New()}
 	var caHash hash.Hash
 	if p.ca != nil {
 		if caHash, err = p.ca.newHash(); err != nil {
-			return "", fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
+			return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
 		}
 		if p.ca.recursive {
 			v.extra = caHash
 		}
 	}
-	listing, err := extract(v, filepath.Join(tmp, "root"), p.ca, caHash)
+	listing, err := extract(v, pend.Root(), p.ca, caHash)
 	if err == nil {
 		err = v.drain()
 	}
 	if err != nil {
 		if body.err != nil {
 			// The cache or the network failed, not the data: retryable.
-			return "", fmt.Errorf("%s: %w", where, body.err)
+			return nil, fmt.Errorf("%s: %w", where, body.err)
 		}
 		if localIOError(err) {
 			// Disk full, cache dir gone: our problem, not the cache's.
-			return "", fmt.Errorf("%s: local cache: %w", where, err)
+			return nil, fmt.Errorf("%s: %w: %w", where, localcache.ErrLocal, err)
 		}
-		return "", fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
+		return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
 	}
 	if v.n != ni.NarSize {
-		return "", fmt.Errorf("%s: %w: NAR is %d bytes, narinfo says NarSize %d", where, ErrCorrupt, v.n, ni.NarSize)
+		return nil, fmt.Errorf("%s: %w: NAR is %d bytes, narinfo says NarSize %d", where, ErrCorrupt, v.n, ni.NarSize)
 	}
 	if got := v.sha.Sum(nil); !bytes.Equal(got, ni.NarHash.Digest) {
-		return "", fmt.Errorf("%s: %w: NAR hash mismatch: expected %s, got sha256:%s", where, ErrCorrupt, ni.NarHash, storepath.EncodeNix32(got))
+		return nil, fmt.Errorf("%s: %w: NAR hash mismatch: expected %s, got sha256:%s", where, ErrCorrupt, ni.NarHash, storepath.EncodeNix32(got))
 	}
 	if p.ca != nil {
 		if got := caHash.Sum(nil); !bytes.Equal(got, p.ca.hash.Digest) {
-			return "", fmt.Errorf("%s: %w: content hash does not match CA %s", where, ErrCorrupt, ni.CA)
+			return nil, fmt.Errorf("%s: %w: content hash does not match CA %s", where, ErrCorrupt, ni.CA)
 		}
 	}
-	// Metadata from the unsigned .ls may already have been handed out; if
-	// it disagrees with the verified NAR, it lied. The NAR itself is good:
-	// it is kept, and its listing replaces the lie from now on.
-	ls, ok := s.listings.Get(p.Path.Hash)
-	lied := ok && !sameListing(ls.Root, listing.Root)
 	var buf bytes.Buffer
 	if err := listing.Encode(&buf); err != nil {
-		return "", fmt.Errorf("%s: listing: %w", where, err)
+		return nil, fmt.Errorf("%s: listing: %w", where, err)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "listing.json"), buf.Bytes(), 0o644); err != nil {
-		return "", fmt.Errorf("%s: %w", where, err)
+	if err := pend.WriteMeta(listingMeta, buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	root, err := s.cache.commit(tmp, key, ni.NarSize)
+	e, err := pend.Commit(key, ni.NarSize)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", where, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	committed = true
-	s.listings.Add(p.Path.Hash, listing)
-	if lied {
-		return root, fmt.Errorf("%s: %w: %w", where, ErrCorrupt, errListingLied)
+	s.verified(p, listing)
+	return e, nil
+}
+
+// verified makes the NAR's listing the only answer for the path from now
+// on and tells the mount, which drops what the kernel cached of any other
+// answer. Metadata from the unsigned .ls (or the NAR's first header) may
+// already have been handed out; if it disagrees, the .ls lied.
+func (s *Store) verified(p *PathInfo, l *nar.Listing) {
+	if old, ok := s.listings.get(p.Path.Hash); ok && !old.verified && !SameListing(old.Root, l.Root) {
+		s.stats.corrupt.Add(1)
+		s.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
 	}
-	return root, nil
+	s.listings.add(p.Path.Hash, &knownListing{Listing: l, verified: true, cost: l.MemSize()})
+	s.hooksMu.Lock()
+	hooks := s.onVerified
+	s.hooksMu.Unlock()
+	for _, fn := range hooks {
+		fn(p, l)
+	}
+}
+
+// OnVerified registers fn to be called, on the fetching goroutine, each
+// time a store path's NAR has been verified, with the listing built from
+// it. fn must not block.
+func (s *Store) OnVerified(fn func(p *PathInfo, l *nar.Listing)) {
+	s.hooksMu.Lock()
+	defer s.hooksMu.Unlock()
+	s.onVerified = append(s.onVerified, fn)
 }
 
 // localIOError reports failures of the local file system (ENOSPC, EIO of
@@ -211,12 +326,8 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (string, err
 func localIOError(err error) bool {
 	var pe *os.PathError
 	var le *os.LinkError
-	return errors.As(err, &pe) || errors.As(err, &le)
+	return errors.As(err, &pe) || errors.As(err, &le) || errors.Is(err, localcache.ErrLocal)
 }
-
-// errListingLied marks a good NAR whose .ls listing was wrong: the caller
-// may have acted on the wrong metadata, but the NAR is in the cache.
-var errListingLied = errors.New("the cache's .ls listing disagrees with the NAR; the NAR's listing is used from now on")
 
 // extract writes the NAR's tree at dst and returns its listing. For flat
 // and text content addresses it feeds the root file's contents to caHash.
@@ -289,7 +400,7 @@ func writeFile(p string, content io.Reader, h *nar.Header, buf []byte) error {
 // than NarSize+1 bytes so a decompression bomb stops early.
 type verifier struct {
 	r     io.Reader
-	limit int64
+	limit int64 // NarSize: any value a cache may send, up to MaxInt64
 	n     int64
 	sha   hash.Hash
 	extra hash.Hash // CA hash of the whole NAR, when not sha256
@@ -299,8 +410,10 @@ func (v *verifier) Read(p []byte) (int, error) {
 	if v.n > v.limit {
 		return 0, fmt.Errorf("NAR is longer than NarSize %d", v.limit)
 	}
-	if max := v.limit + 1 - v.n; int64(len(p)) > max {
-		p = p[:max]
+	// One byte past the limit is allowed so that "longer" is detected;
+	// computed without overflowing when NarSize is MaxInt64.
+	if left := v.limit - v.n; left < math.MaxInt64 && int64(len(p)) > left+1 {
+		p = p[:left+1]
 	}
 	n, err := v.r.Read(p)
 	v.n += int64(n)

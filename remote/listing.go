@@ -4,19 +4,38 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
-	"github.com/narfs/narfs/remote/storepath"
 )
 
-// Listing returns the tree of a store path. It reads, in order: memory,
-// the local cache, the cache's <hash>.ls (no NAR bytes), and only then
-// fetches the NAR (which also fills the local cache).
+// Listing returns the best known tree of a store path: the verified one
+// when its NAR has been fetched, else the cache's <hash>.ls (no NAR
+// bytes), else the NAR is fetched. A .ls only ever supplies metadata;
+// which bytes a reader gets is decided by the verified listing alone
+// (OpenVerified).
 func (s *Store) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
-	return s.listing(ctx, p, true)
+	kl, err := s.listing(ctx, p, true)
+	if err != nil {
+		return nil, err
+	}
+	return kl.Listing, nil
+}
+
+// VerifiedListing returns the listing built from the store path's
+// verified NAR, fetching it if needed.
+func (s *Store) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
+	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.verified {
+		return kl.Listing, nil
+	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	e, err := s.entry(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Release()
+	return s.entryListing(p, e)
 }
 
 // errNeedNAR: no listing short of fetching the NAR.
@@ -24,31 +43,38 @@ var errNeedNAR = errors.New("no listing without the NAR")
 
 // listing is Listing; without fetchNAR it stops with errNeedNAR where
 // Listing would fetch the NAR.
-func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*nar.Listing, error) {
-	if l, ok := s.listings.Get(p.Path.Hash); ok {
-		return l, nil
+func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*knownListing, error) {
+	if kl, ok := s.listings.get(p.Path.Hash); ok {
+		return kl, nil
 	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	key := p.Path.Hash
 	if !fetchNAR {
 		key += "/no-nar"
 	}
-	v, err := shared(ctx, &s.listingGroup, key, func() (any, error) {
+	v, err := shared(ctx, s.log, &s.listingGroup, key, func() (any, error) {
 		// A flight that ended between the check above and Do has already
 		// filled the cache.
-		if l, ok := s.listings.Get(p.Path.Hash); ok {
-			return l, nil
+		if kl, ok := s.listings.get(p.Path.Hash); ok {
+			return kl, nil
 		}
-		ctx := context.WithoutCancel(ctx)
-		if l := s.cachedListing(p); l != nil {
-			s.listings.Add(p.Path.Hash, l)
-			return l, nil
+		ctx, cancel := s.flightContext(ctx)
+		defer cancel()
+		if e, err := s.cache.Acquire(entryKey(p)); err == nil {
+			l, err := s.entryListing(p, e)
+			e.Release()
+			if err == nil {
+				return &knownListing{Listing: l, verified: true}, nil
+			}
+			s.log.Warn("local listing unreadable", "path", p.Path.String(), "err", err)
 		}
 		err := errListingsOff
 		if !s.cfg.VerifiedMetadataOnly {
-			var l *nar.Listing
-			if l, err = s.remoteListing(ctx, p); err == nil {
-				s.listings.Add(p.Path.Hash, l)
-				return l, nil
+			var kl *knownListing
+			if kl, err = s.remoteListing(ctx, p); err == nil {
+				s.listings.add(p.Path.Hash, kl)
+				return kl, nil
 			}
 		}
 		if !errors.Is(err, ErrNotFound) && err != errListingsOff {
@@ -59,44 +85,39 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*nar.L
 		if !fetchNAR {
 			return nil, errNeedNAR
 		}
-		if _, err := s.Materialize(ctx, p); err != nil {
+		e, err := s.entry(ctx, p)
+		if err != nil {
 			return nil, err
 		}
-		if l := s.cachedListing(p); l != nil {
-			s.listings.Add(p.Path.Hash, l)
-			return l, nil
+		defer e.Release()
+		l, err := s.entryListing(p, e)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%s: listing vanished from the local cache", p.Path)
+		return &knownListing{Listing: l, verified: true}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*nar.Listing), nil
+	return v.(*knownListing), nil
 }
 
 // errListingsOff: Config.VerifiedMetadataOnly; the NAR is the only source.
 var errListingsOff = errors.New(".ls listings not used")
 
-// cachedListing reads the listing stored beside an extracted NAR.
-func (s *Store) cachedListing(p *PathInfo) *nar.Listing {
-	root := s.cache.root(storepath.EncodeNix32(p.NarInfo.NarHash.Digest))
-	if root == "" {
-		return nil
+// remoteListing fetches and checks the unsigned .ls. What can be checked
+// without the NAR is: it describes a NAR of exactly the signed NarSize
+// (the NAR encoding is canonical, so names, types, sizes and targets
+// determine its length and every file's offset), and it fits the memory
+// budget. What it says is cross-checked when the NAR is fetched.
+func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*knownListing, error) {
+	// A .ls can be larger than its NAR only by JSON's escaping of names:
+	// six bytes per byte at most.
+	limit := int64(maxListing)
+	if n := p.NarInfo.NarSize; n < limit/6 {
+		limit = 6*n + 64<<10
 	}
-	data, err := os.ReadFile(filepath.Join(filepath.Dir(root), "listing.json"))
-	if err != nil {
-		return nil
-	}
-	l, err := nar.DecodeListing(data)
-	if err != nil {
-		s.log.Warn("local listing unreadable", "path", p.Path.String(), "err", err)
-		return nil
-	}
-	return l
-}
-
-func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
-	data, err := backend.ReadAll(ctx, s.be, p.Path.Hash+".ls", maxListing)
+	data, err := backend.ReadAll(ctx, s.be, p.Path.Hash+".ls", limit)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", p.Path.Hash, err)
 	}
@@ -104,21 +125,14 @@ func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*nar.Listing, e
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w: %v", p.Path.Hash, ErrCorrupt, err)
 	}
-	// The .ls is unsigned: at least make sure it fits in the signed NarSize
-	// before trusting its sizes. The NAR is compared with it when fetched.
-	var total int64
-	if err := walkListing(l.Root, func(n *nar.Node) error {
-		if n.Type == nar.TypeRegular {
-			total += n.Size
-			if n.Size < 0 || total > p.NarInfo.NarSize || n.NarOffset+n.Size > p.NarInfo.NarSize {
-				return fmt.Errorf("sizes exceed NarSize %d", p.NarInfo.NarSize)
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := l.Check(p.NarInfo.NarSize); err != nil {
 		return nil, fmt.Errorf("listing %s: %w: %v", p.Path.Hash, ErrCorrupt, err)
 	}
-	return l, nil
+	cost := l.MemSize()
+	if !s.listings.fits(cost) {
+		return nil, fmt.Errorf("listing %s: %w: %d bytes in memory, more than a quarter of the listing budget", p.Path.Hash, ErrCorrupt, cost)
+	}
+	return &knownListing{Listing: l, cost: cost}, nil
 }
 
 // Lookup finds a node by slash-separated sub-path inside a store path.
@@ -135,22 +149,10 @@ func (s *Store) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node,
 	return n, nil
 }
 
-func walkListing(n *nar.Node, fn func(*nar.Node) error) error {
-	if err := fn(n); err != nil {
-		return err
-	}
-	for _, c := range n.Entries {
-		if err := walkListing(c, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sameListing compares what a user sees: types, sizes, executable bits,
+// SameListing compares what a user sees: types, sizes, executable bits,
 // targets and names. NarOffsets are ignored where either side lacks one
 // (Nix versions differ on empty files).
-func sameListing(a, b *nar.Node) bool {
+func SameListing(a, b *nar.Node) bool {
 	if a.Type != b.Type || a.Size != b.Size || a.Executable != b.Executable || a.Target != b.Target {
 		return false
 	}
@@ -162,7 +164,7 @@ func sameListing(a, b *nar.Node) bool {
 	}
 	for name, ca := range a.Entries {
 		cb, ok := b.Entries[name]
-		if !ok || !sameListing(ca, cb) {
+		if !ok || !SameListing(ca, cb) {
 			return false
 		}
 	}

@@ -106,11 +106,19 @@ func lieAboutSize(t *testing.T, dir, base string, delta int64) (sub string) {
 	return sub
 }
 
+// A .ls that lies within what NarSize allows (a size inside the same
+// 8-byte padding) is believed for metadata until the NAR is fetched; from
+// then on the NAR's listing is the only answer.
 func TestListingLyingLs(t *testing.T) {
 	ctx := context.Background()
 	dir := copyCache(t, "cache-none")
-	sub := lieAboutSize(t, dir, pathTreeSmall, -1)
 	truth := buildListing(t, narBytes(t, pathTreeSmall))
+	_, first := firstFile(truth)
+	delta := int64(-1)
+	if first.Size%8 == 1 {
+		delta = 1
+	}
+	sub := lieAboutSize(t, dir, pathTreeSmall, delta)
 	trueNode, _ := truth.Find(sub)
 
 	s := openStore(t, dir, "", trustedConfig(t))
@@ -121,17 +129,19 @@ func TestListingLyingLs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Size != trueNode.Size-1 {
-		t.Fatalf("Lookup %s: size %d, want the .ls's %d", sub, n.Size, trueNode.Size-1)
+	if n.Size != trueNode.Size+delta {
+		t.Fatalf("Lookup %s: size %d, want the .ls's %d", sub, n.Size, trueNode.Size+delta)
 	}
 	if s.Stats().NarGets != 0 {
 		t.Fatal("Listing fetched the NAR")
 	}
 
-	// The NAR shows the lie: the caller who may have acted on it is told.
-	_, err = s.Materialize(ctx, p)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), ".ls") {
-		t.Fatalf("Materialize after a lying .ls = %v, want ErrCorrupt about the .ls", err)
+	// The NAR is good; the lie is counted (and logged).
+	if _, err := s.Materialize(ctx, p); err != nil {
+		t.Fatalf("Materialize after a lying .ls = %v", err)
+	}
+	if got := s.Stats().Corrupt; got != 1 {
+		t.Errorf("Corrupt = %d, want the lie counted", got)
 	}
 
 	// From now on the verified NAR is the authority: no lie, and the
@@ -198,18 +208,9 @@ func TestListingMalformedLs(t *testing.T) {
 			s := openStore(t, dir, "", trustedConfig(t))
 			p := mustResolve(t, s, pathFile)
 			want := encodeListing(t, buildListing(t, narBytes(t, pathFile)))
+			// A symlink cannot be the NAR of a file's NarSize: the .ls is
+			// refused and the NAR's listing used.
 			l, err := s.Listing(ctx, p)
-			if name == "wrongtype" {
-				// Well-formed and within NarSize: believed until the NAR
-				// shows otherwise, as for any lying .ls.
-				if err != nil || l.Root.Type != nar.TypeSymlink {
-					t.Fatalf("Listing = %v, %v", l, err)
-				}
-				if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
-					t.Errorf("Materialize = %v, want ErrCorrupt", err)
-				}
-				l, err = s.Listing(ctx, p)
-			}
 			if err != nil {
 				t.Fatal(err)
 			}

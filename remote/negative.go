@@ -5,10 +5,12 @@ import (
 	"time"
 )
 
-// negativeCache remembers misses by hash part until they expire, like Nix's
-// narinfo-cache-negative-ttl.
+// negativeCache remembers failures by key until they expire: misses by
+// hash part, like Nix's narinfo-cache-negative-ttl, and failed downloads.
+// A key that fails again soon after its memo expired waits twice as long,
+// up to the maximum its caller gives.
 type negativeCache struct {
-	ttl time.Duration
+	ttl time.Duration    // for add; read-only after new
 	now func() time.Time // tests move time
 
 	mu      sync.Mutex // protects the fields below
@@ -18,6 +20,7 @@ type negativeCache struct {
 
 type negativeEntry struct {
 	until time.Time
+	wait  time.Duration // the memo's length, doubled on a repeat failure
 	err   error
 }
 
@@ -29,26 +32,32 @@ func (c *negativeCache) get(key string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
-	if !ok {
-		return nil
-	}
-	if c.now().After(e.until) {
-		delete(c.entries, key)
+	if !ok || !c.now().Before(e.until) {
 		return nil
 	}
 	return e.err
 }
 
-func (c *negativeCache) add(key string, err error) {
+// addMiss remembers err for the cache's TTL.
+func (c *negativeCache) addMiss(key string, err error) { c.add(key, err, c.ttl, c.ttl) }
+
+// add remembers err for lo, or, when the key failed within the last
+// memo's length after it expired, for twice the last memo, up to hi.
+func (c *negativeCache) add(key string, err error, lo, hi time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	c.entries[key] = negativeEntry{until: now.Add(c.ttl), err: err}
-	// Sweep expired entries now and then so a scan of random names cannot
-	// grow the map without bound.
+	wait := lo
+	if e, ok := c.entries[key]; ok && now.Before(e.until.Add(e.wait)) {
+		wait = e.wait * 2
+	}
+	wait = min(max(lo, wait), hi)
+	c.entries[key] = negativeEntry{until: now.Add(wait), wait: wait, err: err}
+	// Sweep long-expired entries now and then so a scan of random names
+	// cannot grow the map without bound.
 	if c.adds++; c.adds%4096 == 0 {
 		for k, e := range c.entries {
-			if now.After(e.until) {
+			if now.After(e.until.Add(e.wait)) {
 				delete(c.entries, k)
 			}
 		}

@@ -27,6 +27,7 @@ func (s *Store) prefetchReferences(p *PathInfo) {
 			}
 			defer func() { <-s.prefetchSem }()
 			ctx := s.bg
+			defer recoverBug(s.log, "prefetch "+ref.String(), new(error))
 			info, err := s.Resolve(ctx, ref.String())
 			if err == nil {
 				_, err = s.Materialize(ctx, info)

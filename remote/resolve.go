@@ -2,8 +2,11 @@ package remote
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/narinfo"
@@ -63,8 +66,8 @@ func (s *Store) ResolveHash(ctx context.Context, hash string) (*PathInfo, error)
 }
 
 // info returns the trusted path of a hash part with its verdict, from
-// memory or the cache. The verdict is kept, not recomputed: it costs a
-// signature check.
+// memory, the local cache's record of it, or the cache. The verdict is
+// kept, not recomputed: it costs a signature check.
 func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 	if pi, ok := s.narinfos.Get(hash); ok {
 		return pi, nil
@@ -72,8 +75,10 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 	if err := s.negative.get(hash); err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	// The fetch is shared, so one caller giving up must not fail the others.
-	v, err := shared(ctx, &s.resolveGroup, hash, func() (any, error) {
+	v, err := shared(ctx, s.log, &s.resolveGroup, hash, func() (any, error) {
 		// A flight that ended between the checks above and Do has already
 		// filled one of the caches.
 		if pi, ok := s.narinfos.Get(hash); ok {
@@ -82,10 +87,12 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 		if err := s.negative.get(hash); err != nil {
 			return nil, err
 		}
-		pi, err := s.fetchNarinfo(context.WithoutCancel(ctx), hash)
+		ctx, cancel := s.flightContext(ctx)
+		defer cancel()
+		pi, err := s.lookupNarinfo(ctx, hash)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUntrusted) || errors.Is(err, ErrCorrupt) {
-				s.negative.add(hash, err)
+				s.negative.addMiss(hash, err)
 				s.log.Debug("narinfo rejected", "hash", hash, "err", err)
 			}
 			return nil, err
@@ -99,11 +106,40 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 	return v.(*PathInfo), nil
 }
 
-func (s *Store) fetchNarinfo(ctx context.Context, hash string) (*PathInfo, error) {
+// lookupNarinfo reads a narinfo from the local record when it is younger
+// than NarinfoTTL, else from the cache, recording what it trusted; when
+// the cache cannot be reached, an older record still answers, so paths
+// already fetched keep working offline.
+func (s *Store) lookupNarinfo(ctx context.Context, hash string) (*PathInfo, error) {
+	rec, written, recErr := s.cache.GetRecord(s.recordNS, hash+".narinfo")
+	if recErr == nil && time.Since(written) < s.cfg.NarinfoTTL {
+		if pi, err := s.parseNarinfo(hash, rec); err == nil {
+			return pi, nil
+		}
+	}
 	data, err := backend.ReadAll(ctx, s.be, hash+".narinfo", maxSmallObject)
 	if err != nil {
-		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
+		err = fmt.Errorf("narinfo %s: %w", hash, err)
+		if recErr == nil && !errors.Is(err, ErrNotFound) {
+			if pi, perr := s.parseNarinfo(hash, rec); perr == nil {
+				s.log.Warn("cache unreachable; using the narinfo recorded locally", "path", pi.Path.String(), "recorded", written.UTC().Format(time.RFC3339), "err", err)
+				return pi, nil
+			}
+		}
+		return nil, err
 	}
+	pi, err := s.parseNarinfo(hash, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cache.PutRecord(s.recordNS, hash+".narinfo", data); err != nil {
+		s.log.Warn("recording narinfo locally", "path", pi.Path.String(), "err", err)
+	}
+	return pi, nil
+}
+
+// parseNarinfo parses and judges a narinfo for hash.
+func (s *Store) parseNarinfo(hash string, data []byte) (*PathInfo, error) {
 	ni, err := narinfo.Parse(data)
 	if err != nil {
 		s.log.Warn("malformed narinfo", "hash", hash, "err", err)
@@ -121,6 +157,13 @@ func (s *Store) fetchNarinfo(ctx context.Context, hash string) (*PathInfo, error
 		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
 	}
 	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: trust, ca: ca}, nil
+}
+
+// recordNamespace separates the local records of different caches sharing
+// one cache dir: a narinfo is only as good as the cache it came from.
+func recordNamespace(storeURL string) string {
+	d := sha256.Sum256([]byte(storeURL))
+	return hex.EncodeToString(d[:8])
 }
 
 // trust decides whether a narinfo may be shown, and why.

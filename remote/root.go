@@ -21,31 +21,49 @@ const rootPeek = 256 << 10
 // its first bytes instead of the whole NAR. A directory found that way has
 // nil Entries: Listing gives its contents. Like a .ls, a peeked header is
 // not verified until the NAR is fetched (and then cross-checked), so with
-// VerifiedMetadataOnly the whole NAR is fetched instead.
+// VerifiedMetadataOnly the whole NAR is fetched instead. A path that is a
+// single symlink is always verified first: its NAR is tiny, and a target
+// is exactly what a lie would want to choose.
 func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 	if s.cfg.VerifiedMetadataOnly {
-		l, err := s.Listing(ctx, p)
+		l, err := s.VerifiedListing(ctx, p)
 		if err != nil {
 			return nil, err
 		}
 		return l.Root, nil
 	}
-	l, err := s.listing(ctx, p, false)
+	kl, err := s.listing(ctx, p, false)
 	if err == nil {
-		return l.Root, nil
+		if kl.Root.Type == nar.TypeSymlink && !kl.verified {
+			return s.verifiedRoot(ctx, p)
+		}
+		return kl.Root, nil
 	}
 	if !errors.Is(err, errNeedNAR) {
 		return nil, err
 	}
-	n, err := s.peekRoot(context.WithoutCancel(ctx), p)
+	pctx, cancel := s.opContext(ctx)
+	defer cancel()
+	n, err := s.peekRoot(pctx, p)
 	if err != nil {
 		return nil, err
 	}
-	if n.Type != nar.TypeDirectory {
-		// A lone file or symlink: the header is the whole listing.
-		s.listings.Add(p.Path.Hash, &nar.Listing{Root: n})
+	switch n.Type {
+	case nar.TypeSymlink:
+		return s.verifiedRoot(ctx, p)
+	case nar.TypeRegular:
+		// A lone file: the header is the whole listing.
+		s.listings.add(p.Path.Hash, &knownListing{Listing: &nar.Listing{Root: n}})
 	}
 	return n, nil
+}
+
+func (s *Store) verifiedRoot(ctx context.Context, p *PathInfo) (*nar.Node, error) {
+	l, err := s.VerifiedListing(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return l.Root, nil
 }
 
 // peekRoot decodes the first header of the NAR.

@@ -2,19 +2,54 @@ package remote
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 
 	"golang.org/x/sync/singleflight"
 )
 
+// ErrBug marks a panic inside narfs that was caught: a bug, logged with its
+// stack, answered as a plain I/O error so that one bad input never takes
+// the mount down for everyone.
+var ErrBug = errors.New("internal error (a bug in narfs; see the log)")
+
 // shared runs fn once for all concurrent callers of key. A caller whose
 // context ends stops waiting (a reader's Ctrl-C interrupts its open at
 // once) while the work goes on for the others and fills the caches; fn
-// must therefore not use the caller's context for its I/O.
-func shared(ctx context.Context, g *singleflight.Group, key string, fn func() (any, error)) (any, error) {
+// must therefore not use the caller's context for its I/O. A panic in fn
+// (which runs on a goroutine of its own, where nothing else would catch
+// it) becomes an error wrapping ErrBug.
+func shared(ctx context.Context, log *slog.Logger, g *singleflight.Group, key string, fn func() (any, error)) (any, error) {
 	select {
-	case r := <-g.DoChan(key, fn):
+	case r := <-g.DoChan(key, func() (v any, err error) {
+		defer recoverBug(log, key, &err)
+		return fn()
+	}):
 		return r.Val, r.Err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, context.Cause(ctx)
 	}
+}
+
+// recoverBug turns a panic into an error wrapping ErrBug; use it deferred.
+func recoverBug(log *slog.Logger, what string, err *error) {
+	if r := recover(); r != nil {
+		log.Error("BUG: panic caught; answering with an I/O error", "in", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		*err = fmt.Errorf("%s: %w: %v", what, ErrBug, r)
+	}
+}
+
+// opContext bounds one user-facing operation (a lookup, an open) by
+// Config.Timeout, retries included, unless the caller set an earlier
+// deadline.
+func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.Timeout)
+}
+
+// flightContext is the context of work shared by several callers: it
+// outlives any one caller but not the operation's bound.
+func (s *Store) flightContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/localcache"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -20,7 +21,8 @@ import (
 // well under a kilobyte.
 const maxSmallObject = 1 << 20
 
-// maxListing bounds a decoded .ls; a listing of a million files is ~100 MB.
+// maxListing bounds a .ls download; a listing of a million files is
+// ~100 MB. Tighter bounds follow from NarSize and Config.ListingMemory.
 const maxListing = 256 << 20
 
 // Store is one binary cache opened for reading. Safe for concurrent use.
@@ -32,18 +34,22 @@ type Store struct {
 	log      *slog.Logger
 	storeDir string
 	trustAll bool // require-sigs=false or the URL's trusted=true
-	cache    *diskCache
+	cache    *localcache.Cache
+	recordNS string // namespace of this cache's narinfos in the local cache
 
 	stats counters
 
 	resolveGroup singleflight.Group // by hash part
 	listingGroup singleflight.Group // by hash part
-	fetchGroup   singleflight.Group // by NarHash
+	fetches      entryFlights       // by flightKey
 
-	narinfos *lru.Cache[string, *PathInfo]    // hash part → trusted narinfo and verdict
-	listings *lru.Cache[string, *nar.Listing] // hash part → listing
-	negative *negativeCache                   // hash part → why it is not visible
-	failed   *negativeCache                   // NarHash → why its NAR was rejected
+	narinfos *lru.Cache[string, *PathInfo] // hash part → trusted narinfo and verdict
+	listings *listingCache                 // hash part → best known listing
+	negative *negativeCache                // hash part → why it is not visible
+	failed   *negativeCache                // flightKey → why its download failed
+
+	hooksMu    sync.Mutex // protects onVerified
+	onVerified []func(*PathInfo, *nar.Listing)
 
 	prefetched  sync.Map      // hash part → struct{}: prefetch already started
 	prefetchSem chan struct{} // bounds background fetches
@@ -72,6 +78,8 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 		trustAll: !cfg.RequireSigs || u.Params.Get("trusted") == "true" || u.Params.Get("trusted") == "1",
 		negative: newNegativeCache(cfg.NegativeTTL),
 		failed:   newNegativeCache(corruptMemo),
+		listings: newListingCache(cfg.ListingMemory),
+		recordNS: recordNamespace(u.String()),
 
 		prefetchSem: make(chan struct{}, cfg.PrefetchJobs),
 	}
@@ -80,21 +88,21 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
 		return nil, err
 	}
-	if s.listings, err = lru.New[string, *nar.Listing](4096); err != nil {
+	if s.cache, err = localcache.Open(cfg.CacheDir, cfg.CacheSize, s.log); err != nil {
+		be.Close()
 		return nil, err
 	}
 	if err := s.checkCacheInfo(ctx); err != nil {
 		be.Close()
-		return nil, err
-	}
-	if s.cache, err = openDiskCache(cfg.CacheDir, cfg.CacheSize, s.log); err != nil {
-		be.Close()
+		s.cache.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
 func (s *Store) checkCacheInfo(ctx context.Context) error {
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	data, err := backend.ReadAll(ctx, s.be, "nix-cache-info", maxSmallObject)
 	if errors.Is(err, ErrNotFound) {
 		// Nix writes the file when it creates a cache; a reader can live
@@ -103,7 +111,14 @@ func (s *Store) checkCacheInfo(ctx context.Context) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("open %s: %w", s.url, err)
+		if errors.Is(err, backend.ErrAuth) || errors.Is(err, backend.ErrInvalidKey) {
+			return fmt.Errorf("open %s: %w", s.url, err)
+		}
+		// Down or unreachable: paths already in the local cache can still
+		// be served, so start anyway; lookups of the others fail within
+		// the timeout until it is back.
+		s.log.Warn("cache unreachable; serving what the local cache holds until it answers", "err", err)
+		return nil
 	}
 	info, err := narinfo.ParseCacheInfo(data)
 	if err != nil {
@@ -127,8 +142,9 @@ func (s *Store) Stats() Stats { return s.stats.snapshot() }
 // Close stops background work and releases the backend's connections.
 func (s *Store) Close() error {
 	s.stopBG()
+	s.cache.Close()
 	return s.be.Close()
 }
 
 // CacheUsage is the bytes of extracted NARs in the local cache.
-func (s *Store) CacheUsage() int64 { return s.cache.usage() }
+func (s *Store) CacheUsage() int64 { return s.cache.Usage() }

@@ -21,6 +21,7 @@ import (
 type globalFlags struct {
 	cacheDir    string
 	cacheSize   int64
+	listingMem  int64
 	trustedKeys string
 	requireSigs bool
 	logLevel    string
@@ -41,10 +42,12 @@ func main() {
 	pf.StringVar(&g.cacheDir, "cache-dir", remote.DefaultCacheDir(), "directory for verified NAR contents")
 	g.cacheSize = 10 << 30
 	pf.Var((*byteSize)(&g.cacheSize), "cache-size", "extracted NARs to keep in --cache-dir, least recently used go first: bytes, or 100MB, 1.5GB (decimal), 512MiB, 10GiB (binary); a bare K, M, G, T is binary, as in Nix")
+	g.listingMem = 256 << 20
+	pf.Var((*byteSize)(&g.listingMem), "listing-memory", "memory for store path listings kept in RAM (a single unverified .ls may take a quarter of it)")
 	pf.StringVar(&g.trustedKeys, "trusted-public-keys", "", "space-separated `name:base64` keys (default: trusted-public-keys of $NIX_CONF_DIR/nix.conf or /etc/nix/nix.conf, else Nix's default cache.nixos.org-1)")
 	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
-	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "per-request timeout and the longest a download may stall")
+	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "longest a lookup or an open waits for an answer, retries included (a download slower than 64 KiB/s counts as stalled)")
 	pf.BoolVar(&g.noListings, "verified-metadata-only", false, "ignore the cache's unsigned .ls listings: take metadata (stat, readdir, symlink targets) only from verified NARs")
 	pf.BoolVar(&g.prefetch, "prefetch-references", false, "once a path's NAR is fetched, fetch its references' NARs in the background (walks of whole closures overlap downloads)")
 	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g))
@@ -76,19 +79,17 @@ func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.
 		log.Warn("no trusted public keys: only content-addressed paths will be visible (see --trusted-public-keys, --require-sigs=false)")
 	}
 	return remote.Open(ctx, storeURL, remote.Config{
-		TrustedKeys: keys,
-		RequireSigs: g.requireSigs,
-		CacheDir:    g.cacheDir,
-		CacheSize:   g.cacheSize,
-		Logger:      log,
+		TrustedKeys:   keys,
+		RequireSigs:   g.requireSigs,
+		CacheDir:      g.cacheDir,
+		CacheSize:     g.cacheSize,
+		ListingMemory: g.listingMem,
+		Logger:        log,
 
 		PrefetchReferences:   g.prefetch,
 		VerifiedMetadataOnly: g.noListings,
-		Backend: backend.Options{
-			RequestTimeout: g.timeout,
-			StallTimeout:   g.timeout,
-			Logger:         log,
-		},
+		Timeout:              g.timeout,
+		Backend:              backend.Options{Logger: log},
 	})
 }
 

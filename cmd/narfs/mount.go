@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -43,7 +47,7 @@ the same URL you give Nix as a substituter) at MOUNTPOINT until SIGINT or SIGTER
 }
 
 func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mountpoint string) error {
-	if err := checkMountpoint(mountpoint); err != nil {
+	if err := checkMountpoint(mountpoint, o.Logger); err != nil {
 		return err
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
@@ -116,7 +120,10 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mo
 	return nil
 }
 
-func checkMountpoint(mp string) error {
+func checkMountpoint(mp string, log *slog.Logger) error {
+	if err := detachDeadMount(mp, log); err != nil {
+		return err
+	}
 	fi, err := os.Stat(mp)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("mountpoint %s does not exist", mp)
@@ -135,6 +142,78 @@ func checkMountpoint(mp string) error {
 		return fmt.Errorf("mountpoint %s is busy: something is already mounted there", mp)
 	}
 	return nil
+}
+
+// detachDeadMount lazily unmounts what a killed narfs left at mp: a FUSE
+// mount nobody serves, where every access fails with ENOTCONN (stat of
+// its root may still answer from the kernel's attribute cache; statfs
+// always asks the daemon). Dead mounts of other file systems are only
+// reported: they are not ours to remove.
+func detachDeadMount(mp string, log *slog.Logger) error {
+	abs, err := filepath.Abs(mp)
+	if err != nil {
+		return nil
+	}
+	fstype, ok := mountType(abs)
+	if !ok || !strings.HasPrefix(fstype, "fuse") {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(abs, &st); !errors.Is(err, syscall.ENOTCONN) {
+		return nil
+	}
+	if fstype != "fuse.narfs" {
+		return fmt.Errorf("mountpoint %s is a dead FUSE mount (%s): run `fusermount3 -u %s` first", mp, fstype, mp)
+	}
+	if err := syscall.Unmount(abs, syscall.MNT_DETACH); err != nil {
+		return fmt.Errorf("mountpoint %s is a dead narfs mount and detaching it failed (%v): run `fusermount3 -u %s`", mp, err, mp)
+	}
+	log.Warn("detached a dead narfs mount left by a daemon that was killed", "mountpoint", mp)
+	return nil
+}
+
+// mountType returns the file system type of the mount whose mount point is
+// exactly dir (the last one, if stacked), from /proc/self/mountinfo.
+func mountType(dir string) (string, bool) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	var fstype string
+	found := false
+	for _, line := range strings.Split(string(data), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
+		f := strings.Fields(line)
+		if len(f) < 5 || unescapeMountinfo(f[4]) != dir {
+			continue
+		}
+		for i, v := range f {
+			if v == "-" && i+1 < len(f) {
+				fstype, found = f[i+1], true
+				break
+			}
+		}
+	}
+	return fstype, found
+}
+
+// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // isMountpoint compares device numbers with the parent's.

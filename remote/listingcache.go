@@ -1,0 +1,96 @@
+package remote
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/narfs/narfs/nar"
+)
+
+// knownListing is a store path's listing with where it came from.
+type knownListing struct {
+	*nar.Listing
+	// verified: built from the NAR after NarHash matched. Otherwise it
+	// came from the unsigned .ls (or a NAR header) and only describes
+	// metadata; no byte a reader gets is chosen by it.
+	verified bool
+	cost     int64
+}
+
+// listingCache keeps listings by hash part within a byte budget, least
+// recently used first out. Counting entries would let a few hostile
+// 100 MB listings take gigabytes.
+type listingCache struct {
+	max int64 // read-only after newListingCache
+
+	mu    sync.Mutex // protects the fields below
+	items map[string]*list.Element
+	lru   *list.List // front = most recent; values are *listingItem
+	total int64
+}
+
+type listingItem struct {
+	key string
+	l   *knownListing
+}
+
+func newListingCache(max int64) *listingCache {
+	return &listingCache{max: max, items: make(map[string]*list.Element), lru: list.New()}
+}
+
+// fits says whether a listing of that cost may be cached at all.
+func (c *listingCache) fits(cost int64) bool { return cost <= c.max/4 }
+
+func (c *listingCache) get(key string) (*knownListing, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return el.Value.(*listingItem).l, true
+}
+
+// add stores l under key unless a verified listing is already there: an
+// unverified one never replaces what the NAR proved.
+func (c *listingCache) add(key string, l *knownListing) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		it := el.Value.(*listingItem)
+		if it.l.verified && !l.verified {
+			c.lru.MoveToFront(el)
+			return
+		}
+		c.total += l.cost - it.l.cost
+		it.l = l
+		c.lru.MoveToFront(el)
+	} else {
+		c.items[key] = c.lru.PushFront(&listingItem{key: key, l: l})
+		c.total += l.cost
+	}
+	for c.total > c.max && c.lru.Len() > 1 {
+		el := c.lru.Back()
+		it := el.Value.(*listingItem)
+		c.lru.Remove(el)
+		delete(c.items, it.key)
+		c.total -= it.l.cost
+	}
+}
+
+func (c *listingCache) remove(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		c.lru.Remove(el)
+		delete(c.items, key)
+		c.total -= el.Value.(*listingItem).l.cost
+	}
+}
+
+func (c *listingCache) usage() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}

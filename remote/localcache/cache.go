@@ -1,0 +1,397 @@
+package localcache
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const layout = "v2"
+
+var (
+	// ErrMiss: the key is not (or no longer) in the local cache.
+	ErrMiss = errors.New("not in the local cache")
+	// ErrLocal wraps failures of the local disk (ENOSPC, EIO, EACCES...).
+	ErrLocal = errors.New("local cache")
+)
+
+// touchEvery bounds the mtime updates that record use on disk.
+const touchEvery = time.Minute
+
+// oversizeLinger is how long an entry larger than the cap stays after its
+// last use when nothing else makes room.
+const oversizeLinger = 10 * time.Second
+
+// Cache is one process's view of a cache directory. Safe for concurrent
+// use.
+type Cache struct {
+	// read-only after Open
+	dir string // <cache-dir>/v2
+	max int64
+	log *slog.Logger
+
+	mu      sync.Mutex // protects the fields below and every entry's fields
+	entries map[string]*list.Element
+	lru     *list.List // front = most recently used; values are *entry
+	total   int64
+	seq     int
+	closed  bool
+}
+
+type entry struct {
+	key     string
+	size    int64
+	touched time.Time // last mtime update
+	used    time.Time // last Acquire or Release
+	pins    int
+	dirFd   int      // the entry's directory, while pinned
+	lock    *os.File // holds LOCK_SH while pinned
+	ino     uint64   // of the lock file, to recognise the entry on disk
+}
+
+// Open opens (creating it if needed) the cache under base.
+func Open(base string, max int64, log *slog.Logger) (*Cache, error) {
+	c := &Cache{dir: filepath.Join(base, layout), max: max, log: log, entries: map[string]*list.Element{}, lru: list.New()}
+	for _, d := range []string{"nar", "tmp", "records"} {
+		if err := os.MkdirAll(filepath.Join(c.dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
+		}
+	}
+	if err := removeStale(filepath.Join(c.dir, "tmp")); err != nil {
+		return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
+	}
+	if err := c.load(); err != nil {
+		return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
+	}
+	return c, nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 128 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Cache) entryDir(key string) string { return filepath.Join(c.dir, "nar", key) }
+
+// load indexes existing entries, most recently used first.
+func (c *Cache) load() error {
+	ents, err := os.ReadDir(filepath.Join(c.dir, "nar"))
+	if err != nil {
+		return err
+	}
+	type found struct {
+		key   string
+		size  int64
+		mtime time.Time
+	}
+	var all []found
+	for _, e := range ents {
+		if !validName(e.Name()) {
+			continue
+		}
+		size, mtime, err := readMeta(c.entryDir(e.Name()))
+		if err != nil {
+			c.log.Warn("removing unreadable cache entry", "entry", c.entryDir(e.Name()), "err", err)
+			c.removeEntryDir(e.Name())
+			continue
+		}
+		all = append(all, found{e.Name(), size, mtime})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mtime.After(all[j].mtime) })
+	for _, f := range all {
+		c.entries[f.key] = c.lru.PushBack(&entry{key: f.key, size: f.size, touched: f.mtime, dirFd: -1})
+		c.total += f.size
+	}
+	return nil
+}
+
+// readMeta reads an entry's size and its directory's mtime.
+func readMeta(dir string) (int64, time.Time, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if !fi.IsDir() {
+		return 0, time.Time{}, fmt.Errorf("%s: not a directory", dir)
+	}
+	data, err := readNoFollow(filepath.Join(dir, "meta"), 64)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	size, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil || size < 0 {
+		return 0, time.Time{}, fmt.Errorf("%s: bad meta %q", dir, data)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "lock")); err != nil {
+		return 0, time.Time{}, err
+	}
+	return size, fi.ModTime(), nil
+}
+
+func readNoFollow(p string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readRegular(f, p, max)
+}
+
+func readRegular(f *os.File, name string, max int64) ([]byte, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	if fi.Size() > max {
+		return nil, fmt.Errorf("%s: %d bytes, more than %d", name, fi.Size(), max)
+	}
+	buf := make([]byte, fi.Size())
+	n, err := f.ReadAt(buf, 0)
+	if n == len(buf) {
+		err = nil
+	}
+	return buf[:n], err
+}
+
+// Acquire pins the entry for key, or reports ErrMiss. Entries another
+// process committed are found on disk.
+func (c *Cache) Acquire(key string) (*Entry, error) {
+	if !validName(key) {
+		return nil, fmt.Errorf("cache key %q: %w", key, ErrMiss)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[key]
+	if !ok {
+		size, mtime, err := readMeta(c.entryDir(key))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, ErrMiss)
+		}
+		el = c.lru.PushFront(&entry{key: key, size: size, touched: mtime, dirFd: -1})
+		c.entries[key] = el
+		c.total += size
+	}
+	e := el.Value.(*entry)
+	if err := c.pinLocked(e); err != nil {
+		c.dropLocked(el)
+		return nil, err
+	}
+	c.lru.MoveToFront(el)
+	e.used = time.Now()
+	if now := e.used; now.Sub(e.touched) > touchEvery {
+		e.touched = now
+		os.Chtimes(c.entryDir(key), now, now)
+	}
+	return &Entry{c: c, e: e}, nil
+}
+
+// pinLocked adds a pin, taking the flock for the first one.
+func (c *Cache) pinLocked(e *entry) error {
+	if e.pins > 0 {
+		e.pins++
+		return nil
+	}
+	dir := c.entryDir(e.key)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w (%v)", e.key, ErrMiss, err)
+	}
+	lfd, err := unix.Openat(fd, "lock", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("%s: %w (%v)", e.key, ErrMiss, err)
+	}
+	lock := os.NewFile(uintptr(lfd), filepath.Join(dir, "lock"))
+	// Blocks only while another process's evictor renames it away.
+	if err := unix.Flock(lfd, unix.LOCK_SH); err != nil {
+		lock.Close()
+		unix.Close(fd)
+		return fmt.Errorf("%s: %w: flock: %w", e.key, ErrLocal, err)
+	}
+	// The entry we locked must still be the one at the path: an evictor
+	// may have renamed it between our open and our lock.
+	var a, b unix.Stat_t
+	if unix.Fstat(lfd, &a) != nil || unix.Stat(filepath.Join(dir, "lock"), &b) != nil || a.Ino != b.Ino || a.Dev != b.Dev {
+		lock.Close()
+		unix.Close(fd)
+		return fmt.Errorf("%s: %w (evicted meanwhile)", e.key, ErrMiss)
+	}
+	e.pins, e.dirFd, e.lock, e.ino = 1, fd, lock, a.Ino
+	return nil
+}
+
+func (c *Cache) unpinLocked(e *entry) {
+	if e.pins--; e.pins > 0 {
+		return
+	}
+	e.lock.Close() // drops the flock
+	unix.Close(e.dirFd)
+	e.lock, e.dirFd = nil, -1
+}
+
+// dropLocked forgets an index entry (its files are gone or going).
+func (c *Cache) dropLocked(el *list.Element) {
+	e := el.Value.(*entry)
+	if c.entries[e.key] != el {
+		return
+	}
+	c.lru.Remove(el)
+	delete(c.entries, e.key)
+	c.total -= e.size
+}
+
+// Forget drops the index entry for key if its files vanished.
+func (c *Cache) Forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[key]; ok && el.Value.(*entry).pins == 0 {
+		if _, _, err := readMeta(c.entryDir(key)); err != nil {
+			c.dropLocked(el)
+		}
+	}
+}
+
+// Usage is the bytes of the entries this process knows.
+func (c *Cache) Usage() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+// Close releases nothing but marks the cache closed; pins still held
+// keep their locks until released.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return nil
+}
+
+// evictLocked renames victims away until the total fits: entries larger
+// than the whole cap first, then least recently used; pinned entries (here
+// or, by flock, in another process) and keep are never taken. It returns
+// the renamed directories, to delete after the mutex is released.
+func (c *Cache) evictLocked(keep string) []string {
+	if c.total <= c.max {
+		return nil
+	}
+	var order []*list.Element
+	for el := c.lru.Back(); el != nil; el = el.Prev() {
+		if el.Value.(*entry).size > c.max {
+			order = append(order, el)
+		}
+	}
+	for el := c.lru.Back(); el != nil; el = el.Prev() {
+		if el.Value.(*entry).size <= c.max {
+			order = append(order, el)
+		}
+	}
+	var gone []string
+	for _, el := range order {
+		if c.total <= c.max {
+			break
+		}
+		e := el.Value.(*entry)
+		if e.pins > 0 || e.key == keep {
+			continue
+		}
+		if d, ok := c.renameAwayLocked(e.key); ok {
+			c.dropLocked(el)
+			if d != "" {
+				gone = append(gone, d)
+			}
+		}
+	}
+	return gone
+}
+
+// renameAwayLocked moves an entry out of nar/ unless another process has
+// it pinned. ok reports whether the entry is gone from nar/.
+func (c *Cache) renameAwayLocked(key string) (string, bool) {
+	dir := c.entryDir(key)
+	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", true // someone else removed it
+	}
+	if err != nil {
+		c.log.Warn("evicting cache entry", "key", key, "err", err)
+		return "", false
+	}
+	defer lf.Close()
+	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return "", false // pinned by another process
+	}
+	c.seq++
+	to := filepath.Join(c.dir, "tmp", fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq))
+	if err := os.Rename(dir, to); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", true
+		}
+		c.log.Warn("evicting cache entry", "key", key, "err", err)
+		return "", false
+	}
+	return to, true
+}
+
+func (c *Cache) removeEntryDir(key string) {
+	c.seq++
+	to := filepath.Join(c.dir, "tmp", fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq))
+	if os.Rename(c.entryDir(key), to) == nil {
+		os.RemoveAll(to)
+	}
+}
+
+func removeAll(dirs []string) {
+	for _, d := range dirs {
+		os.RemoveAll(d)
+	}
+}
+
+// removeStale deletes temp and evicted directories of processes that are
+// gone.
+func removeStale(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := strings.TrimPrefix(e.Name(), "evict.")
+		pidText, _, _ := strings.Cut(name, ".")
+		pid, err := strconv.Atoi(pidText)
+		if err == nil && pid != os.Getpid() && processAlive(pid) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// processAlive reports whether pid exists (EPERM still means it does).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

@@ -1,0 +1,169 @@
+package localcache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Entry is a pinned cache entry: while any pin is held it is not evicted
+// by this or any other process. Release every pin.
+type Entry struct {
+	c *Cache
+	e *entry
+}
+
+// Key is the entry's key.
+func (h *Entry) Key() string { return h.e.key }
+
+// Root is the path of the entry's store path, for inspection only:
+// readers use OpenFile, which cannot be led astray by symlinks.
+func (h *Entry) Root() string { return filepath.Join(h.c.entryDir(h.e.key), "root") }
+
+// Retain adds a pin, for handing the entry to one more owner.
+func (h *Entry) Retain() {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	h.e.pins++
+}
+
+// Release removes a pin; the last one drops the flock, and entries past
+// the cap may then be evicted.
+func (h *Entry) Release() {
+	c := h.c
+	c.mu.Lock()
+	c.unpinLocked(h.e)
+	h.e.used = time.Now()
+	var gone []string
+	if h.e.pins == 0 {
+		gone = c.evictLocked(h.e.key)
+		if h.e.size > c.max {
+			key := h.e.key
+			time.AfterFunc(oversizeLinger, func() { c.evictIdle(key) })
+		}
+	}
+	c.mu.Unlock()
+	removeAll(gone)
+}
+
+// evictIdle removes an entry larger than the cap that nobody used for
+// oversizeLinger.
+func (c *Cache) evictIdle(key string) {
+	c.mu.Lock()
+	el, ok := c.entries[key]
+	if !ok {
+		c.mu.Unlock()
+		return
+	}
+	e := el.Value.(*entry)
+	var gone string
+	if e.pins == 0 && e.size > c.max && time.Since(e.used) >= oversizeLinger {
+		if d, ok := c.renameAwayLocked(key); ok {
+			c.dropLocked(el)
+			gone = d
+		}
+	}
+	c.mu.Unlock()
+	if gone != "" {
+		os.RemoveAll(gone)
+	}
+}
+
+// openHow resolves inside the entry only: no symlink (of the NAR's tree
+// or otherwise), no "..", no other mount.
+var openHow = unix.OpenHow{
+	Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK,
+	Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+}
+
+// OpenFile opens the regular file at sub ("" for a store path that is a
+// single file) inside the entry's root, never following a symlink. A file
+// missing from the entry is ErrMiss (deleted from under us); anything but
+// a regular file is an error.
+func (h *Entry) OpenFile(sub string) (*os.File, error) {
+	rel := "root"
+	if sub != "" {
+		for _, seg := range strings.Split(sub, "/") {
+			if seg == "" || seg == "." || seg == ".." || strings.ContainsRune(seg, 0) {
+				return nil, fmt.Errorf("open %q in the local cache: bad path", sub)
+			}
+		}
+		rel += "/" + sub
+	}
+	fd, err := openBeneath(h.e.dirFd, rel)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("open %s in the local cache: %w (%v)", rel, ErrMiss, err)
+		}
+		return nil, fmt.Errorf("open %s in the local cache: %w: %w", rel, ErrLocal, err)
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(h.c.entryDir(h.e.key), rel))
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open %s in the local cache: %w: not a regular file", rel, ErrLocal)
+	}
+	// Reads must block like any file's.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open %s in the local cache: %w: %w", rel, ErrLocal, err)
+	}
+	return f, nil
+}
+
+// openBeneath is openat2 with openHow, or a walk of O_NOFOLLOW opens
+// where the kernel lacks openat2.
+func openBeneath(dirFd int, rel string) (int, error) {
+	fd, err := unix.Openat2(dirFd, rel, &openHow)
+	if err != unix.ENOSYS {
+		return fd, err
+	}
+	parts := strings.Split(rel, "/")
+	cur := dirFd
+	for i, p := range parts {
+		flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if i < len(parts)-1 {
+			flags |= unix.O_DIRECTORY
+		} else {
+			flags |= unix.O_NONBLOCK
+		}
+		next, err := unix.Openat(cur, p, flags, 0)
+		if cur != dirFd {
+			unix.Close(cur)
+		}
+		if err != nil {
+			if err == unix.ENOTDIR {
+				err = unix.ELOOP // a symlink where a directory was wanted
+			}
+			return -1, err
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// ReadMeta reads a small file written beside the root at commit.
+func (h *Entry) ReadMeta(name string) ([]byte, error) {
+	if !validName(name) {
+		return nil, fmt.Errorf("meta name %q: invalid", name)
+	}
+	fd, err := unix.Openat(h.e.dirFd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if err == unix.ENOENT {
+			return nil, fmt.Errorf("%s of %s: %w", name, h.e.key, ErrMiss)
+		}
+		return nil, fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	data, err := readRegular(f, name, 1<<30)
+	if err != nil {
+		return nil, fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
+	}
+	return data, nil
+}

@@ -1,0 +1,83 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A restarted narfs starts while the cache is down and serves every path
+// whose NAR it holds, from the narinfo and listing it recorded; a cold
+// path fails within the timeout instead of hanging.
+func TestOfflineRestart(t *testing.T) {
+	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(fixtureDir, "cache-zstd"))))
+	cfg := trustedConfig(t)
+	cfg.Timeout = 2 * time.Second
+	ctx := context.Background()
+	s, err := Open(ctx, srv.URL, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := mustResolve(t, s, pathTreeSmall)
+	nd := narBytes(t, pathTreeSmall)
+	sub, node := firstFile(buildListing(t, nd))
+	want := string(nd[node.NarOffset : node.NarOffset+node.Size])
+	if _, err := s.Materialize(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	srv.Close() // the cache is gone: connections are refused
+
+	start := time.Now()
+	s2, err := Open(ctx, srv.URL, cfg)
+	if err != nil {
+		t.Fatalf("Open with the cache down: %v, want a start that serves the local cache", err)
+	}
+	defer s2.Close()
+	p2, err := s2.Resolve(ctx, pathTreeSmall)
+	if err != nil {
+		t.Fatalf("Resolve offline: %v", err)
+	}
+	f, err := s2.OpenFile(ctx, p2, sub)
+	if err != nil {
+		t.Fatalf("OpenFile offline: %v", err)
+	}
+	got, _ := io.ReadAll(f)
+	f.Close()
+	if string(got) != want {
+		t.Errorf("offline read %d bytes, want the file's %d", len(got), len(want))
+	}
+	if l, err := s2.Listing(ctx, p2); err != nil || len(l.Root.Entries) == 0 {
+		t.Errorf("Listing offline: %v", err)
+	}
+	if _, err := s2.Resolve(ctx, pathLib); err == nil || errors.Is(err, ErrNotFound) {
+		t.Errorf("a cold path offline: %v, want a transient error (not a miss to remember)", err)
+	}
+	if d := time.Since(start); d > 3*cfg.Timeout {
+		t.Errorf("offline start and lookups took %v, timeout %v", d, cfg.Timeout)
+	}
+}
+
+// Past NarinfoTTL a recorded narinfo is asked for again.
+func TestRecordedNarinfoTTL(t *testing.T) {
+	cfg := trustedConfig(t)
+	dir := filepath.Join(fixtureDir, "cache-none")
+	s := openStore(t, dir, "", cfg)
+	mustResolve(t, s, pathFile)
+	s2 := openStore(t, dir, "", cfg)
+	mustResolve(t, s2, pathFile)
+	if got := s2.Stats().NarinfoGets; got != 0 {
+		t.Errorf("NarinfoGets = %d with a fresh local record, want 0", got)
+	}
+	cfg.NarinfoTTL = time.Nanosecond
+	s3 := openStore(t, dir, "", cfg)
+	mustResolve(t, s3, pathFile)
+	if got := s3.Stats().NarinfoGets; got != 1 {
+		t.Errorf("NarinfoGets = %d past the TTL, want 1", got)
+	}
+}
