@@ -291,38 +291,43 @@ func (c *Cache) Close() error {
 
 // evictLocked renames victims away until the total fits: entries larger
 // than the whole cap first, then least recently used; pinned entries (here
-// or, by flock, in another process) and keep are never taken. It returns
-// the renamed directories, to delete after the mutex is released.
+// or, by flock, in another process) and keep are never taken. An
+// oversized entry that must stay does not push normal entries out: they
+// could not make room for it anyway. It returns the renamed directories,
+// to delete after the mutex is released.
 func (c *Cache) evictLocked(keep string) []string {
 	if c.total <= c.max {
 		return nil
 	}
-	var order []*list.Element
-	for el := c.lru.Back(); el != nil; el = el.Prev() {
-		if el.Value.(*entry).size > c.max {
-			order = append(order, el)
-		}
-	}
-	for el := c.lru.Back(); el != nil; el = el.Prev() {
-		if el.Value.(*entry).size <= c.max {
-			order = append(order, el)
-		}
-	}
 	var gone []string
-	for _, el := range order {
-		if c.total <= c.max {
-			break
-		}
+	take := func(el *list.Element) bool {
 		e := el.Value.(*entry)
 		if e.pins > 0 || e.key == keep {
-			continue
+			return false
 		}
-		if d, ok := c.renameAwayLocked(e.key); ok {
+		d, ok := c.renameAwayLocked(e.key)
+		if ok {
 			c.dropLocked(el)
 			if d != "" {
 				gone = append(gone, d)
 			}
 		}
+		return ok
+	}
+	var stuck int64 // oversized entries that stay
+	for el := c.lru.Back(); el != nil; {
+		prev := el.Prev()
+		if e := el.Value.(*entry); e.size > c.max && !take(el) {
+			stuck += e.size
+		}
+		el = prev
+	}
+	for el := c.lru.Back(); el != nil && c.total-stuck > c.max; {
+		prev := el.Prev()
+		if el.Value.(*entry).size <= c.max {
+			take(el)
+		}
+		el = prev
 	}
 	return gone
 }

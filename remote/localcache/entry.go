@@ -39,6 +39,10 @@ func (h *Entry) Release() {
 	c.mu.Lock()
 	c.unpinLocked(h.e)
 	h.e.used = time.Now()
+	// Just used: the most recent entry.
+	if el, ok := c.entries[h.e.key]; ok {
+		c.lru.MoveToFront(el)
+	}
 	var gone []string
 	if h.e.pins == 0 {
 		gone = c.evictLocked(h.e.key)
