@@ -70,7 +70,9 @@ func TestMountReadOnly(t *testing.T) {
 }
 
 // TestMountMetadataFetchesNoNAR: with .ls listings, ls -lR, stat and
-// readlink of a whole closure fetch zero NAR bytes.
+// readlink of a whole closure fetch zero NAR bytes, but for store paths
+// that are a single symlink, whose tiny NAR is verified before the target
+// is shown.
 func TestMountMetadataFetchesNoNAR(t *testing.T) {
 	c := nixClosure(t)
 	h := serveHTTP(t, c.caches["xz"])
@@ -83,8 +85,14 @@ func TestMountMetadataFetchesNoNAR(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ls -lR: %v\n%s", err, out)
 	}
-	if n := h.narGets(); n != 0 {
-		t.Errorf("metadata walk fetched %d NARs, want 0", n)
+	links := 0
+	for _, p := range c.all {
+		if fi, err := os.Lstat(filepath.Join(m.Dir, p)); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			links++
+		}
+	}
+	if n := h.narGets(); n != links {
+		t.Errorf("metadata walk fetched %d NARs, want %d (the single-symlink paths)", n, links)
 	}
 }
 

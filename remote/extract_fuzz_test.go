@@ -2,6 +2,8 @@ package remote
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -45,8 +47,8 @@ func FuzzExtract(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// extract stops at the NAR's end; what follows is the verifier's
-		// business, but BuildListing must agree on the NAR itself.
+		// extract rejects anything after the NAR's end, and BuildListing
+		// must agree on the NAR itself.
 		want, werr := nar.BuildListing(bytes.NewReader(data))
 		if werr != nil {
 			t.Fatalf("extract accepted a NAR BuildListing rejects: %v", werr)
@@ -55,5 +57,49 @@ func FuzzExtract(f *testing.F) {
 			t.Fatal("extract's listing differs from BuildListing's")
 		}
 		checkTree(t, dst, want.Root, data, "")
+	})
+}
+
+// FuzzVerifyNAR feeds arbitrary bytes and a hostile NarSize (any int64 a
+// narinfo may carry) to the verifier and the NAR parser, as a fetch does:
+// never a panic, never more than NarSize+1 bytes read, and a NAR accepted
+// at exactly NarSize bytes is one whose listing Check accepts for that
+// NarSize (the test an unsigned .ls must pass is exact, not a guess).
+func FuzzVerifyNAR(f *testing.F) {
+	for _, dir := range []string{filepath.Join(fixtureDir, "cache-none", "nar"), filepath.Join(caCacheDir, "nar")} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, e := range ents {
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				f.Fatal(err)
+			}
+			if len(data) < 64<<10 {
+				f.Add(data, int64(len(data)))
+				f.Add(data, int64(math.MaxInt64))
+				f.Add(data, int64(len(data)-1))
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, narSize int64) {
+		if narSize <= 0 {
+			return // narinfo.Parse refuses these
+		}
+		v := &verifier{r: bytes.NewReader(data), limit: narSize, sha: sha256.New()}
+		l, err := nar.BuildListing(v)
+		if err == nil {
+			err = v.drain()
+		}
+		if v.n > narSize && v.n-narSize > 1 {
+			t.Fatalf("read %d bytes with NarSize %d", v.n, narSize)
+		}
+		if err != nil || v.n != narSize {
+			return
+		}
+		if cerr := l.Check(narSize); cerr != nil {
+			t.Fatalf("a NAR of exactly %d bytes, but its listing fails Check: %v", narSize, cerr)
+		}
 	})
 }

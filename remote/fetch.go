@@ -97,7 +97,7 @@ func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, erro
 	if err := s.failed.get(fk); err != nil {
 		return nil, err
 	}
-	return s.fetches.do(ctx, s.log, fk, func() (*localcache.Entry, error) {
+	return s.fetches.do(ctx, s.log, fk, fmt.Sprintf("%s: NAR %s of %s", s.url, p.NarInfo.URL, p.Path), func() (*localcache.Entry, error) {
 		if e, err := s.cache.Acquire(key); err == nil {
 			return e, nil
 		}

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -27,7 +28,7 @@ type entryFlight struct {
 // do runs fn once per key for all concurrent callers. fn returns a pinned
 // entry; every caller that receives it owns one pin and must Release it. A
 // caller whose context ends returns at once; the work goes on.
-func (g *entryFlights) do(ctx context.Context, log *slog.Logger, key string, fn func() (*localcache.Entry, error)) (*localcache.Entry, error) {
+func (g *entryFlights) do(ctx context.Context, log *slog.Logger, key, what string, fn func() (*localcache.Entry, error)) (*localcache.Entry, error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*entryFlight)
@@ -58,7 +59,7 @@ func (g *entryFlights) do(ctx context.Context, log *slog.Logger, key string, fn 
 		f.waiters--
 		g.mu.Unlock()
 	}
-	return nil, context.Cause(ctx)
+	return nil, fmt.Errorf("%s: %w", what, context.Cause(ctx))
 }
 
 func (g *entryFlights) run(log *slog.Logger, key string, f *entryFlight, fn func() (*localcache.Entry, error)) {

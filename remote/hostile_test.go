@@ -261,7 +261,7 @@ func TestHostileNarSize(t *testing.T) {
 // would kill the process) becomes an error for every waiter.
 func TestPanicInSharedWorkIsAnError(t *testing.T) {
 	s := openStore(t, filepath.Join(fixtureDir, "cache-none"), "", trustedConfig(t))
-	_, err := shared(context.Background(), s.log, &s.resolveGroup, "k", func() (any, error) {
+	_, err := shared(context.Background(), s.log, &s.resolveGroup, "k", "test", func() (any, error) {
 		var m map[string]int
 		m["boom"]++
 		return nil, nil

@@ -53,7 +53,7 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 	if !fetchNAR {
 		key += "/no-nar"
 	}
-	v, err := shared(ctx, s.log, &s.listingGroup, key, func() (any, error) {
+	v, err := shared(ctx, s.log, &s.listingGroup, key, fmt.Sprintf("%s: listing of %s", s.url, p.Path), func() (any, error) {
 		// A flight that ended between the check above and Do has already
 		// filled the cache.
 		if kl, ok := s.listings.get(p.Path.Hash); ok {

@@ -78,7 +78,7 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
 	// The fetch is shared, so one caller giving up must not fail the others.
-	v, err := shared(ctx, s.log, &s.resolveGroup, hash, func() (any, error) {
+	v, err := shared(ctx, s.log, &s.resolveGroup, hash, fmt.Sprintf("%s: narinfo %s", s.url, hash), func() (any, error) {
 		// A flight that ended between the checks above and Do has already
 		// filled one of the caches.
 		if pi, ok := s.narinfos.Get(hash); ok {

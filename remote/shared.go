@@ -20,8 +20,9 @@ var ErrBug = errors.New("internal error (a bug in narfs; see the log)")
 // once) while the work goes on for the others and fills the caches; fn
 // must therefore not use the caller's context for its I/O. A panic in fn
 // (which runs on a goroutine of its own, where nothing else would catch
-// it) becomes an error wrapping ErrBug.
-func shared(ctx context.Context, log *slog.Logger, g *singleflight.Group, key string, fn func() (any, error)) (any, error) {
+// it) becomes an error wrapping ErrBug. what names the work in the
+// error of a caller who stopped waiting.
+func shared(ctx context.Context, log *slog.Logger, g *singleflight.Group, key, what string, fn func() (any, error)) (any, error) {
 	select {
 	case r := <-g.DoChan(key, func() (v any, err error) {
 		defer recoverBug(log, key, &err)
@@ -29,7 +30,7 @@ func shared(ctx context.Context, log *slog.Logger, g *singleflight.Group, key st
 	}):
 		return r.Val, r.Err
 	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+		return nil, fmt.Errorf("%s: %w", what, context.Cause(ctx))
 	}
 }
 
