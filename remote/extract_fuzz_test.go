@@ -15,20 +15,8 @@ import (
 // error or a tree that matches nar.BuildListing, never panic and never
 // write outside its destination.
 func FuzzExtract(f *testing.F) {
-	for _, dir := range []string{filepath.Join(fixtureDir, "cache-none", "nar"), filepath.Join(caCacheDir, "nar")} {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			f.Fatal(err)
-		}
-		for _, e := range ents {
-			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				f.Fatal(err)
-			}
-			if len(data) < 64<<10 {
-				f.Add(data)
-			}
-		}
+	for _, data := range smallNARs(f) {
+		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		base := t.TempDir()
@@ -66,22 +54,10 @@ func FuzzExtract(f *testing.F) {
 // at exactly NarSize bytes is one whose listing Check accepts for that
 // NarSize (the test an unsigned .ls must pass is exact, not a guess).
 func FuzzVerifyNAR(f *testing.F) {
-	for _, dir := range []string{filepath.Join(fixtureDir, "cache-none", "nar"), filepath.Join(caCacheDir, "nar")} {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			f.Fatal(err)
-		}
-		for _, e := range ents {
-			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				f.Fatal(err)
-			}
-			if len(data) < 64<<10 {
-				f.Add(data, int64(len(data)))
-				f.Add(data, int64(math.MaxInt64))
-				f.Add(data, int64(len(data)-1))
-			}
-		}
+	for _, data := range smallNARs(f) {
+		f.Add(data, int64(len(data)))
+		f.Add(data, int64(math.MaxInt64))
+		f.Add(data, int64(len(data)-1))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, narSize int64) {
 		if narSize <= 0 {
@@ -102,4 +78,25 @@ func FuzzVerifyNAR(f *testing.F) {
 			t.Fatalf("a NAR of exactly %d bytes, but its listing fails Check: %v", narSize, cerr)
 		}
 	})
+}
+
+// smallNARs are the fixture NARs under 64 KiB, the fuzzers' seeds.
+func smallNARs(f *testing.F) [][]byte {
+	var out [][]byte
+	for _, dir := range []string{filepath.Join(fixtureDir, "cache-none", "nar"), filepath.Join(caCacheDir, "nar")} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, e := range ents {
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				f.Fatal(err)
+			}
+			if len(data) < 64<<10 {
+				out = append(out, data)
+			}
+		}
+	}
+	return out
 }
