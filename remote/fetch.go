@@ -202,7 +202,10 @@ func (s *Store) entryListing(p *PathInfo, e *localcache.Entry) (*nar.Listing, er
 // the time the NAR takes at the slowest rate still not a stall, so that
 // only a server that stops making progress ends it.
 func (s *Store) fetchDeadline(narSize int64) time.Duration {
-	rate := int64(64 << 10)
+	rate := s.cfg.Backend.MinRate
+	if rate <= 0 {
+		rate = backend.DefaultMinRate
+	}
 	secs := narSize / rate
 	if secs > int64(math.MaxInt64/time.Second)-int64(s.cfg.Timeout/time.Second) {
 		return time.Duration(math.MaxInt64)

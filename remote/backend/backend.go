@@ -45,8 +45,13 @@ type Info struct {
 //     add their own retry loop around a single call.
 //   - Nothing hangs: response headers are bounded by Options.RequestTimeout
 //     per attempt, and a body Read that makes no progress for
-//     Options.StallTimeout fails with ErrStalled. A body that ends before its
+//     Options.StallTimeout, or a body slower than Options.MinRate over
+//     Options.RateWindow, fails with ErrStalled. A body that ends before its
 //     announced length fails with io.ErrUnexpectedEOF, never a short success.
+//   - The context's deadline bounds the whole call, retries included: a
+//     backoff or a server's Retry-After that would not end before it is not
+//     waited out; the call fails at once with an error that wraps both the
+//     last attempt's cause and context.DeadlineExceeded.
 type Backend interface {
 	// Get returns the whole object, not decoded.
 	Get(ctx context.Context, key string) (*Object, error)
@@ -67,6 +72,9 @@ type Backend interface {
 	Close() error
 }
 
+// DefaultMinRate is Options.MinRate's default: 64 KiB/s.
+const DefaultMinRate = 64 << 10
+
 // Options tune every backend. The zero value is usable.
 type Options struct {
 	// RequestTimeout bounds each attempt up to the response headers
@@ -75,6 +83,12 @@ type Options struct {
 	// StallTimeout fails a body Read that makes no progress for this long
 	// (default 30s). Time the caller spends between Reads does not count.
 	StallTimeout time.Duration
+	// MinRate is the slowest body, in bytes per second, that is not a
+	// stall (default 64 KiB/s), measured over RateWindow of time spent
+	// inside Read (default 5s, at most StallTimeout). A server that
+	// trickles a byte at a time otherwise never trips StallTimeout.
+	MinRate    int64
+	RateWindow time.Duration
 	// MaxAttempts per request, first try included (default 5, or the store
 	// URL's retry-attempts).
 	MaxAttempts int
@@ -103,6 +117,13 @@ func (o Options) withDefaults(u *StoreURL) Options {
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = 30 * time.Second
 	}
+	if o.MinRate <= 0 {
+		o.MinRate = DefaultMinRate
+	}
+	if o.RateWindow <= 0 {
+		o.RateWindow = 5 * time.Second
+	}
+	o.RateWindow = min(o.RateWindow, o.StallTimeout)
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 5
 		if v, err := strconv.Atoi(u.Params.Get("retry-attempts")); err == nil && v > 0 {

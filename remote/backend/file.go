@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // fileBackend serves file:///DIR. Keys are opened through an os.Root, so
@@ -70,7 +71,9 @@ func (b *fileBackend) open(op, key string) (*os.File, int64, error) {
 	if err := checkKey(key); err != nil {
 		return nil, 0, fmt.Errorf("%s: %s %s: %w", b, op, key, err)
 	}
-	f, err := b.root.Open(key)
+	// O_NONBLOCK: opening a FIFO (or a device) would otherwise wait for a
+	// writer forever; such keys are refused below.
+	f, err := b.root.OpenFile(key, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, 0, b.mapErr(op, key, err)
 	}
@@ -81,8 +84,11 @@ func (b *fileBackend) open(op, key string) (*os.File, int64, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, 0, fmt.Errorf("%s: %s %s: %w (not a regular file)", b, op, key, ErrNotFound)
+		return nil, 0, fmt.Errorf("%s: %s %s: %w (not a regular file: %v)", b, op, key, ErrNotFound, st.Mode().Type())
 	}
+	// Regular files never block; Fd puts the descriptor back in blocking
+	// mode for the readers all the same.
+	f.Fd()
 	return f, st.Size(), nil
 }
 

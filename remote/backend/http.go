@@ -51,7 +51,8 @@ func guardedClient(c *http.Client, opts Options) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	out.Transport = &guardTransport{base: base, headerTimeout: opts.RequestTimeout, stallTimeout: opts.StallTimeout}
+	out.Transport = &guardTransport{base: base, headerTimeout: opts.RequestTimeout, stallTimeout: opts.StallTimeout,
+		minRate: opts.MinRate, rateWindow: opts.RateWindow}
 	return &out
 }
 
@@ -183,6 +184,9 @@ func (b *httpBackend) do(ctx context.Context, method, key string, hdr http.Heade
 			drain(resp.Body)
 		} else {
 			if ctx.Err() != nil {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return nil, atDeadline(err)
+				}
 				return nil, context.Cause(ctx)
 			}
 			err = transportError(err)
@@ -193,12 +197,14 @@ func (b *httpBackend) do(ctx context.Context, method, key string, hdr http.Heade
 		if attempt >= b.opts.MaxAttempts {
 			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, err)
 		}
+		// A server's Retry-After is honoured only as far as the caller's
+		// deadline allows: sleepBeforeRetry gives up at once otherwise.
 		if d := backoff(b.opts.RetryBaseDelay, b.opts.RetryMaxDelay, attempt); wait < d {
 			wait = d
 		}
 		wait = min(wait, b.opts.RetryMaxDelay)
 		b.log.Debug("retrying request", "cache", b.name, "key", keyName(key), "attempt", attempt, "wait", wait, "err", err)
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := sleepBeforeRetry(ctx, wait, err); err != nil {
 			return nil, err
 		}
 	}

@@ -76,7 +76,7 @@ func (r *resumeReader) Read(p []byte) (int, error) {
 		}
 		opts.Logger.Debug("resuming range after body error", "cache", r.b.String(), "key", keyName(r.key),
 			"offset", r.off, "left", r.left, "failure", r.failures, "err", err)
-		if err := sleepCtx(r.ctx, backoff(opts.RetryBaseDelay, opts.RetryMaxDelay, r.failures)); err != nil {
+		if err := sleepBeforeRetry(r.ctx, backoff(opts.RetryBaseDelay, opts.RetryMaxDelay, r.failures), err); err != nil {
 			return 0, err
 		}
 	}

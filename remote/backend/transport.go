@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync/atomic"
@@ -14,12 +15,16 @@ import (
 //   - no response headers within headerTimeout ⇒ the attempt fails with
 //     ErrTimeout (a net.Error-style Timeout, so the SDK retries it too);
 //   - a body Read that makes no progress for stallTimeout ⇒ ErrStalled;
+//   - a body slower than minRate, measured over rateWindow of time spent
+//     inside Read ⇒ ErrStalled (a trickle is a stall too);
 //   - a GET body that ends before Content-Length ⇒ io.ErrUnexpectedEOF
 //     (net/http checks this itself, fakes and proxies may not).
 type guardTransport struct {
 	base          http.RoundTripper
 	headerTimeout time.Duration
 	stallTimeout  time.Duration
+	minRate       int64 // bytes per second; 0 = no floor
+	rateWindow    time.Duration
 }
 
 // timeoutError is ErrTimeout/ErrStalled dressed as a net.Error so that the
@@ -53,7 +58,13 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodGet && resp.StatusCode/100 == 2 {
 		want = resp.ContentLength
 	}
-	resp.Body = newGuardBody(ctx, resp.Body, cancel, g.stallTimeout, want)
+	body := newGuardBody(ctx, resp.Body, cancel, g.stallTimeout, want)
+	if g.minRate > 0 && g.rateWindow > 0 {
+		body.window = g.rateWindow
+		// The bytes a window must bring; no overflow for any sane rate.
+		body.floor = int64(float64(g.minRate) * g.rateWindow.Seconds())
+	}
+	resp.Body = body
 	return resp, nil
 }
 
@@ -69,6 +80,11 @@ type guardBody struct {
 	want    int64 // expected bytes, -1 if unknown
 	got     int64
 	stalled atomic.Bool
+
+	window  time.Duration // of time inside Read over which floor bytes must arrive; 0 = off
+	floor   int64
+	inRead  time.Duration // in the current window
+	winGot  int64         // bytes in the current window
 }
 
 func newGuardBody(ctx context.Context, rc io.ReadCloser, cancel context.CancelCauseFunc, stall time.Duration, want int64) *guardBody {
@@ -87,12 +103,28 @@ func (b *guardBody) onStall() {
 }
 
 func (b *guardBody) Read(p []byte) (int, error) {
+	start := time.Now()
 	b.timer.Reset(b.timeout)
 	n, err := b.rc.Read(p)
 	b.timer.Stop()
 	b.got += int64(n)
 	if b.stalled.Load() {
 		return n, &timeoutError{err: ErrStalled}
+	}
+	if b.window > 0 && err == nil {
+		b.inRead += time.Since(start)
+		b.winGot += int64(n)
+		if b.inRead >= b.window {
+			if b.winGot < b.floor {
+				got, in := b.winGot, b.inRead
+				b.stalled.Store(true)
+				b.cancel(ErrStalled)
+				b.rc.Close()
+				return n, &timeoutError{err: fmt.Errorf("%w: %d bytes in %v, slower than the minimum rate of %d bytes/s",
+					ErrStalled, got, in.Round(time.Millisecond), int64(float64(b.floor)/b.window.Seconds()))}
+			}
+			b.inRead, b.winGot = 0, 0
+		}
 	}
 	if err == io.EOF && b.want >= 0 && b.got < b.want {
 		return n, io.ErrUnexpectedEOF
