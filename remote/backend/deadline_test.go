@@ -140,7 +140,6 @@ func TestSmallFastBodyIsNotAStall(t *testing.T) {
 	}
 }
 
-
 // A FIFO (or another non-regular file) in a file:// cache is refused at
 // once: opening it for reading would wait for a writer forever.
 func TestFileBackendRefusesFIFOs(t *testing.T) {
@@ -161,7 +160,9 @@ func TestFileBackendRefusesFIFOs(t *testing.T) {
 		t.Errorf("GetRange of a FIFO: %v, want ErrNotFound", err)
 	}
 	var keys []string
-	within(t, "list", func() error { return b.List(ctx, ".narinfo", func(k string) error { keys = append(keys, k); return nil }) })
+	within(t, "list", func() error {
+		return b.List(ctx, ".narinfo", func(k string) error { keys = append(keys, k); return nil })
+	})
 	if data, err := ReadAll(ctx, b, "ok.narinfo", 10); err != nil || string(data) != "x" {
 		t.Errorf("a regular file next to the FIFO: %q %v", data, err)
 	}

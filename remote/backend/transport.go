@@ -81,10 +81,10 @@ type guardBody struct {
 	got     int64
 	stalled atomic.Bool
 
-	window  time.Duration // of time inside Read over which floor bytes must arrive; 0 = off
-	floor   int64
-	inRead  time.Duration // in the current window
-	winGot  int64         // bytes in the current window
+	window time.Duration // of time inside Read over which floor bytes must arrive; 0 = off
+	floor  int64
+	inRead time.Duration // in the current window
+	winGot int64         // bytes in the current window
 }
 
 func newGuardBody(ctx context.Context, rc io.ReadCloser, cancel context.CancelCauseFunc, stall time.Duration, want int64) *guardBody {
