@@ -293,6 +293,7 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
+	s.recordNarinfo(p)
 	s.verified(p, listing)
 	return e, nil
 }

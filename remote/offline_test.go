@@ -63,13 +63,22 @@ func TestOfflineRestart(t *testing.T) {
 	}
 }
 
-// Past NarinfoTTL a recorded narinfo is asked for again.
+// The narinfo of a fetched path is recorded and used without asking the
+// cache, until NarinfoTTL; merely resolved paths are not recorded.
 func TestRecordedNarinfoTTL(t *testing.T) {
 	cfg := trustedConfig(t)
 	dir := filepath.Join(fixtureDir, "cache-none")
 	s := openStore(t, dir, "", cfg)
-	mustResolve(t, s, pathFile)
+	if _, err := s.Materialize(context.Background(), mustResolve(t, s, pathFile)); err != nil {
+		t.Fatal(err)
+	}
+	mustResolve(t, s, pathExec)
 	s2 := openStore(t, dir, "", cfg)
+	mustResolve(t, s2, pathExec)
+	if got := s2.Stats().NarinfoGets; got != 1 {
+		t.Errorf("NarinfoGets = %d for a path only resolved before, want 1", got)
+	}
+	s2 = openStore(t, dir, "", cfg)
 	mustResolve(t, s2, pathFile)
 	if got := s2.Stats().NarinfoGets; got != 0 {
 		t.Errorf("NarinfoGets = %d with a fresh local record, want 0", got)

@@ -106,10 +106,10 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 	return v.(*PathInfo), nil
 }
 
-// lookupNarinfo reads a narinfo from the local record when it is younger
-// than NarinfoTTL, else from the cache, recording what it trusted; when
-// the cache cannot be reached, an older record still answers, so paths
-// already fetched keep working offline.
+// lookupNarinfo reads a narinfo from the local record (kept for paths
+// whose NAR was fetched) when it is younger than NarinfoTTL, else from the
+// cache; when the cache cannot be reached, an older record still answers,
+// so paths already fetched keep working offline.
 func (s *Store) lookupNarinfo(ctx context.Context, hash string) (*PathInfo, error) {
 	rec, written, recErr := s.cache.GetRecord(s.recordNS, hash+".narinfo")
 	if recErr == nil && time.Since(written) < s.cfg.NarinfoTTL {
@@ -128,14 +128,17 @@ func (s *Store) lookupNarinfo(ctx context.Context, hash string) (*PathInfo, erro
 		}
 		return nil, err
 	}
-	pi, err := s.parseNarinfo(hash, data)
-	if err != nil {
-		return nil, err
+	return s.parseNarinfo(hash, data)
+}
+
+// recordNarinfo keeps a path's narinfo beside its verified NAR, for
+// restarts without the cache. Only paths whose NAR was fetched are
+// recorded: a walk of a whole bucket's root must not write a file per
+// path.
+func (s *Store) recordNarinfo(p *PathInfo) {
+	if err := s.cache.PutRecord(s.recordNS, p.Path.Hash+".narinfo", p.NarInfo.Marshal()); err != nil {
+		s.log.Warn("recording narinfo locally", "path", p.Path.String(), "err", err)
 	}
-	if err := s.cache.PutRecord(s.recordNS, hash+".narinfo", data); err != nil {
-		s.log.Warn("recording narinfo locally", "path", pi.Path.String(), "err", err)
-	}
-	return pi, nil
 }
 
 // parseNarinfo parses and judges a narinfo for hash.
