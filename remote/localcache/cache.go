@@ -55,9 +55,8 @@ type entry struct {
 	touched time.Time // last mtime update
 	used    time.Time // last Acquire or Release
 	pins    int
-	dirFd   int      // the entry's directory, while pinned
-	lock    *os.File // holds LOCK_SH while pinned
-	ino     uint64   // of the lock file, to recognise the entry on disk
+	dirFd   int // the entry's directory, while pinned
+	lockFd  int // holds LOCK_SH while pinned
 }
 
 // Open opens (creating it if needed) the cache under base.
@@ -118,7 +117,7 @@ func (c *Cache) load() error {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].mtime.After(all[j].mtime) })
 	for _, f := range all {
-		c.entries[f.key] = c.lru.PushBack(&entry{key: f.key, size: f.size, touched: f.mtime, dirFd: -1})
+		c.entries[f.key] = c.lru.PushBack(&entry{key: f.key, size: f.size, touched: f.mtime, dirFd: -1, lockFd: -1})
 		c.total += f.size
 	}
 	return nil
@@ -189,7 +188,7 @@ func (c *Cache) Acquire(key string) (*Entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, ErrMiss)
 		}
-		el = c.lru.PushFront(&entry{key: key, size: size, touched: mtime, dirFd: -1})
+		el = c.lru.PushFront(&entry{key: key, size: size, touched: mtime, dirFd: -1, lockFd: -1})
 		c.entries[key] = el
 		c.total += size
 	}
@@ -218,15 +217,16 @@ func (c *Cache) pinLocked(e *entry) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w (%v)", e.key, ErrMiss, err)
 	}
+	// The lock file is empty and regular, so O_NONBLOCK changes nothing
+	// but guards against a FIFO put there.
 	lfd, err := unix.Openat(fd, "lock", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("%s: %w (%v)", e.key, ErrMiss, err)
 	}
-	lock := os.NewFile(uintptr(lfd), filepath.Join(dir, "lock"))
 	// Blocks only while another process's evictor renames it away.
 	if err := unix.Flock(lfd, unix.LOCK_SH); err != nil {
-		lock.Close()
+		unix.Close(lfd)
 		unix.Close(fd)
 		return fmt.Errorf("%s: %w: flock: %w", e.key, ErrLocal, err)
 	}
@@ -234,11 +234,11 @@ func (c *Cache) pinLocked(e *entry) error {
 	// may have renamed it between our open and our lock.
 	var a, b unix.Stat_t
 	if unix.Fstat(lfd, &a) != nil || unix.Stat(filepath.Join(dir, "lock"), &b) != nil || a.Ino != b.Ino || a.Dev != b.Dev {
-		lock.Close()
+		unix.Close(lfd)
 		unix.Close(fd)
 		return fmt.Errorf("%s: %w (evicted meanwhile)", e.key, ErrMiss)
 	}
-	e.pins, e.dirFd, e.lock, e.ino = 1, fd, lock, a.Ino
+	e.pins, e.dirFd, e.lockFd = 1, fd, lfd
 	return nil
 }
 
@@ -246,9 +246,9 @@ func (c *Cache) unpinLocked(e *entry) {
 	if e.pins--; e.pins > 0 {
 		return
 	}
-	e.lock.Close() // drops the flock
+	unix.Close(e.lockFd) // drops the flock
 	unix.Close(e.dirFd)
-	e.lock, e.dirFd = nil, -1
+	e.lockFd, e.dirFd = -1, -1
 }
 
 // dropLocked forgets an index entry (its files are gone or going).

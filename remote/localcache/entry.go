@@ -106,18 +106,18 @@ func (h *Entry) OpenFile(sub string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("open %s in the local cache: %w: %w", rel, ErrLocal, err)
 	}
-	f := os.NewFile(uintptr(fd), filepath.Join(h.c.entryDir(h.e.key), rel))
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
 		return nil, fmt.Errorf("open %s in the local cache: %w: not a regular file", rel, ErrLocal)
 	}
-	// Reads must block like any file's.
+	// Reads must block like any file's; a blocking descriptor also spares
+	// os.NewFile an attempt to register it with the poller.
 	if err := unix.SetNonblock(fd, false); err != nil {
-		f.Close()
+		unix.Close(fd)
 		return nil, fmt.Errorf("open %s in the local cache: %w: %w", rel, ErrLocal, err)
 	}
-	return f, nil
+	return os.NewFile(uintptr(fd), filepath.Join(h.c.entryDir(h.e.key), rel)), nil
 }
 
 // openBeneath is openat2 with openHow, or a walk of O_NOFOLLOW opens

@@ -86,7 +86,7 @@ func (p *Pending) Commit(key string, size int64) (*Entry, error) {
 	}
 	el, ok := c.entries[key]
 	if !ok {
-		el = c.lru.PushFront(&entry{key: key, size: size, dirFd: -1})
+		el = c.lru.PushFront(&entry{key: key, size: size, dirFd: -1, lockFd: -1})
 		c.entries[key] = el
 		c.total += size
 	}
