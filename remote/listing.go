@@ -113,7 +113,9 @@ var errListingsOff = errors.New(".ls listings not used")
 func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*knownListing, error) {
 	// A .ls can be larger than its NAR only by JSON's escaping of names:
 	// six bytes per byte at most.
-	limit := int64(maxListing)
+	// A listing takes more memory decoded than as JSON, so one larger than
+	// what a single listing may take of the budget cannot be used.
+	limit := min(int64(maxListing), s.cfg.ListingMemory/4)
 	if n := p.NarInfo.NarSize; n < limit/6 {
 		limit = 6*n + 64<<10
 	}
@@ -121,7 +123,14 @@ func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*knownListing, 
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", p.Path.Hash, err)
 	}
+	// Decoding takes a few times the JSON's size while it runs: bound what
+	// concurrent decodes take together by the budget too.
+	weight := min(3*int64(len(data)), s.cfg.ListingMemory)
+	if err := s.decoding.Acquire(ctx, weight); err != nil {
+		return nil, fmt.Errorf("listing %s: %w", p.Path.Hash, err)
+	}
 	l, err := nar.DecodeListing(data)
+	s.decoding.Release(weight)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w: %v", p.Path.Hash, ErrCorrupt, err)
 	}

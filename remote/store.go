@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/narfs/narfs/nar"
@@ -45,6 +46,7 @@ type Store struct {
 
 	narinfos *lru.Cache[string, *PathInfo] // hash part → trusted narinfo and verdict
 	listings *listingCache                 // hash part → best known listing
+	decoding *semaphore.Weighted           // memory of .ls decodes in progress
 	negative *negativeCache                // hash part → why it is not visible
 	failed   *negativeCache                // flightKey → why its download failed
 
@@ -79,6 +81,7 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 		negative: newNegativeCache(cfg.NegativeTTL),
 		failed:   newNegativeCache(corruptMemo),
 		listings: newListingCache(cfg.ListingMemory),
+		decoding: semaphore.NewWeighted(cfg.ListingMemory),
 		recordNS: recordNamespace(u.String()),
 
 		prefetchSem: make(chan struct{}, cfg.PrefetchJobs),
