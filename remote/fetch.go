@@ -143,6 +143,11 @@ func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*os.
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		e, err := s.entry(ctx, p)
+		if errors.Is(err, localcache.ErrMiss) && attempt < 2 {
+			// Evicted by another process sharing the cache dir in the
+			// instant after it was committed: fetch it again.
+			continue
+		}
 		if err != nil {
 			return nil, nil, err
 		}

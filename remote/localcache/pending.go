@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // Pending is an entry being written: a private temp directory that
@@ -73,16 +74,22 @@ func (p *Pending) Commit(key string, size int64) (*Entry, error) {
 		}
 	}
 	c.mu.Lock()
-	err := os.Rename(p.dir, c.entryDir(key))
-	if err != nil {
-		if _, _, merr := readMeta(c.entryDir(key)); merr != nil {
+	for attempt := 0; ; attempt++ {
+		err := os.Rename(p.dir, c.entryDir(key))
+		if err == nil {
+			p.done = true
+			break
+		}
+		if _, _, merr := readMeta(c.entryDir(key)); merr == nil {
+			break // published by another process (or an earlier run) meanwhile: use it
+		}
+		// Not a complete entry there: another process may be renaming its
+		// copy away right now; try again, then give up.
+		if attempt >= 3 || !(errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY)) {
 			c.mu.Unlock()
 			p.Abort()
 			return nil, fmt.Errorf("%w: %w", ErrLocal, err)
 		}
-		// Published by another process (or an earlier run) meanwhile.
-	} else {
-		p.done = true
 	}
 	el, ok := c.entries[key]
 	if !ok {
@@ -98,7 +105,7 @@ func (p *Pending) Commit(key string, size int64) (*Entry, error) {
 		if errors.Is(perr, ErrMiss) {
 			// Evicted by another process in the instant since it was
 			// published: the caller fetches again.
-			return nil, fmt.Errorf("%w: entry %s vanished right after commit: %w", ErrLocal, key, perr)
+			return nil, fmt.Errorf("entry %s vanished right after commit: %w", key, perr)
 		}
 		return nil, perr
 	}
