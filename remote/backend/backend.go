@@ -43,15 +43,20 @@ type Info struct {
 //   - Requests are idempotent reads and are retried by the backend itself
 //     (Options.MaxAttempts, exponential backoff with jitter); callers do not
 //     add their own retry loop around a single call.
+//   - The context's deadline is the deadline of the whole operation,
+//     retries, backoff, a server's Retry-After and GetRange's resumptions
+//     included: each attempt waits for headers at most
+//     min(Options.RequestTimeout, time left), and a wait that would end
+//     after the deadline is not started. The error then wraps both
+//     context.DeadlineExceeded and the cause of the last failure (the HTTP
+//     status, ErrTimeout, ...), and comes at once rather than at the
+//     deadline.
 //   - Nothing hangs: response headers are bounded by Options.RequestTimeout
-//     per attempt, and a body Read that makes no progress for
-//     Options.StallTimeout, or a body slower than Options.MinRate over
-//     Options.RateWindow, fails with ErrStalled. A body that ends before its
+//     per attempt; a body Read that makes no progress for
+//     Options.StallTimeout, or body Reads that deliver less than
+//     Options.MinRate over Options.RateWindow of time spent reading (a
+//     trickling server), fail with ErrStalled. A body that ends before its
 //     announced length fails with io.ErrUnexpectedEOF, never a short success.
-//   - The context's deadline bounds the whole call, retries included: a
-//     backoff or a server's Retry-After that would not end before it is not
-//     waited out; the call fails at once with an error that wraps both the
-//     last attempt's cause and context.DeadlineExceeded.
 type Backend interface {
 	// Get returns the whole object, not decoded.
 	Get(ctx context.Context, key string) (*Object, error)
@@ -78,16 +83,21 @@ const DefaultMinRate = 64 << 10
 // Options tune every backend. The zero value is usable.
 type Options struct {
 	// RequestTimeout bounds each attempt up to the response headers
-	// (default 30s).
+	// (default 30s). The caller's context deadline, if sooner, bounds it
+	// too; it covers the whole operation.
 	RequestTimeout time.Duration
 	// StallTimeout fails a body Read that makes no progress for this long
 	// (default 30s). Time the caller spends between Reads does not count.
 	StallTimeout time.Duration
-	// MinRate is the slowest body, in bytes per second, that is not a
-	// stall (default 64 KiB/s), measured over RateWindow of time spent
-	// inside Read (default 5s, at most StallTimeout). A server that
-	// trickles a byte at a time otherwise never trips StallTimeout.
-	MinRate    int64
+	// MinRate is the slowest a body may be, in bytes per second of time
+	// spent inside Read (default 64 KiB/s; negative disables it). Reads
+	// that deliver less than MinRate*RateWindow bytes within RateWindow
+	// fail with ErrStalled, so a server trickling a byte at a time cannot
+	// block a reader forever. A body that completes within RateWindow is
+	// never judged.
+	MinRate int64
+	// RateWindow is the span MinRate is measured over (default 5s, and
+	// never more than StallTimeout).
 	RateWindow time.Duration
 	// MaxAttempts per request, first try included (default 5, or the store
 	// URL's retry-attempts).
@@ -117,7 +127,7 @@ func (o Options) withDefaults(u *StoreURL) Options {
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = 30 * time.Second
 	}
-	if o.MinRate <= 0 {
+	if o.MinRate == 0 {
 		o.MinRate = DefaultMinRate
 	}
 	if o.RateWindow <= 0 {

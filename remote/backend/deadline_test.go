@@ -3,167 +3,350 @@ package backend
 import (
 	"context"
 	"errors"
-	"net"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// deadlineOpts are the defaults a user gets, but for a 1 s timeout.
-func deadlineOpts() Options {
-	return Options{RequestTimeout: time.Second, StallTimeout: time.Second, NetrcPath: "/nonexistent"}
-}
-
-// One deadline per operation, retries included: a server that accepts
-// connections and never answers costs the caller its deadline, not
-// MaxAttempts request timeouts plus backoffs.
-func TestDeadlineCoversRetriesBlackhole(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-		}
-	}()
-	b := mustOpen(t, "http://"+ln.Addr().String(), Options{RequestTimeout: 2 * time.Second, StallTimeout: 2 * time.Second, NetrcPath: "/nonexistent"})
-	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+// deadlineCall runs f with a context that ends after deadline and returns
+// its error and how long it took. A call that outlives the deadline by
+// far is a hang.
+func deadlineCall(t *testing.T, deadline time.Duration, f func(ctx context.Context) error) (error, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
-	err = within(t, "get", func() error { _, err := ReadAll(ctx, b, "x.narinfo", 100); return err })
-	if d := time.Since(start); d > 3500*time.Millisecond {
-		t.Errorf("a blackholed server answered after %v with a 2.5 s deadline", d)
+	err := within(t, "call with a deadline", func() error { return f(ctx) })
+	return err, time.Since(start)
+}
+
+// checkDeadlineErr asserts that err says both that the deadline stopped
+// the call and why the attempts failed.
+func checkDeadlineErr(t *testing.T, err error, cause string, causeErr error) {
+	t.Helper()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err %v does not wrap context.DeadlineExceeded", err)
 	}
-	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrTimeout) {
-		t.Errorf("err = %v, want a deadline or timeout", err)
+	if cause != "" && (err == nil || !strings.Contains(err.Error(), cause)) {
+		t.Errorf("err %v does not name the cause %q", err, cause)
+	}
+	if causeErr != nil && !errors.Is(err, causeErr) {
+		t.Errorf("err %v does not wrap %v", err, causeErr)
 	}
 }
 
-// 503 with Retry-After: 30 is not waited out when the deadline is closer:
-// the caller hears the 503 at once.
-func TestRetryAfterBeyondDeadline(t *testing.T) {
-	calls := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls++
-		w.Header().Set("Retry-After", "30")
-		http.Error(w, "busy", http.StatusServiceUnavailable)
-	}))
-	defer srv.Close()
-	b := mustOpen(t, srv.URL, deadlineOpts())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	start := time.Now()
-	err := within(t, "get", func() error { _, err := b.Get(ctx, "x.narinfo"); return err })
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("took %v: a Retry-After past the deadline was waited on", d)
-	}
-	if !errors.Is(err, context.DeadlineExceeded) || !contains(err, "503") {
-		t.Errorf("err = %v, want the 503 and DeadlineExceeded", err)
-	}
-	if calls != 1 {
-		t.Errorf("%d requests, want 1", calls)
-	}
-}
-
-func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
-
-// A body that trickles a byte every 100 ms never trips the stall timer;
-// the minimum rate makes it a stall.
-func TestTrickleIsAStall(t *testing.T) {
-	for _, size := range []int{1 << 20, 600} { // a NAR, a narinfo
+// TestHTTPDeadlineCoversRetries: the caller's deadline bounds the whole
+// operation, and a wait that cannot fit is not started.
+func TestHTTPDeadlineCoversRetries(t *testing.T) {
+	t.Run("Retry-After beyond the deadline", func(t *testing.T) {
+		var calls atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Length", strconv.Itoa(size))
-			for range size {
-				if _, err := w.Write([]byte{'x'}); err != nil {
-					return
-				}
-				w.(http.Flusher).Flush()
-				select {
-				case <-r.Context().Done():
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
+			calls.Add(1)
+			w.Header().Set("Retry-After", "30")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		}))
+		t.Cleanup(srv.Close)
+		opts := faultOpts()
+		opts.RetryMaxDelay = time.Minute // the server's 30s is honoured, were there time
+		b := mustOpen(t, srv.URL, opts)
+		err, took := deadlineCall(t, 2*time.Second, func(ctx context.Context) error {
+			_, err := b.Get(ctx, "nix-cache-info")
+			return err
+		})
+		if took > time.Second {
+			t.Errorf("took %v; a 30s Retry-After with a 2s deadline must fail at once", took)
+		}
+		checkDeadlineErr(t, err, "503", nil)
+		if calls.Load() != 1 {
+			t.Errorf("%d requests, want 1", calls.Load())
+		}
+	})
+	t.Run("backoff beyond the deadline", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "broken", http.StatusInternalServerError)
+		}))
+		t.Cleanup(srv.Close)
+		opts := faultOpts()
+		opts.RetryBaseDelay = 5 * time.Second
+		b := mustOpen(t, srv.URL, opts)
+		for _, op := range []struct {
+			name string
+			f    func(ctx context.Context) error
+		}{
+			{"get", func(ctx context.Context) error { _, err := b.Get(ctx, "x"); return err }},
+			{"stat", func(ctx context.Context) error { _, err := b.Stat(ctx, "x"); return err }},
+			{"range", func(ctx context.Context) error { _, err := b.GetRange(ctx, "x", 0, 10); return err }},
+		} {
+			err, took := deadlineCall(t, time.Second, op.f)
+			if took > 500*time.Millisecond {
+				t.Errorf("%s took %v; a 5s backoff with a 1s deadline must fail at once", op.name, took)
+			}
+			checkDeadlineErr(t, err, "500", nil)
+		}
+	})
+	t.Run("blackholed server", func(t *testing.T) {
+		// RequestTimeout alone would allow 5 x 10s; the deadline cuts
+		// the first attempt short, and the error still says ErrTimeout.
+		done := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-done:
 			}
 		}))
-		b := mustOpen(t, srv.URL, deadlineOpts())
-		start := time.Now()
-		err := within(t, "read", func() error {
-			obj, err := b.Get(context.Background(), "x")
-			if err != nil {
-				return err
-			}
-			defer obj.Body.Close()
-			buf := make([]byte, 64<<10)
-			for {
-				if _, err := obj.Body.Read(buf); err != nil {
-					return err
-				}
+		t.Cleanup(func() { close(done); srv.Close() })
+		opts := faultOpts()
+		opts.RequestTimeout = 10 * time.Second
+		opts.MaxAttempts = 5
+		b := mustOpen(t, srv.URL, opts)
+		err, took := deadlineCall(t, 500*time.Millisecond, func(ctx context.Context) error {
+			_, err := b.Get(ctx, "nix-cache-info")
+			return err
+		})
+		if took > 2*time.Second {
+			t.Errorf("took %v with a 500ms deadline", took)
+		}
+		checkDeadlineErr(t, err, "", ErrTimeout)
+	})
+}
+
+// TestResumeDeadline: GetRange's resumptions after a body failure share
+// the caller's deadline and report the body's failure.
+func TestResumeDeadline(t *testing.T) {
+	srv := stallServer(t, 1000)
+	opts := faultOpts()
+	opts.RetryBaseDelay = 5 * time.Second
+	b := mustOpen(t, srv.URL, opts)
+	err, took := deadlineCall(t, 2*time.Second, func(ctx context.Context) error {
+		_, err := readRange(ctx, b, "nar/x.nar", 0, int64(len(payload)))
+		return err
+	})
+	if took > 1500*time.Millisecond {
+		t.Errorf("took %v; the resume backoff (5s) cannot fit in a 2s deadline", took)
+	}
+	checkDeadlineErr(t, err, "", ErrStalled)
+}
+
+func TestS3DeadlineCoversRetries(t *testing.T) {
+	isolateAWS(t)
+	setAWSKeys(t, "AKIAFAKE", "fakesecret")
+	t.Run("SlowDown with a long backoff", func(t *testing.T) {
+		srv, calls := fakeS3(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+			s3XMLError(w, 503, "SlowDown")
+		})
+		opts := faultOpts()
+		opts.RetryBaseDelay = 5 * time.Second
+		b := mustOpen(t, "s3://bucket?endpoint="+srv.URL, opts)
+		err, took := deadlineCall(t, time.Second, func(ctx context.Context) error {
+			_, err := b.Get(ctx, "nix-cache-info")
+			return err
+		})
+		if took > 500*time.Millisecond {
+			t.Errorf("took %v; a 5s backoff with a 1s deadline must fail at once", took)
+		}
+		checkDeadlineErr(t, err, "SlowDown", nil)
+		if calls.Load() != 1 {
+			t.Errorf("%d requests, want 1", calls.Load())
+		}
+	})
+	t.Run("x-amz-retry-after beyond the deadline", func(t *testing.T) {
+		srv, _ := fakeS3(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Amz-Retry-After", "4000")
+			s3XMLError(w, 503, "SlowDown")
+		})
+		b := mustOpen(t, "s3://bucket?endpoint="+srv.URL, faultOpts())
+		err, took := deadlineCall(t, time.Second, func(ctx context.Context) error {
+			_, err := b.Stat(ctx, "x.narinfo")
+			return err
+		})
+		if took > 500*time.Millisecond {
+			t.Errorf("took %v; a 4s x-amz-retry-after with a 1s deadline must fail at once", took)
+		}
+		checkDeadlineErr(t, err, "SlowDown", nil)
+	})
+	t.Run("blackholed endpoint", func(t *testing.T) {
+		done := make(chan struct{})
+		srv, _ := fakeS3(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-done:
 			}
 		})
-		if !errors.Is(err, ErrStalled) {
-			t.Errorf("%d-byte trickle: %v, want ErrStalled", size, err)
+		t.Cleanup(func() { close(done) })
+		opts := faultOpts()
+		opts.RequestTimeout = 10 * time.Second
+		b := mustOpen(t, "s3://bucket?endpoint="+srv.URL, opts)
+		err, took := deadlineCall(t, 500*time.Millisecond, func(ctx context.Context) error {
+			_, err := b.Get(ctx, "nix-cache-info")
+			return err
+		})
+		if took > 2*time.Second {
+			t.Errorf("took %v with a 500ms deadline", took)
 		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Errorf("%d-byte trickle detected after %v (window 1 s)", size, d)
-		}
-		srv.Close()
-	}
-}
-
-// A small body that arrives at once is never a stall, however slow the
-// caller.
-func TestSmallFastBodyIsNotAStall(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("StoreDir: /nix/store\n")) }))
-	defer srv.Close()
-	b := mustOpen(t, srv.URL, deadlineOpts())
-	obj, err := b.Get(context.Background(), "nix-cache-info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obj.Body.Close()
-	time.Sleep(1200 * time.Millisecond)
-	buf := make([]byte, 100)
-	if n, err := obj.Body.Read(buf); n == 0 && err != nil {
-		t.Errorf("read: %v", err)
-	}
-}
-
-// A FIFO (or another non-regular file) in a file:// cache is refused at
-// once: opening it for reading would wait for a writer forever.
-func TestFileBackendRefusesFIFOs(t *testing.T) {
-	dir := t.TempDir()
-	if err := syscall.Mkfifo(filepath.Join(dir, "x.narinfo"), 0o644); err != nil {
-		t.Skip(err)
-	}
-	os.WriteFile(filepath.Join(dir, "ok.narinfo"), []byte("x"), 0o644)
-	b := mustOpen(t, "file://"+dir, Options{})
-	ctx := context.Background()
-	if err := within(t, "get", func() error { _, err := b.Get(ctx, "x.narinfo"); return err }); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get of a FIFO: %v, want ErrNotFound", err)
-	}
-	if err := within(t, "stat", func() error { _, err := b.Stat(ctx, "x.narinfo"); return err }); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Stat of a FIFO: %v, want ErrNotFound", err)
-	}
-	if err := within(t, "range", func() error { _, err := b.GetRange(ctx, "x.narinfo", 0, 1); return err }); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetRange of a FIFO: %v, want ErrNotFound", err)
-	}
-	var keys []string
-	within(t, "list", func() error {
-		return b.List(ctx, ".narinfo", func(k string) error { keys = append(keys, k); return nil })
+		checkDeadlineErr(t, err, "", ErrTimeout)
 	})
-	if data, err := ReadAll(ctx, b, "ok.narinfo", 10); err != nil || string(data) != "x" {
-		t.Errorf("a regular file next to the FIFO: %q %v", data, err)
+}
+
+// trickleServer announces size bytes and sends them one at a time, every
+// interval, until the client goes away or the test ends.
+func trickleServer(t *testing.T, size int, every time.Duration) *httptest.Server {
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		w.WriteHeader(200)
+		rc := http.NewResponseController(w)
+		rc.Flush()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for range size {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			w.Write([]byte{'x'})
+			rc.Flush()
+		}
+	}))
+	t.Cleanup(func() { close(done); srv.Close() })
+	return srv
+}
+
+// TestTrickleIsStall: a server that keeps every Read alive with a byte at
+// a time is below MinRate and fails with ErrStalled instead of blocking
+// the reader for hours.
+func TestTrickleIsStall(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		size  int
+		every time.Duration
+		stall time.Duration
+	}{
+		// Scaled-down versions of a byte per 100ms on a NAR and a byte
+		// per 2s on a narinfo: each Read returns before StallTimeout.
+		{"nar", 1 << 20, 20 * time.Millisecond, 200 * time.Millisecond},
+		{"small object", 100, 300 * time.Millisecond, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := trickleServer(t, tc.size, tc.every)
+			opts := faultOpts()
+			opts.StallTimeout = tc.stall
+			opts.RateWindow = 500 * time.Millisecond // capped at StallTimeout
+			b := mustOpen(t, srv.URL, opts)
+			err := withinShort(t, "Get of a trickle", func() error {
+				_, _, err := readObject(context.Background(), b, "nar/x.nar")
+				return err
+			})
+			if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "minimum") {
+				t.Errorf("Get of a trickling body: %v, want ErrStalled below the minimum rate", err)
+			}
+			err = withinShort(t, "GetRange of a trickle", func() error {
+				_, err := readRange(context.Background(), b, "nar/x.nar", 0, int64(tc.size))
+				return err
+			})
+			if !errors.Is(err, ErrStalled) {
+				t.Errorf("GetRange of a trickling body: %v, want ErrStalled", err)
+			}
+		})
+	}
+	t.Run("s3", func(t *testing.T) {
+		isolateAWS(t)
+		setAWSKeys(t, "AKIAFAKE", "fakesecret")
+		srv := trickleServer(t, 1<<20, 20*time.Millisecond)
+		b := mustOpen(t, "s3://bucket?endpoint="+srv.URL, faultOpts())
+		err := withinShort(t, "s3 Get of a trickle", func() error {
+			_, _, err := readObject(context.Background(), b, "nar/x.nar")
+			return err
+		})
+		if !errors.Is(err, ErrStalled) {
+			t.Errorf("S3 Get of a trickling body: %v, want ErrStalled", err)
+		}
+	})
+}
+
+// TestMinRateSparesFastSmallBodies: a body that completes within
+// RateWindow is never judged, however far below MinRate its byte count is.
+func TestMinRateSparesFastSmallBodies(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("StoreDir: /nix/store\n"))
+	}))
+	t.Cleanup(srv.Close)
+	opts := faultOpts()
+	opts.MinRate = 1 << 40
+	b := mustOpen(t, srv.URL, opts)
+	for i := range 20 {
+		if data, err := ReadAll(context.Background(), b, "nix-cache-info", 100); err != nil || len(data) != 21 {
+			t.Fatalf("read %d: %q, %v", i, data, err)
+		}
 	}
 }
+
+// TestGuardBodyRateWindow drives guardBody directly: only time inside
+// Read counts, and the window resets once a window's worth arrived.
+func TestGuardBodyRateWindow(t *testing.T) {
+	slow := &pacedReader{delay: 30 * time.Millisecond, chunk: 1}
+	_, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	b := newGuardBody(context.Background(), slow, cancel, time.Second, -1, 1000, 100*time.Millisecond)
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = b.Read(make([]byte, 10))
+	}
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("1 byte per 30ms against 1000 B/s: %v, want ErrStalled", err)
+	}
+	var te interface{ Timeout() bool }
+	if !errors.As(err, &te) || !te.Timeout() {
+		t.Errorf("rate stall %v is not a Timeout() error (the SDK would not retry it)", err)
+	}
+	if _, err2 := b.Read(make([]byte, 10)); !errors.Is(err2, ErrStalled) {
+		t.Errorf("Read after a rate stall: %v, want ErrStalled again", err2)
+	}
+
+	// Fast reads with long pauses between them are fine.
+	fast := &pacedReader{chunk: 100}
+	b = newGuardBody(context.Background(), fast, cancel, time.Second, -1, 1000, 20*time.Millisecond)
+	for i := range 5 {
+		if _, err := b.Read(make([]byte, 100)); err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		time.Sleep(30 * time.Millisecond) // caller time, not server time
+	}
+}
+
+// pacedReader yields chunk bytes per Read after delay, forever.
+type pacedReader struct {
+	delay time.Duration
+	chunk int
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	time.Sleep(p.delay)
+	return min(p.chunk, len(b)), nil
+}
+
+func (p *pacedReader) Close() error { return nil }
+
+// withinShort is within with a short ceiling, for calls that must end in
+// about a second: a regression fails fast instead of at hangCeiling.
+func withinShort(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not return within 5s", what)
+		return nil
+	}
+}
+
+var _ io.ReadCloser = (*pacedReader)(nil)

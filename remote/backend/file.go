@@ -66,14 +66,19 @@ func (b *fileBackend) mapErr(op, key string, err error) error {
 	return fmt.Errorf("%s: %s %s: %w", b, op, key, err)
 }
 
-// open opens key as a regular file.
+// open opens key as a regular file. O_NONBLOCK keeps the open itself from
+// blocking on a FIFO without a writer (or a device); anything that is not a
+// regular file is then rejected before it is read. A socket cannot be
+// opened at all (ENXIO).
 func (b *fileBackend) open(op, key string) (*os.File, int64, error) {
 	if err := checkKey(key); err != nil {
 		return nil, 0, fmt.Errorf("%s: %s %s: %w", b, op, key, err)
 	}
-	// O_NONBLOCK: opening a FIFO (or a device) would otherwise wait for a
-	// writer forever; such keys are refused below.
+	notRegular := fmt.Errorf("%s: %s %s: %w (not a regular file)", b, op, key, ErrNotFound)
 	f, err := b.root.OpenFile(key, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ENXIO) {
+		return nil, 0, notRegular
+	}
 	if err != nil {
 		return nil, 0, b.mapErr(op, key, err)
 	}
@@ -84,12 +89,27 @@ func (b *fileBackend) open(op, key string) (*os.File, int64, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, 0, fmt.Errorf("%s: %s %s: %w (not a regular file: %v)", b, op, key, ErrNotFound, st.Mode().Type())
+		return nil, 0, notRegular
 	}
-	// Regular files never block; Fd puts the descriptor back in blocking
-	// mode for the readers all the same.
-	f.Fd()
+	// O_NONBLOCK was only for the open; reads must block normally.
+	if err := setBlocking(f); err != nil {
+		f.Close()
+		return nil, 0, b.mapErr(op, key, err)
+	}
 	return f, st.Size(), nil
+}
+
+// setBlocking clears O_NONBLOCK on f's descriptor.
+func setBlocking(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = syscall.SetNonblock(int(fd), false) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 func (b *fileBackend) Get(ctx context.Context, key string) (*Object, error) {
@@ -136,7 +156,7 @@ func (b *fileBackend) List(ctx context.Context, suffix string, fn func(string) e
 		for _, e := range ents {
 			name := e.Name()
 			// Nix writes <name>.tmp.<pid>.<n> and renames it into place.
-			if !strings.HasSuffix(name, suffix) || strings.Contains(name, ".tmp.") || e.IsDir() {
+			if !strings.HasSuffix(name, suffix) || strings.Contains(name, ".tmp.") || !isRegular(e) {
 				continue
 			}
 			if err := fn(name); err != nil {
@@ -155,6 +175,16 @@ func (b *fileBackend) List(ctx context.Context, suffix string, fn func(string) e
 	}
 }
 
+// isRegular reports whether a directory entry may be a key: a regular file,
+// or a symlink (listed as before; open decides, and cannot block). A FIFO,
+// device or socket would only fail when looked up.
+func isRegular(e fs.DirEntry) bool {
+	t := e.Type()
+	return t.IsRegular() || t&fs.ModeSymlink != 0
+}
+
+// checkRange rejects negative values and an end (off+n) beyond int64; the
+// sum is what every backend computes next.
 func checkRange(off, n int64) error {
 	if off < 0 || n < 0 || off+n < off {
 		return fmt.Errorf("%w: offset %d length %d", ErrRange, off, n)
@@ -179,6 +209,9 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		p = p[:e.left]
 	}
 	n, err := e.r.Read(p)
+	if n < 0 || n > len(p) {
+		return 0, fmt.Errorf("Read returned %d for a %d-byte buffer", n, len(p))
+	}
 	e.left -= int64(n)
 	if err == io.EOF {
 		if e.left > 0 {

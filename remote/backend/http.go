@@ -51,8 +51,13 @@ func guardedClient(c *http.Client, opts Options) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	out.Transport = &guardTransport{base: base, headerTimeout: opts.RequestTimeout, stallTimeout: opts.StallTimeout,
-		minRate: opts.MinRate, rateWindow: opts.RateWindow}
+	out.Transport = &guardTransport{
+		base:          base,
+		headerTimeout: opts.RequestTimeout,
+		stallTimeout:  opts.StallTimeout,
+		minRate:       opts.MinRate,
+		rateWindow:    opts.RateWindow,
+	}
 	return &out
 }
 
@@ -183,9 +188,11 @@ func (b *httpBackend) do(ctx context.Context, method, key string, hdr http.Heade
 			wait = retryAfter(resp.Header, time.Now())
 			drain(resp.Body)
 		} else {
-			if ctx.Err() != nil {
-				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return nil, atDeadline(err)
+			if cerr := ctx.Err(); cerr != nil {
+				if errors.Is(cerr, context.DeadlineExceeded) {
+					// guardTransport already says ErrTimeout when
+					// the deadline cut the headers short.
+					return nil, atDeadline(fmt.Errorf("attempt %d: %w", attempt, err))
 				}
 				return nil, context.Cause(ctx)
 			}
@@ -197,14 +204,15 @@ func (b *httpBackend) do(ctx context.Context, method, key string, hdr http.Heade
 		if attempt >= b.opts.MaxAttempts {
 			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, err)
 		}
-		// A server's Retry-After is honoured only as far as the caller's
-		// deadline allows: sleepBeforeRetry gives up at once otherwise.
+		// A Retry-After longer than the time left before the caller's
+		// deadline is not honoured by waiting: sleepBeforeRetry fails
+		// at once with the server's answer.
 		if d := backoff(b.opts.RetryBaseDelay, b.opts.RetryMaxDelay, attempt); wait < d {
 			wait = d
 		}
 		wait = min(wait, b.opts.RetryMaxDelay)
 		b.log.Debug("retrying request", "cache", b.name, "key", keyName(key), "attempt", attempt, "wait", wait, "err", err)
-		if err := sleepBeforeRetry(ctx, wait, err); err != nil {
+		if err := sleepBeforeRetry(ctx, wait, fmt.Errorf("attempt %d: %w", attempt, err)); err != nil {
 			return nil, err
 		}
 	}
@@ -234,7 +242,7 @@ func (b *httpBackend) Get(ctx context.Context, key string) (*Object, error) {
 	}
 	return &Object{
 		Body:            &namedBody{rc: resp.Body, prefix: b.errorPrefix("get", key)},
-		Size:            resp.ContentLength,
+		Size:            sizeOrUnknown(&resp.ContentLength),
 		ContentEncoding: resp.Header.Get("Content-Encoding"),
 	}, nil
 }
@@ -245,7 +253,7 @@ func (b *httpBackend) Stat(ctx context.Context, key string) (Info, error) {
 		return Info{}, b.errorf("stat", key, err)
 	}
 	resp.Body.Close()
-	return Info{Size: resp.ContentLength, ContentEncoding: resp.Header.Get("Content-Encoding")}, nil
+	return Info{Size: sizeOrUnknown(&resp.ContentLength), ContentEncoding: resp.Header.Get("Content-Encoding")}, nil
 }
 
 func (b *httpBackend) List(ctx context.Context, suffix string, fn func(string) error) error {
@@ -336,19 +344,29 @@ func parseContentRange(v string) (start, end, total int64, err error) {
 	if !ok {
 		return 0, 0, 0, bad
 	}
-	if start, err = strconv.ParseInt(s, 10, 64); err != nil || start < 0 {
+	if start, err = parseDigits(s); err != nil {
 		return 0, 0, 0, bad
 	}
-	if end, err = strconv.ParseInt(e, 10, 64); err != nil || end < start {
+	if end, err = parseDigits(e); err != nil || end < start {
 		return 0, 0, 0, bad
 	}
 	total = -1
 	if tot != "*" {
-		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= end {
+		if total, err = parseDigits(tot); err != nil || total <= end {
 			return 0, 0, 0, bad
 		}
 	}
 	return start, end, total, nil
+}
+
+// parseDigits parses 1*DIGIT into a non-negative int64. ParseInt alone
+// would also take a sign ("+5", "-0"); a value beyond int64 is an error,
+// never a wrapped number.
+func parseDigits(v string) (int64, error) {
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, fmt.Errorf("not a number: %q", v)
+	}
+	return strconv.ParseInt(v, 10, 64)
 }
 
 // namedBody prefixes body read errors with the cache and key, so a stall

@@ -44,7 +44,7 @@ type resumeReader struct {
 
 func (r *resumeReader) Read(p []byte) (int, error) {
 	for {
-		if r.left == 0 {
+		if r.left <= 0 {
 			return 0, io.EOF
 		}
 		if r.rc == nil {
@@ -54,7 +54,15 @@ func (r *resumeReader) Read(p []byte) (int, error) {
 			}
 			r.rc = rc
 		}
+		// Never ask for more than is left, so off and left stay exact
+		// whatever the reader below does with a larger buffer.
+		if int64(len(p)) > r.left {
+			p = p[:r.left]
+		}
 		n, err := r.rc.Read(p)
+		if n < 0 || n > len(p) {
+			n, err = 0, fmt.Errorf("%s: get %s: body Read returned an invalid count", r.b, keyName(r.key))
+		}
 		r.off += int64(n)
 		r.left -= int64(n)
 		if err == nil || err == io.EOF && r.left == 0 {
@@ -71,11 +79,19 @@ func (r *resumeReader) Read(p []byte) (int, error) {
 		}
 		r.failures++
 		opts := r.b.retryOpts()
-		if r.ctx.Err() != nil || errors.Is(err, ErrRange) || r.failures >= opts.MaxAttempts {
+		if errors.Is(err, ErrRange) || r.failures >= opts.MaxAttempts {
+			return 0, err
+		}
+		if cerr := r.ctx.Err(); cerr != nil {
+			if errors.Is(cerr, context.DeadlineExceeded) {
+				return 0, atDeadline(err)
+			}
 			return 0, err
 		}
 		opts.Logger.Debug("resuming range after body error", "cache", r.b.String(), "key", keyName(r.key),
 			"offset", r.off, "left", r.left, "failure", r.failures, "err", err)
+		// The resumption shares the caller's deadline: a backoff that
+		// would outlast it fails now, with the body error as the cause.
 		if err := sleepBeforeRetry(r.ctx, backoff(opts.RetryBaseDelay, opts.RetryMaxDelay, r.failures), err); err != nil {
 			return 0, err
 		}

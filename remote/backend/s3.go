@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -151,6 +152,70 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 	return &s3Backend{name: name, bucket: u.Host, client: client, opts: opts, log: opts.Logger}, nil
 }
 
+// deadline prepares one SDK call to respect ctx's deadline. The SDK sleeps
+// its backoff with the context, so a sleep that outlasts the deadline ends
+// at the deadline with a bare "canceled" error that hides why the attempts
+// failed; its retryer, asked for the delay, has no context. So each call
+// gets a retryer that knows it (the option), and explain puts the last
+// attempt's cause into an error the deadline ended.
+func (b *s3Backend) deadline(ctx context.Context) (context.Context, func(*s3.Options), func(error) error) {
+	ctx, la := withLastAttempt(ctx)
+	opt := func(o *s3.Options) {
+		if _, ok := ctx.Deadline(); ok {
+			o.Retryer = &deadlineRetryer{Retryer: o.Retryer, ctx: ctx}
+		}
+	}
+	return ctx, opt, la.explain
+}
+
+// deadlineRetryer refuses a retry whose wait would not end before ctx's
+// deadline, failing with the last attempt's error (wrapped with
+// context.DeadlineExceeded) instead.
+type deadlineRetryer struct {
+	aws.Retryer
+	ctx context.Context
+}
+
+func (r *deadlineRetryer) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	if v2, ok := r.Retryer.(aws.RetryerV2); ok {
+		return v2.GetAttemptToken(ctx)
+	}
+	return r.GetInitialToken(), nil
+}
+
+func (r *deadlineRetryer) RetryDelay(attempt int, opErr error) (time.Duration, error) {
+	d, err := r.Retryer.RetryDelay(attempt, opErr)
+	if err != nil {
+		return d, err
+	}
+	if dl, ok := r.ctx.Deadline(); ok {
+		wait := sdkRetryAfter(d, opErr)
+		if left := time.Until(dl); left <= wait {
+			return 0, atDeadline(fmt.Errorf("not retrying: a wait of %v does not fit in the %v left: %w",
+				wait.Round(time.Millisecond), max(left, 0).Round(time.Millisecond), opErr))
+		}
+	}
+	return d, nil
+}
+
+// sdkRetryAfter is the wait the SDK's retry middleware actually makes for
+// backoff d: it honours x-amz-retry-after (milliseconds), clamped to
+// [d, d+5s]. Mirrors retry.adjustForRetryAfterHeader (unexported).
+func sdkRetryAfter(d time.Duration, err error) time.Duration {
+	var re *awshttp.ResponseError
+	if !errors.As(err, &re) || re.Response == nil || re.Response.Response == nil {
+		return d
+	}
+	ms, perr := strconv.ParseInt(re.Response.Header.Get("X-Amz-Retry-After"), 10, 64)
+	if perr != nil || ms < 0 {
+		return d
+	}
+	if ms > int64((d+5*time.Second)/time.Millisecond) {
+		return d + 5*time.Second
+	}
+	return max(d, time.Duration(ms)*time.Millisecond)
+}
+
 // sdkLogger sends the SDK's own messages (e.g. the IMDSv1 fallback
 // warning) to our logger at debug level instead of stderr.
 type sdkLogger struct{ l *slog.Logger }
@@ -213,9 +278,10 @@ func (b *s3Backend) Get(ctx context.Context, key string) (*Object, error) {
 	if err := checkS3Key(key); err != nil {
 		return nil, b.errorf("get", key, err)
 	}
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key})
+	ctx, opt, explain := b.deadline(ctx)
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key}, opt)
 	if err != nil {
-		return nil, b.errorf("get", key, mapS3Error(err))
+		return nil, b.errorf("get", key, mapS3Error(explain(err)))
 	}
 	return &Object{
 		Body:            &namedBody{rc: out.Body, prefix: fmt.Sprintf("%s: get %s", b, key)},
@@ -232,9 +298,10 @@ func (b *s3Backend) Stat(ctx context.Context, key string) (Info, error) {
 		return Info{}, b.errorf("stat", key, err)
 	}
 	rng := "bytes=0-0"
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng})
+	cctx, opt, explain := b.deadline(ctx)
+	out, err := b.client.GetObject(cctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng}, opt)
 	if err != nil {
-		err = mapS3Error(err)
+		err = mapS3Error(explain(err))
 		if errors.Is(err, ErrRange) {
 			// Only an empty object has no byte 0.
 			return b.head(ctx, key)
@@ -250,9 +317,10 @@ func (b *s3Backend) Stat(ctx context.Context, key string) (Info, error) {
 }
 
 func (b *s3Backend) head(ctx context.Context, key string) (Info, error) {
-	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &key})
+	ctx, opt, explain := b.deadline(ctx)
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &key}, opt)
 	if err != nil {
-		return Info{}, b.errorf("stat", key, mapS3Error(err))
+		return Info{}, b.errorf("stat", key, mapS3Error(explain(err)))
 	}
 	return Info{Size: sizeOrUnknown(out.ContentLength), ContentEncoding: aws.ToString(out.ContentEncoding)}, nil
 }
@@ -279,9 +347,10 @@ func (b *s3Backend) rangeOnce(ctx context.Context, key string, off, n int64) (io
 		return io.NopCloser(strings.NewReader("")), nil
 	}
 	rng := fmt.Sprintf("bytes=%d-%d", off, off+n-1)
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng})
+	ctx, opt, explain := b.deadline(ctx)
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng}, opt)
 	if err != nil {
-		return nil, b.errorf("get", key, mapS3Error(err))
+		return nil, b.errorf("get", key, mapS3Error(explain(err)))
 	}
 	// S3 clips a range that runs past the end; the caller asked for
 	// exactly n bytes.
@@ -300,9 +369,10 @@ func (b *s3Backend) List(ctx context.Context, suffix string, fn func(string) err
 		Delimiter: aws.String("/"),
 	})
 	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+		pctx, opt, explain := b.deadline(ctx)
+		page, err := pg.NextPage(pctx, opt)
 		if err != nil {
-			return fmt.Errorf("%s: list: %w", b, mapS3Error(err))
+			return fmt.Errorf("%s: list: %w", b, mapS3Error(explain(err)))
 		}
 		for _, o := range page.Contents {
 			k := aws.ToString(o.Key)
@@ -317,8 +387,10 @@ func (b *s3Backend) List(ctx context.Context, suffix string, fn func(string) err
 	return nil
 }
 
+// sizeOrUnknown maps a missing or negative (hostile, or from an injected
+// transport) length to -1, the documented "unknown".
 func sizeOrUnknown(n *int64) int64 {
-	if n == nil {
+	if n == nil || *n < 0 {
 		return -1
 	}
 	return *n
