@@ -38,6 +38,22 @@ func (s *Store) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing,
 	return s.entryListing(p, e)
 }
 
+// localListing is the verified listing of a path whose NAR is in the
+// local cache, or nil.
+func (s *Store) localListing(p *PathInfo) *nar.Listing {
+	e, err := s.cache.Acquire(entryKey(p))
+	if err != nil {
+		return nil
+	}
+	defer e.Release()
+	l, err := s.entryListing(p, e)
+	if err != nil {
+		s.log.Warn("local listing unreadable", "path", p.Path.String(), "err", err)
+		return nil
+	}
+	return l
+}
+
 // errNeedNAR: no listing short of fetching the NAR.
 var errNeedNAR = errors.New("no listing without the NAR")
 
@@ -61,13 +77,8 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 		}
 		ctx, cancel := s.flightContext(ctx)
 		defer cancel()
-		if e, err := s.cache.Acquire(entryKey(p)); err == nil {
-			l, err := s.entryListing(p, e)
-			e.Release()
-			if err == nil {
-				return &knownListing{Listing: l, verified: true}, nil
-			}
-			s.log.Warn("local listing unreadable", "path", p.Path.String(), "err", err)
+		if l := s.localListing(p); l != nil {
+			return &knownListing{Listing: l, verified: true}, nil
 		}
 		err := errListingsOff
 		if !s.cfg.VerifiedMetadataOnly {
@@ -85,12 +96,7 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 		if !fetchNAR {
 			return nil, errNeedNAR
 		}
-		e, err := s.entry(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		defer e.Release()
-		l, err := s.entryListing(p, e)
+		l, err := s.VerifiedListing(ctx, p)
 		if err != nil {
 			return nil, err
 		}
