@@ -16,13 +16,13 @@ import (
 // deadlineCall runs f with a context that ends after deadline and returns
 // its error and how long it took. A call that outlives the deadline by
 // far is a hang.
-func deadlineCall(t *testing.T, deadline time.Duration, f func(ctx context.Context) error) (error, time.Duration) {
+func deadlineCall(t *testing.T, deadline time.Duration, f func(ctx context.Context) error) (time.Duration, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
 	err := within(t, "call with a deadline", func() error { return f(ctx) })
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 // checkDeadlineErr asserts that err says both that the deadline stopped
@@ -54,7 +54,7 @@ func TestHTTPDeadlineCoversRetries(t *testing.T) {
 		opts := faultOpts()
 		opts.RetryMaxDelay = time.Minute // the server's 30s is honoured, were there time
 		b := mustOpen(t, srv.URL, opts)
-		err, took := deadlineCall(t, 2*time.Second, func(ctx context.Context) error {
+		took, err := deadlineCall(t, 2*time.Second, func(ctx context.Context) error {
 			_, err := b.Get(ctx, "nix-cache-info")
 			return err
 		})
@@ -82,7 +82,7 @@ func TestHTTPDeadlineCoversRetries(t *testing.T) {
 			{"stat", func(ctx context.Context) error { _, err := b.Stat(ctx, "x"); return err }},
 			{"range", func(ctx context.Context) error { _, err := b.GetRange(ctx, "x", 0, 10); return err }},
 		} {
-			err, took := deadlineCall(t, time.Second, op.f)
+			took, err := deadlineCall(t, time.Second, op.f)
 			if took > 500*time.Millisecond {
 				t.Errorf("%s took %v; a 5s backoff with a 1s deadline must fail at once", op.name, took)
 			}
@@ -104,7 +104,7 @@ func TestHTTPDeadlineCoversRetries(t *testing.T) {
 		opts.RequestTimeout = 10 * time.Second
 		opts.MaxAttempts = 5
 		b := mustOpen(t, srv.URL, opts)
-		err, took := deadlineCall(t, 500*time.Millisecond, func(ctx context.Context) error {
+		took, err := deadlineCall(t, 500*time.Millisecond, func(ctx context.Context) error {
 			_, err := b.Get(ctx, "nix-cache-info")
 			return err
 		})
@@ -122,7 +122,7 @@ func TestResumeDeadline(t *testing.T) {
 	opts := faultOpts()
 	opts.RetryBaseDelay = 5 * time.Second
 	b := mustOpen(t, srv.URL, opts)
-	err, took := deadlineCall(t, 2*time.Second, func(ctx context.Context) error {
+	took, err := deadlineCall(t, 2*time.Second, func(ctx context.Context) error {
 		_, err := readRange(ctx, b, "nar/x.nar", 0, int64(len(payload)))
 		return err
 	})
@@ -142,7 +142,7 @@ func TestS3DeadlineCoversRetries(t *testing.T) {
 		opts := faultOpts()
 		opts.RetryBaseDelay = 5 * time.Second
 		b := mustOpen(t, "s3://bucket?endpoint="+srv.URL, opts)
-		err, took := deadlineCall(t, time.Second, func(ctx context.Context) error {
+		took, err := deadlineCall(t, time.Second, func(ctx context.Context) error {
 			_, err := b.Get(ctx, "nix-cache-info")
 			return err
 		})
@@ -160,7 +160,7 @@ func TestS3DeadlineCoversRetries(t *testing.T) {
 			s3XMLError(w, 503, "SlowDown")
 		})
 		b := mustOpen(t, "s3://bucket?endpoint="+srv.URL, faultOpts())
-		err, took := deadlineCall(t, time.Second, func(ctx context.Context) error {
+		took, err := deadlineCall(t, time.Second, func(ctx context.Context) error {
 			_, err := b.Stat(ctx, "x.narinfo")
 			return err
 		})
@@ -181,7 +181,7 @@ func TestS3DeadlineCoversRetries(t *testing.T) {
 		opts := faultOpts()
 		opts.RequestTimeout = 10 * time.Second
 		b := mustOpen(t, "s3://bucket?endpoint="+srv.URL, opts)
-		err, took := deadlineCall(t, 500*time.Millisecond, func(ctx context.Context) error {
+		took, err := deadlineCall(t, 500*time.Millisecond, func(ctx context.Context) error {
 			_, err := b.Get(ctx, "nix-cache-info")
 			return err
 		})
