@@ -199,7 +199,9 @@ func (s *Store) entryListing(p *PathInfo, e *localcache.Entry) (*nar.Listing, er
 	if err != nil {
 		return nil, fmt.Errorf("%s: verified listing: %w: %v", p.Path, localcache.ErrLocal, err)
 	}
-	s.listings.add(p.Path.Hash, &knownListing{Listing: l, verified: true, cost: l.MemSize()})
+	// The entry may have been fetched for another path with the same
+	// contents, or before a restart: this path's answers switch to it now.
+	s.verified(p, l)
 	return l, nil
 }
 
