@@ -41,12 +41,14 @@ type Cache struct {
 	max int64
 	log *slog.Logger
 
-	mu      sync.Mutex // protects the fields below and every entry's fields
-	entries map[string]*list.Element
-	lru     *list.List // front = most recently used; values are *entry
-	total   int64
-	seq     int
-	closed  bool
+	mu       sync.Mutex // protects the fields below and every entry's fields
+	entries  map[string]*list.Element
+	lru      *list.List // front = most recently used; values are *entry
+	total    int64
+	seq      int
+	closed   bool
+	held     map[*entry]time.Time // unpinned entries still holding their flock, since when
+	sweeping *time.Timer          // runs sweep while held is not empty
 }
 
 type entry struct {
@@ -55,13 +57,13 @@ type entry struct {
 	touched time.Time // last mtime update
 	used    time.Time // last Acquire or Release
 	pins    int
-	dirFd   int // the entry's directory, while pinned
-	lockFd  int // holds LOCK_SH while pinned
+	dirFd   int // the entry's directory, while pinned (or held)
+	lockFd  int // holds LOCK_SH while pinned (or held)
 }
 
 // Open opens (creating it if needed) the cache under base.
 func Open(base string, max int64, log *slog.Logger) (*Cache, error) {
-	c := &Cache{dir: filepath.Join(base, layout), max: max, log: log, entries: map[string]*list.Element{}, lru: list.New()}
+	c := &Cache{dir: filepath.Join(base, layout), max: max, log: log, entries: map[string]*list.Element{}, lru: list.New(), held: map[*entry]time.Time{}}
 	for _, d := range []string{"nar", "tmp", "records"} {
 		if err := os.MkdirAll(filepath.Join(c.dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
@@ -109,8 +111,7 @@ func (c *Cache) load() error {
 		}
 		size, mtime, err := readMeta(c.entryDir(e.Name()))
 		if err != nil {
-			c.log.Warn("removing unreadable cache entry", "entry", c.entryDir(e.Name()), "err", err)
-			c.removeEntryDir(e.Name())
+			c.removeBroken(e.Name(), err)
 			continue
 		}
 		all = append(all, found{e.Name(), size, mtime})
@@ -208,8 +209,11 @@ func (c *Cache) Acquire(key string) (*Entry, error) {
 
 // pinLocked adds a pin, taking the flock for the first one.
 func (c *Cache) pinLocked(e *entry) error {
-	if e.pins > 0 {
+	if e.pins > 0 || e.lockFd >= 0 {
+		// Pinned, or unpinned so recently that the flock is still held:
+		// nobody can have evicted it.
 		e.pins++
+		delete(c.held, e)
 		return nil
 	}
 	dir := c.entryDir(e.key)
@@ -242,13 +246,50 @@ func (c *Cache) pinLocked(e *entry) error {
 	return nil
 }
 
+// unpinLocked drops a pin. The last one keeps the descriptors and the
+// flock for holdIdle, so that the next opens in a busy entry (a tar of a
+// store path) skip re-locking; the sweeper or an eviction closes them.
 func (c *Cache) unpinLocked(e *entry) {
 	if e.pins--; e.pins > 0 {
 		return
 	}
-	unix.Close(e.lockFd) // drops the flock
-	unix.Close(e.dirFd)
-	e.lockFd, e.dirFd = -1, -1
+	if c.closed {
+		c.closeFdsLocked(e)
+		return
+	}
+	c.held[e] = time.Now()
+	if c.sweeping == nil {
+		c.sweeping = time.AfterFunc(holdIdle, c.sweep)
+	}
+}
+
+// closeFdsLocked releases an unpinned entry's descriptors and flock.
+func (c *Cache) closeFdsLocked(e *entry) {
+	delete(c.held, e)
+	if e.lockFd >= 0 {
+		unix.Close(e.lockFd) // drops the flock
+		unix.Close(e.dirFd)
+		e.lockFd, e.dirFd = -1, -1
+	}
+}
+
+// holdIdle is how long an unpinned entry keeps its flock.
+const holdIdle = 2 * time.Second
+
+// sweep closes the descriptors of entries idle for holdIdle.
+func (c *Cache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweeping = nil
+	now := time.Now()
+	for e, since := range c.held {
+		if now.Sub(since) >= holdIdle {
+			c.closeFdsLocked(e)
+		}
+	}
+	if len(c.held) > 0 {
+		c.sweeping = time.AfterFunc(holdIdle, c.sweep)
+	}
 }
 
 // dropLocked forgets an index entry (its files are gone or going).
@@ -256,6 +297,9 @@ func (c *Cache) dropLocked(el *list.Element) {
 	e := el.Value.(*entry)
 	if c.entries[e.key] != el {
 		return
+	}
+	if e.pins == 0 {
+		c.closeFdsLocked(e)
 	}
 	c.lru.Remove(el)
 	delete(c.entries, e.key)
@@ -284,8 +328,11 @@ func (c *Cache) Usage() int64 {
 // keep their locks until released.
 func (c *Cache) Close() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.closed = true
-	c.mu.Unlock()
+	for e := range c.held {
+		c.closeFdsLocked(e)
+	}
 	return nil
 }
 
@@ -305,6 +352,7 @@ func (c *Cache) evictLocked(keep string) []string {
 		if e.pins > 0 || e.key == keep {
 			return false
 		}
+		c.closeFdsLocked(e)
 		d, ok := c.renameAwayLocked(e.key)
 		if ok {
 			c.dropLocked(el)
@@ -360,12 +408,35 @@ func (c *Cache) renameAwayLocked(key string) (string, bool) {
 	return to, true
 }
 
-func (c *Cache) removeEntryDir(key string) {
-	c.seq++
-	to := filepath.Join(c.dir, "tmp", fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq))
-	if os.Rename(c.entryDir(key), to) == nil {
-		os.RemoveAll(to)
+// removeBroken deletes, at Open, an entry directory that is not a
+// complete entry. A complete entry always has both meta and lock (they
+// are written before the rename that publishes it), so one that lacks
+// both is debris of an older layout or of hands in the cache dir; anything
+// else (a live entry another process is evicting or publishing right now)
+// goes only through the locking protocol.
+func (c *Cache) removeBroken(key string, why error) {
+	dir := c.entryDir(key)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return // evicted by another process meanwhile
 	}
+	_, merr := os.Lstat(filepath.Join(dir, "meta"))
+	_, lerr := os.Lstat(filepath.Join(dir, "lock"))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var gone string
+	if errors.Is(merr, os.ErrNotExist) && errors.Is(lerr, os.ErrNotExist) {
+		c.seq++
+		gone = filepath.Join(c.dir, "tmp", fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq))
+		if os.Rename(dir, gone) != nil {
+			return
+		}
+	} else if d, ok := c.renameAwayLocked(key); ok && d != "" {
+		gone = d
+	} else {
+		return
+	}
+	c.log.Warn("removed unreadable cache entry", "entry", dir, "err", why)
+	os.RemoveAll(gone)
 }
 
 func removeAll(dirs []string) {

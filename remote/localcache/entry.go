@@ -67,6 +67,7 @@ func (c *Cache) evictIdle(key string) {
 	e := el.Value.(*entry)
 	var gone string
 	if e.pins == 0 && e.size > c.max && time.Since(e.used) >= oversizeLinger {
+		c.closeFdsLocked(e)
 		if d, ok := c.renameAwayLocked(key); ok {
 			c.dropLocked(el)
 			gone = d
