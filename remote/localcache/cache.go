@@ -396,6 +396,13 @@ func (c *Cache) renameAwayLocked(key string) (string, bool) {
 	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return "", false // pinned by another process
 	}
+	// The lock must be the one of the entry at the path now: another
+	// process may have evicted what we opened and published a new copy,
+	// which our rename below would take without its lock.
+	var a, b unix.Stat_t
+	if unix.Fstat(int(lf.Fd()), &a) != nil || unix.Stat(filepath.Join(dir, "lock"), &b) != nil || a.Ino != b.Ino || a.Dev != b.Dev {
+		return "", false
+	}
 	c.seq++
 	to := filepath.Join(c.dir, "tmp", fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq))
 	if err := os.Rename(dir, to); err != nil {
@@ -419,20 +426,16 @@ func (c *Cache) removeBroken(key string, why error) {
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return // evicted by another process meanwhile
 	}
-	_, merr := os.Lstat(filepath.Join(dir, "meta"))
-	_, lerr := os.Lstat(filepath.Join(dir, "lock"))
+	// Debris has no lock file: give it one (O_EXCL fails on a live entry,
+	// which always has one), so that its removal takes the same locked path
+	// as any eviction and can never take a live entry.
+	if f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644); err == nil {
+		f.Close()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var gone string
-	if errors.Is(merr, os.ErrNotExist) && errors.Is(lerr, os.ErrNotExist) {
-		c.seq++
-		gone = filepath.Join(c.dir, "tmp", fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq))
-		if os.Rename(dir, gone) != nil {
-			return
-		}
-	} else if d, ok := c.renameAwayLocked(key); ok && d != "" {
-		gone = d
-	} else {
+	gone, ok := c.renameAwayLocked(key)
+	if !ok || gone == "" {
 		return
 	}
 	c.log.Warn("removed unreadable cache entry", "entry", dir, "err", why)
