@@ -32,8 +32,15 @@
 // keeps the entry if that fails, so no process deletes what another is
 // opening. Within a process the pin count alone decides; eviction and
 // commit of a key are serialised by one mutex, under which the rename-away
-// happens (the slow delete comes after). Acquire re-checks after taking
-// its flock that the entry at the path is still the one it locked.
+// happens (the slow delete comes after). Both Acquire and the evictor
+// re-check after taking their flock that the lock file is the one of the
+// entry now at the path (same device and inode): between the open and the
+// lock, another process may have evicted that entry and published a new
+// copy. A process keeps the flock of an entry for two seconds after its
+// last pin is released, so the opens of a busy entry do not re-lock it;
+// its own evictions release that hold first. Debris without a lock file
+// found at Open is given one (O_EXCL, which fails on any live entry) and
+// removed the same locked way.
 //
 // Entries larger than the whole cap are served while pinned and are the
 // first victims once not: they go at the next eviction, or after they
