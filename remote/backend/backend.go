@@ -175,3 +175,20 @@ func Open(ctx context.Context, u *StoreURL, opts Options) (Backend, error) {
 	}
 	return nil, fmt.Errorf("%s: unsupported store scheme %q", u, u.Scheme)
 }
+
+// Writer is implemented by the backends that can store objects (file,
+// s3, and http where the server accepts PUT); Open's result can be
+// type-asserted to it. Writers are used by narfs push and narfs index,
+// never by a mount.
+type Writer interface {
+	// Put stores exactly size bytes read from r at key, replacing any
+	// object there. The object appears whole or not at all: file writes a
+	// temporary "<key>.tmp.<pid>.<n>" and renames it; s3 uses one PUT or a
+	// multipart upload that is aborted on any failure, so no orphan parts
+	// remain; http PUTs. contentType may be "". A reader yielding fewer or
+	// more than size bytes fails the Put. The context's deadline bounds the
+	// whole upload, retries included.
+	Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) error
+	// Delete removes key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
