@@ -47,5 +47,8 @@ func (n *NarInfo) Marshal() []byte {
 	if n.CA != "" {
 		line("CA", n.CA)
 	}
+	for _, f := range n.Extra {
+		line(f.Key, f.Value)
+	}
 	return []byte(b.String())
 }

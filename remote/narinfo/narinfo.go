@@ -38,6 +38,58 @@ type NarInfo struct {
 	System      string   // Nix 2.8/2.9 only
 	Sigs        []string // raw "<key name>:<base64>"
 	CA          string   // as written; checked by VerifyCA, not Parse
+	// Extra holds the lines of keys Nix does not know, in order (Nix
+	// ignores them). narfs's chunk index lives here (IndexURL...).
+	Extra []Field
+}
+
+// Field is one "Key: value" line.
+type Field struct{ Key, Value string }
+
+// Get returns the value of the first Extra field named key.
+func (n *NarInfo) Get(key string) (string, bool) {
+	for _, f := range n.Extra {
+		if f.Key == key {
+			return f.Value, true
+		}
+	}
+	return "", false
+}
+
+// GetAll returns the values of every Extra field named key.
+func (n *NarInfo) GetAll(key string) []string {
+	var vs []string
+	for _, f := range n.Extra {
+		if f.Key == key {
+			vs = append(vs, f.Value)
+		}
+	}
+	return vs
+}
+
+// Set replaces every Extra field named key by one line per value, placed
+// where the first one was (at the end if there was none).
+func (n *NarInfo) Set(key string, values ...string) {
+	var out []Field
+	placed := false
+	for _, f := range n.Extra {
+		if f.Key != key {
+			out = append(out, f)
+			continue
+		}
+		if !placed {
+			placed = true
+			for _, v := range values {
+				out = append(out, Field{key, v})
+			}
+		}
+	}
+	if !placed {
+		for _, v := range values {
+			out = append(out, Field{key, v})
+		}
+	}
+	n.Extra = out
 }
 
 // storeDir is the directory used when printing paths; a NarInfo built by
@@ -143,6 +195,8 @@ func parse(data []byte) (*NarInfo, error) {
 				break
 			}
 			n.CA, haveCA = value, value != ""
+		default:
+			n.Extra = append(n.Extra, Field{key, value})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("line %d (%s): %w", line, key, err)

@@ -61,6 +61,8 @@ func TestParseFields(t *testing.T) {
 		},
 		System: "x86_64-linux",
 		Sigs:   []string{"b:c", "a:d"},
+		// Kept, in order, so a rewrite (narfs index) does not drop them.
+		Extra: []Field{{"Unknown-Key", "whatever: with colons"}},
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Fatalf("Parse =\n%+v\nwant\n%+v", n, want)
@@ -77,7 +79,8 @@ func TestParseFields(t *testing.T) {
 		"References: jq3hgqjn0hn0wmnld235n75qdiv5y6yk-narfs-test-lib ymydngcp0syr2bpvigprvim861rmkrvc-narfs-test-app\n" +
 		"System: x86_64-linux\n" +
 		"Sig: b:c\n" +
-		"Sig: a:d\n"
+		"Sig: a:d\n" +
+		"Unknown-Key: whatever: with colons\n"
 	if got := string(n.Marshal()); got != marshaled {
 		t.Errorf("Marshal =\n%s\nwant\n%s", got, marshaled)
 	}
