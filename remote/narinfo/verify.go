@@ -38,7 +38,13 @@ func (k SecretKey) Sign(n *NarInfo) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return k.Name + ":" + base64.StdEncoding.EncodeToString(ed25519.Sign(k.Key, []byte(fp))), nil
+	return k.SignFingerprint(fp), nil
+}
+
+// SignFingerprint signs any fingerprint (narfs's chunk index has its own,
+// which can never be mistaken for a narinfo's).
+func (k SecretKey) SignFingerprint(fp string) string {
+	return k.Name + ":" + base64.StdEncoding.EncodeToString(ed25519.Sign(k.Key, []byte(fp)))
 }
 
 // Verify returns the first trusted key that verifies one of n's
@@ -53,8 +59,21 @@ func (n *NarInfo) Verify(keys []PublicKey) (PublicKey, error) {
 	if err != nil {
 		return PublicKey{}, fmt.Errorf("%s: %w: %w", n.StorePath, ErrUntrusted, err)
 	}
+	k, err := VerifyFingerprint(fp, n.Sigs, keys)
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("%s: %w", n.StorePath, err)
+	}
+	return k, nil
+}
+
+// VerifyFingerprint returns the first key of keys that verifies one of
+// sigs ("<key name>:<base64>") over fp, with Verify's rules.
+func VerifyFingerprint(fp string, sigs []string, keys []PublicKey) (PublicKey, error) {
+	if len(sigs) == 0 {
+		return PublicKey{}, fmt.Errorf("no signatures: %w", ErrUntrusted)
+	}
 	var failed []string
-	for _, s := range n.Sigs {
+	for _, s := range sigs {
 		name, b64, ok := strings.Cut(s, ":")
 		if !ok {
 			continue
@@ -72,10 +91,10 @@ func (n *NarInfo) Verify(keys []PublicKey) (PublicKey, error) {
 		}
 	}
 	if len(failed) == 0 {
-		return PublicKey{}, fmt.Errorf("%s: no signature by a trusted key name: %w", n.StorePath, ErrUntrusted)
+		return PublicKey{}, fmt.Errorf("no signature by a trusted key name: %w", ErrUntrusted)
 	}
-	return PublicKey{}, fmt.Errorf("%s: signature by key %s does not verify: %w",
-		n.StorePath, strings.Join(slices.Compact(failed), ", "), ErrUntrusted)
+	return PublicKey{}, fmt.Errorf("signature by key %s does not verify: %w",
+		strings.Join(slices.Compact(failed), ", "), ErrUntrusted)
 }
 
 // VerifyCA checks the content-addressing exemption: the CA field, name and
