@@ -14,7 +14,6 @@ import (
 // bytes its hash names.
 var ErrChunk = errors.New("chunk does not match the index")
 
-
 // DecodeChunk turns a chunk's stored bytes into its NAR bytes, appended
 // to dst, and checks them against the chunk's length and hash. Nothing it
 // returns without error is unverified.

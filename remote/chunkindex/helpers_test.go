@@ -6,4 +6,4 @@ import (
 )
 
 func formatInt(v int64) string { return strconv.FormatInt(v, 10) }
-func hexs(h [32]byte) string    { return hex.EncodeToString(h[:]) }
+func hexs(h [32]byte) string   { return hex.EncodeToString(h[:]) }

@@ -239,7 +239,10 @@ func TestMatches(t *testing.T) {
 		"other URL":         func(n *narinfo.NarInfo) { n.URL = "nar/y.nar" },
 		"other compression": func(n *narinfo.NarInfo) { n.Compression = "xz" },
 		"other FileSize":    func(n *narinfo.NarInfo) { n.FileSize++ },
-		"other FileHash":    func(n *narinfo.NarInfo) { h := storepath.Hash{Algo: "sha256", Digest: make([]byte, 32)}; n.FileHash = &h },
+		"other FileHash": func(n *narinfo.NarInfo) {
+			h := storepath.Hash{Algo: "sha256", Digest: make([]byte, 32)}
+			n.FileHash = &h
+		},
 	} {
 		ni := *b.ni
 		mod(&ni)
