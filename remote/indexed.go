@@ -53,6 +53,13 @@ func (s *Store) index(ctx context.Context, p *PathInfo) *knownListing {
 }
 
 func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, size int64) (*knownListing, error) {
+	// An index read before (kept beside the blob's entry) is checked again
+	// like a downloaded one, against the narinfo of now.
+	if rec, _, err := s.cache.GetRecord(s.recordNS, p.Path.Hash+".nidx"); err == nil {
+		if kl, err := s.acceptIndex(ctx, p, rec); err == nil {
+			return kl, nil
+		}
+	}
 	if s.failed.get("index/"+p.Path.Hash) != nil {
 		return nil, fmt.Errorf("index %s: %w (failed recently)", url, chunkindex.ErrInvalid)
 	}
@@ -67,6 +74,9 @@ func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, size in
 	if err != nil {
 		s.failed.add("index/"+p.Path.Hash, err, corruptMemo, corruptMemo)
 		return nil, fmt.Errorf("index %s: %w", url, err)
+	}
+	if err := s.cache.PutRecord(s.recordNS, p.Path.Hash+".nidx", object); err != nil {
+		s.log.Warn("recording chunk index locally", "path", p.Path.String(), "err", err)
 	}
 	return kl, nil
 }
@@ -328,4 +338,24 @@ func (f *ChunkedFile) Close() error {
 		f.s.releaseBlob(f.ref)
 	}
 	return nil
+}
+
+// Reader reads the file from its start, each call bounded like ReadAt.
+func (f *ChunkedFile) Reader(ctx context.Context) io.Reader {
+	return &chunkedReader{ctx: ctx, f: f}
+}
+
+type chunkedReader struct {
+	ctx context.Context
+	f   *ChunkedFile
+	off int64
+}
+
+func (r *chunkedReader) Read(p []byte) (int, error) {
+	if len(p) > maxRead {
+		p = p[:maxRead]
+	}
+	n, err := r.f.ReadAt(r.ctx, p, r.off)
+	r.off += int64(n)
+	return n, err
 }
