@@ -58,6 +58,7 @@ func makeIndexedCache(t *testing.T, base, comp string) *indexedCache {
 	}
 	objPath := filepath.Join(dir, ni.URL)
 	putFile(t, objPath, obj.Bytes())
+	os.MkdirAll(filepath.Join(dir, "index"), 0o755)
 	putFile(t, filepath.Join(dir, "index", "x.nidx"), idx)
 	ni.Set(chunkindex.KeyURL, "index/x.nidx")
 	ni.Set(chunkindex.KeySize, itoa(len(idx)))
