@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"sync/atomic"
 	"syscall"
 
@@ -58,7 +57,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		f.NotifyContent(0, 0)
 	}
 	h := &fileHandle{file: file}
-	if r.st.passthrough && vn.Size >= passthroughMinSize {
+	if r.st.passthrough && vn.Size >= passthroughMinSize && file.Own() {
 		return &passthroughHandle{h}, openFlags, 0
 	}
 	return h, openFlags, 0
@@ -87,16 +86,24 @@ func (f *fileNode) OnForget() { f.ref.forgetRoot(f.sub) }
 // less than registering a backing file with the kernel on every open.
 const passthroughMinSize = maxRead
 
-// fileHandle reads a verified file of the local cache.
+// fileHandle reads a verified file of the local cache: a file of its own
+// or a range of a NAR blob.
 type fileHandle struct {
-	file *os.File
+	file *remote.LocalFile
 }
 
 var _ = (fs.FileReader)((*fileHandle)(nil))
 
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	// Splices from the cached file when the kernel allows it.
-	return fuse.ReadResultFd(h.file.Fd(), off, len(dest)), 0
+	n := int64(len(dest))
+	if off >= h.file.Size {
+		n = 0
+	} else if n > h.file.Size-off {
+		n = h.file.Size - off
+	}
+	// Splices from the cached file when the kernel allows it; the range
+	// never leaves the file's bytes in the blob.
+	return fuse.ReadResultFd(h.file.File.Fd(), h.file.Base+off, int(n)), 0
 }
 
 var _ = (fs.FileReleaser)((*fileHandle)(nil))
@@ -116,7 +123,7 @@ type passthroughHandle struct {
 var _ = (fs.FilePassthroughFder)((*passthroughHandle)(nil))
 
 func (h *passthroughHandle) PassthroughFd() (int, bool) {
-	return int(h.file.Fd()), true
+	return int(h.file.File.Fd()), true
 }
 
 // chunkedHandle reads a file of an indexed path: each read fetches and

@@ -69,13 +69,13 @@ func TestContentAddressedMethods(t *testing.T) {
 		if !strings.HasPrefix(p.Trust, "content-addressed ("+method+":") {
 			t.Errorf("Resolve %s: Trust %q", base, p.Trust)
 		}
-		root, err := s.Materialize(ctx, p)
+		_, err = s.Materialize(ctx, p)
 		if err != nil {
 			t.Errorf("Materialize %s (%s): %v", base, method, err)
 			continue
 		}
 		nd := caNAR(t, base)
-		checkTree(t, root, buildListing(t, nd).Root, nd, base)
+		checkStored(t, s, p, buildListing(t, nd).Root, nd, base)
 	}
 	if st := s.Stats(); st.Corrupt != 0 || st.Fetches != 4 {
 		t.Errorf("Stats %+v", st)

@@ -40,10 +40,10 @@ func TestConcurrentMaterializeAndOpen(t *testing.T) {
 	got := make([]string, goroutines)
 	together(goroutines, func(i int) {
 		if i%2 == 0 {
-			root, err := s.Materialize(ctx, p)
+			_, err := s.Materialize(ctx, p)
 			errs[i] = err
 			if err == nil {
-				checkTree(t, root, want.Root, nd, pathTreeSmall)
+				checkStored(t, s, p, want.Root, nd, pathTreeSmall)
 			}
 			return
 		}
@@ -53,7 +53,7 @@ func TestConcurrentMaterializeAndOpen(t *testing.T) {
 			return
 		}
 		defer f.Close()
-		b, err := io.ReadAll(f)
+		b, err := io.ReadAll(f.Reader())
 		errs[i], got[i] = err, string(b)
 	})
 	for i, err := range errs {

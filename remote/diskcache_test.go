@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// cacheLayout is the local cache's layout directory (localcache's v2).
-const cacheLayout = "v2"
+// cacheLayout is the local cache's layout directory (localcache's v3).
+const cacheLayout = "v3"
 
 func narKey(p *PathInfo) string { return entryKey(p) }
 
@@ -37,7 +37,7 @@ func TestDiskCacheSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(f)
+	b, _ := io.ReadAll(f.Reader())
 	f.Close()
 	if string(b) != string(nd[node.NarOffset:node.NarOffset+node.Size]) {
 		t.Error("OpenFile after restart: wrong contents")
@@ -105,7 +105,7 @@ func TestDiskCacheEviction(t *testing.T) {
 		t.Errorf("eviction left %v in tmp", names)
 	}
 	want := string(nd[node.NarOffset : node.NarOffset+node.Size])
-	if got, _ := io.ReadAll(open); string(got) != want {
+	if got, _ := io.ReadAll(open.Reader()); string(got) != want {
 		t.Error("a file opened before eviction no longer reads its contents")
 	}
 
@@ -114,7 +114,7 @@ func TestDiskCacheEviction(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenFile of an evicted path: %v", err)
 	}
-	got, _ := io.ReadAll(f)
+	got, _ := io.ReadAll(f.Reader())
 	f.Close()
 	if string(got) != want {
 		t.Error("OpenFile of an evicted path: wrong contents")
@@ -215,7 +215,7 @@ func TestDiskCacheEntryDeletedUnderUs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenFile after the cache entry was deleted: %v", err)
 	}
-	got, _ := io.ReadAll(f)
+	got, _ := io.ReadAll(f.Reader())
 	f.Close()
 	if string(got) != string(nd[node.NarOffset:node.NarOffset+node.Size]) {
 		t.Error("wrong contents")

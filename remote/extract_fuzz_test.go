@@ -3,48 +3,83 @@ package remote
 import (
 	"bytes"
 	"crypto/sha256"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/blob"
+	"github.com/narfs/narfs/remote/localcache"
 )
 
-// FuzzExtract feeds arbitrary bytes to the NAR extractor: it must return an
-// error or a tree that matches nar.BuildListing, never panic and never
-// write outside its destination.
-func FuzzExtract(f *testing.F) {
+// FuzzStore feeds arbitrary bytes to the code that stores a NAR in a
+// local cache entry: it must return an error or a listing that matches
+// nar.BuildListing, with every file's bytes where reads will look for
+// them (the blob at its offset, or a file of its own), never panic, and
+// never write anything but the blob and such files.
+func FuzzStore(f *testing.F) {
 	for _, data := range smallNARs(f) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		base := t.TempDir()
-		dst := filepath.Join(base, "out", "root")
-		if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
+		c, err := localcache.Open(t.TempDir(), 1<<30, quietLogger())
+		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := extract(bytes.NewReader(data), dst, nil, nil)
-		// Whatever happened, nothing was written beside the destination.
-		if names := dirEntries(t, base); len(names) != 1 || names[0] != "out" {
-			t.Fatalf("extract wrote %v into the parent of its destination", names)
+		defer c.Close()
+		pend, err := c.Begin()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if names := dirEntries(t, filepath.Dir(dst)); len(names) > 1 {
-			t.Fatalf("extract wrote %v beside root", names)
+		defer pend.Abort()
+		bf, err := pend.CreateFile(blob.BlobFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bf.Close()
+		bw := &blobWriter{f: bf}
+		l, err := store(io.TeeReader(bytes.NewReader(data), bw), bw, pend, nil, nil)
+		dir := filepath.Dir(pend.Root())
+		for _, name := range dirEntries(t, dir) {
+			if name != blob.BlobFile && !strings.HasPrefix(name, "f-") {
+				t.Fatalf("store wrote %q into the entry", name)
+			}
 		}
 		if err != nil {
 			return
 		}
-		// extract rejects anything after the NAR's end, and BuildListing
-		// must agree on the NAR itself.
 		want, werr := nar.BuildListing(bytes.NewReader(data))
 		if werr != nil {
-			t.Fatalf("extract accepted a NAR BuildListing rejects: %v", werr)
+			t.Fatalf("store accepted a NAR BuildListing rejects: %v", werr)
 		}
 		if !SameListing(l.Root, want.Root) {
-			t.Fatal("extract's listing differs from BuildListing's")
+			t.Fatal("store's listing differs from BuildListing's")
 		}
-		checkTree(t, dst, want.Root, data, "")
+		blobData, _ := os.ReadFile(filepath.Join(dir, blob.BlobFile))
+		var walk func(n *nar.Node)
+		walk = func(n *nar.Node) {
+			switch n.Type {
+			case nar.TypeDirectory:
+				for _, e := range n.Entries {
+					walk(e)
+				}
+			case nar.TypeRegular:
+				want := data[n.NarOffset : n.NarOffset+n.Size]
+				var got []byte
+				if n.Size >= OwnFileMin {
+					got, _ = os.ReadFile(filepath.Join(dir, ownFileName(n.NarOffset)))
+				} else if n.NarOffset+n.Size <= int64(len(blobData)) {
+					got = blobData[n.NarOffset : n.NarOffset+n.Size]
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("file at %d: stored bytes differ from the NAR's", n.NarOffset)
+				}
+			}
+		}
+		walk(l.Root)
 	})
 }
 

@@ -29,14 +29,14 @@ func TestMaterializeEveryCache(t *testing.T) {
 				}
 				n++
 				p := mustResolve(t, s, fp.base)
-				root, err := s.Materialize(ctx, p)
+				_, err := s.Materialize(ctx, p)
 				if err != nil {
 					t.Errorf("Materialize %s: %v", fp.base, err)
 					continue
 				}
 				nd := narBytes(t, fp.base)
 				want := buildListing(t, nd)
-				checkTree(t, root, want.Root, nd, fp.base)
+				checkStored(t, s, p, want.Root, nd, fp.base)
 
 				// The listing served afterwards is the NAR's.
 				l, err := s.Listing(ctx, p)
@@ -56,7 +56,7 @@ func TestMaterializeEveryCache(t *testing.T) {
 					t.Errorf("OpenFile %s/%s: %v", fp.base, sub, err)
 					continue
 				}
-				got, err := io.ReadAll(f)
+				got, err := io.ReadAll(f.Reader())
 				f.Close()
 				if err != nil {
 					t.Fatal(err)
@@ -117,7 +117,7 @@ func TestOpenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := io.ReadAll(f)
+	got, _ := io.ReadAll(f.Reader())
 	f.Close()
 	l := buildListing(t, narBytes(t, pathFile))
 	if int64(len(got)) != l.Root.Size {
@@ -244,11 +244,11 @@ func TestCorruptMemoExpires(t *testing.T) {
 		t.Fatalf("Materialize within the memo = %v, want ErrCorrupt", err)
 	}
 	now = now.Add(corruptMemo + time.Second)
-	root, err := s.Materialize(ctx, p)
+	_, err := s.Materialize(ctx, p)
 	if err != nil {
 		t.Fatalf("Materialize after the memo expired: %v", err)
 	}
-	checkTree(t, root, buildListing(t, good).Root, good, pathLib)
+	checkStored(t, s, p, buildListing(t, good).Root, good, pathLib)
 	if st := s.Stats(); st.NarGets != 2 || st.Fetches != 1 || st.Corrupt != 1 {
 		t.Errorf("Stats %+v, want 2 NAR GETs, 1 fetch, 1 corrupt", st)
 	}
@@ -408,9 +408,8 @@ func TestOpenFileStaysInsideThePath(t *testing.T) {
 	} {
 		f, err := s.OpenFile(ctx, p, sub)
 		if err == nil {
-			fi, _ := f.Stat()
 			f.Close()
-			t.Errorf("OpenFile(%q) opened %v", sub, fi.Name())
+			t.Errorf("OpenFile(%q) opened %v at %d", sub, f.File.Name(), f.Base)
 		} else if !errors.Is(err, ErrNotFound) {
 			t.Errorf("OpenFile(%q) = %v, want ErrNotFound", sub, err)
 		}

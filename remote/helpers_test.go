@@ -375,3 +375,54 @@ func hashPart(base string) string {
 	h, _, _ := strings.Cut(base, "-")
 	return h
 }
+
+// checkStored compares what the store serves of a fetched path with the
+// listing of its NAR: the verified listing must be it, and every regular
+// file read through OpenVerified must hold the bytes at its offset in the
+// NAR.
+func checkStored(t testing.TB, s *Store, p *PathInfo, n *nar.Node, narData []byte, name string) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := s.VerifiedListing(ctx, p)
+	if err != nil {
+		t.Errorf("%s: verified listing: %v", name, err)
+		return
+	}
+	if !SameListing(l.Root, n) {
+		t.Errorf("%s: verified listing differs from the NAR's", name)
+		return
+	}
+	var walk func(sub string, n *nar.Node)
+	walk = func(sub string, n *nar.Node) {
+		switch n.Type {
+		case nar.TypeDirectory:
+			for c, e := range n.Entries {
+				if sub == "" {
+					walk(c, e)
+				} else {
+					walk(sub+"/"+c, e)
+				}
+			}
+		case nar.TypeRegular:
+			f, vn, err := s.OpenVerified(ctx, p, sub)
+			if err != nil {
+				t.Errorf("%s/%s: %v", name, sub, err)
+				return
+			}
+			defer f.Close()
+			got, err := io.ReadAll(f.Reader())
+			if err != nil {
+				t.Errorf("%s/%s: %v", name, sub, err)
+				return
+			}
+			if vn.Size != n.Size || vn.Executable != n.Executable {
+				t.Errorf("%s/%s: node %+v, want %+v", name, sub, vn, n)
+			}
+			want := narData[n.NarOffset : n.NarOffset+n.Size]
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s/%s: contents differ from the NAR (sha256 %x, want %x)", name, sub, sha256.Sum256(got), sha256.Sum256(want))
+			}
+		}
+	}
+	walk("", n)
+}

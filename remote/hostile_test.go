@@ -94,7 +94,7 @@ func TestHostFileThroughSharedNAR(t *testing.T) {
 	p2 := mustResolve(t, s, second.StorePath.String())
 	f, err := s.OpenFile(ctx, p2, "s/secret.txt")
 	if err == nil {
-		got, _ := io.ReadAll(f)
+		got, _ := io.ReadAll(f.Reader())
 		f.Close()
 		t.Fatalf("OpenFile through a symlink the .ls calls a directory succeeded and read %q", got)
 	}

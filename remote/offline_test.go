@@ -47,7 +47,7 @@ func TestOfflineRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenFile offline: %v", err)
 	}
-	got, _ := io.ReadAll(f)
+	got, _ := io.ReadAll(f.Reader())
 	f.Close()
 	if string(got) != want {
 		t.Errorf("offline read %d bytes, want the file's %d", len(got), len(want))

@@ -46,7 +46,7 @@ func TestOpenUnderEvictionPressure(t *testing.T) {
 				t.Errorf("reader %d: open %s/%s: %v", i, p.Path, f.sub, err)
 				continue
 			}
-			got, err := io.ReadAll(r)
+			got, err := io.ReadAll(r.Reader())
 			r.Close()
 			if err != nil || string(got) != f.want {
 				fails.Add(1)

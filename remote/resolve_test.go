@@ -223,13 +223,13 @@ func TestTrustUnsignedCache(t *testing.T) {
 		if !strings.HasPrefix(p.Trust, "content-addressed") {
 			t.Errorf("Resolve %s: Trust %q, want content-addressed…", fp.base, p.Trust)
 		}
-		root, err := s.Materialize(ctx, p)
+		_, err = s.Materialize(ctx, p)
 		if err != nil {
 			t.Errorf("Materialize %s: %v", fp.base, err)
 			continue
 		}
 		nd := narBytes(t, fp.base)
-		checkTree(t, root, buildListing(t, nd).Root, nd, fp.base)
+		checkStored(t, s, p, buildListing(t, nd).Root, nd, fp.base)
 	}
 	if seen < 2 {
 		t.Fatalf("cache-unsigned holds only %d fixture paths", seen)
@@ -322,12 +322,12 @@ func TestTrustSignaturesNotRequired(t *testing.T) {
 			if !strings.HasPrefix(p.Trust, "unchecked") {
 				t.Errorf("Trust = %q, want unchecked…", p.Trust)
 			}
-			root, err := s.Materialize(ctx, p)
+			_, err = s.Materialize(ctx, p)
 			if err != nil {
 				t.Fatal(err)
 			}
 			nd := narBytes(t, pathLib)
-			checkTree(t, root, buildListing(t, nd).Root, nd, pathLib)
+			checkStored(t, s, p, buildListing(t, nd).Root, nd, pathLib)
 			if _, err := s.Resolve(ctx, pathFile); err != nil {
 				t.Errorf("Resolve CA path: %v", err)
 			}

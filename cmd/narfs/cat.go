@@ -44,7 +44,7 @@ func catCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 				defer f.Close()
-				r = f
+				r = f.Reader()
 			}
 			_, err = io.Copy(os.Stdout, r)
 			return err

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const layout = "v2"
+const layout = "v3"
 
 var (
 	// ErrMiss: the key is not (or no longer) in the local cache.
@@ -69,6 +69,7 @@ func Open(base string, max int64, log *slog.Logger) (*Cache, error) {
 			return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
 		}
 	}
+	dropOldLayouts(base, log)
 	if err := removeStale(filepath.Join(c.dir, "tmp")); err != nil {
 		return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
 	}
@@ -473,4 +474,36 @@ func removeStale(dir string) error {
 func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// oldLayouts are the layouts before this one: their entries (extracted
+// trees) are not readable by this version, so they are dropped.
+var oldLayouts = []string{"v1", "v2"}
+
+// dropOldLayouts renames older layouts' directories away at once (so the
+// space is accounted free from now on) and deletes them in the
+// background. A narfs of the older version still running on the same
+// cache dir keeps its open files and fetches what it misses again.
+func dropOldLayouts(base string, log *slog.Logger) {
+	for _, v := range oldLayouts {
+		old := filepath.Join(base, v)
+		if _, err := os.Lstat(old); err != nil {
+			continue
+		}
+		gone := filepath.Join(base, fmt.Sprintf("%s.dropped.%d.%d", v, os.Getpid(), time.Now().UnixNano()))
+		if err := os.Rename(old, gone); err != nil {
+			log.Warn("cannot drop the local cache of an older narfs", "dir", old, "err", err)
+			continue
+		}
+		log.Info("dropping the local cache of an older narfs layout", "dir", old)
+		go os.RemoveAll(gone)
+	}
+	// Leftovers of drops interrupted by an exit.
+	if ms, _ := filepath.Glob(filepath.Join(base, "v*.dropped.*")); len(ms) > 0 {
+		go func() {
+			for _, m := range ms {
+				os.RemoveAll(m)
+			}
+		}()
+	}
 }

@@ -309,3 +309,30 @@ func TestDiskFullIsLocal(t *testing.T) {
 		t.Errorf("left %d temp entries", len(ents))
 	}
 }
+
+func TestOldLayoutDropped(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "v2", "nar", "somekey", "root")
+	if err := os.MkdirAll(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(dir, 1<<20, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := os.Lstat(filepath.Join(dir, "v2")); !os.IsNotExist(err) {
+		t.Fatalf("v2 still there: %v", err)
+	}
+	// Deleted in the background, soon.
+	for i := 0; ; i++ {
+		ms, _ := filepath.Glob(filepath.Join(dir, "v2*"))
+		if len(ms) == 0 {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("old layout not deleted: %v", ms)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

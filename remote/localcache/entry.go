@@ -177,10 +177,20 @@ func (h *Entry) ReadMeta(name string) ([]byte, error) {
 // reading and writing. Like every open of cache content it never follows
 // a symlink, and the file must be regular.
 func (h *Entry) OpenData(name string) (*os.File, error) {
+	return h.openData(name, unix.O_RDWR)
+}
+
+// OpenRead opens a data file of the entry for reading, with OpenData's
+// checks.
+func (h *Entry) OpenRead(name string) (*os.File, error) {
+	return h.openData(name, unix.O_RDONLY)
+}
+
+func (h *Entry) openData(name string, mode int) (*os.File, error) {
 	if !validName(name) || name == "meta" || name == "lock" || name == "root" {
 		return nil, fmt.Errorf("data file name %q: invalid", name)
 	}
-	fd, err := unix.Openat(h.e.dirFd, name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := unix.Openat(h.e.dirFd, name, mode|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		if err == unix.ENOENT {
 			return nil, fmt.Errorf("%s of %s: %w", name, h.e.key, ErrMiss)
