@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"syscall"
@@ -137,11 +136,15 @@ type chunkedHandle struct {
 var _ = (fs.FileReader)((*chunkedHandle)(nil))
 
 func (h *chunkedHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.f.ReadAt(ctx, dest, off)
-	if err != nil && err != io.EOF {
+	fd, pos, n, err := h.f.Splice(ctx, off, int64(len(dest)))
+	if err != nil {
 		return nil, toErrno(h.log, "read", h.name, err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	if n == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	// The range is verified: splice it from the blob.
+	return fuse.ReadResultFd(fd, pos, n), 0
 }
 
 var _ = (fs.FileReleaser)((*chunkedHandle)(nil))

@@ -282,14 +282,41 @@ const (
 // ReadAt reads the file's bytes at off; every byte returned is from a
 // chunk verified against the index.
 func (f *ChunkedFile) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	n, err := f.ensure(ctx, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	got, err := f.ref.b.ReadAt(ctx, p[:n], f.node.NarOffset+off, 0)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", f.p.Path, err)
+	}
+	if int64(got) < n {
+		return got, io.ErrUnexpectedEOF
+	}
+	return got, nil
+}
+
+// Splice makes sure the file's bytes [off, off+n) are verified in the
+// blob and returns where they are: a descriptor and an offset to splice
+// from, and how many bytes (0 at the end of the file).
+func (f *ChunkedFile) Splice(ctx context.Context, off, n int64) (uintptr, int64, int, error) {
+	got, err := f.ensure(ctx, off, n)
+	if err != nil || got == 0 {
+		return 0, 0, 0, err
+	}
+	return f.ref.b.Fd(), f.node.NarOffset + off, int(got), nil
+}
+
+// ensure fetches and verifies what a read of n bytes at off needs, with
+// readahead, and returns how many bytes of the file it covers.
+func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	size := f.node.Size
-	if off >= size {
-		return 0, io.EOF
+	if off >= size || n <= 0 {
+		return 0, nil
 	}
 	if off < 0 {
 		return 0, fmt.Errorf("negative offset")
 	}
-	n := int64(len(p))
 	if n > size-off {
 		n = size - off
 	}
@@ -310,20 +337,18 @@ func (f *ChunkedFile) ReadAt(ctx context.Context, p []byte, off int64) (int, err
 	f.mu.Unlock()
 	ctx, cancel := f.s.opContext(ctx)
 	defer cancel()
+	x := f.ref.b.Index()
 	base := f.node.NarOffset
-	raEnd := base + min(size, off+n+window)
-	got, err := f.ref.b.ReadAt(ctx, p[:n], base+off, raEnd)
-	if err != nil {
+	first, last := x.Span(base+off, n)
+	_, raLast := x.Span(base+off, min(size-off, n+window))
+	if err := f.ref.b.Ensure(ctx, first, last, raLast); err != nil {
 		if errors.Is(err, blob.ErrChunk) {
 			f.s.stats.corrupt.Add(1)
 			return 0, fmt.Errorf("%s: %w: %w", f.p.Path, ErrCorrupt, err)
 		}
 		return 0, fmt.Errorf("%s: %w", f.p.Path, err)
 	}
-	if int64(got) < n {
-		return got, io.ErrUnexpectedEOF
-	}
-	return got, nil
+	return n, nil
 }
 
 // maxRead is the largest read the kernel sends in one request.

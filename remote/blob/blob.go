@@ -23,12 +23,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/localcache"
 )
 
 // Names of the entry's files.
@@ -143,6 +143,10 @@ func (b *Blob) ReadAt(ctx context.Context, p []byte, off, raEnd int64) (int, err
 	return b.blob.ReadAt(p, off)
 }
 
+// Fd is the blob file's descriptor, for splicing verified ranges
+// (ReadAt's checks done with Ensure).
+func (b *Blob) Fd() uintptr { return b.blob.Fd() }
+
 // Ensure returns once chunks [first, last) are verified in the blob,
 // starting requests for those missing and, in the same requests, for the
 // missing chunks up to raLast.
@@ -225,10 +229,8 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 			return nil
 		}
 		// Chunks a failed request never reached, or claims that did not
-		// hold: ask again (ctx bounds how long).
-		ra := raLast
+		// hold: ask again (ctx bounds how long), without readahead.
 		raLast = last
-		_ = ra
 	}
 }
 
@@ -333,9 +335,6 @@ func (b *Blob) write(k int, c chunkindex.Chunk, data []byte) error {
 	if _, err := b.blob.WriteAt(data, c.NarOffset); err != nil {
 		return fmt.Errorf("%w: writing chunk: %w", ErrLocal, err)
 	}
-	if k > math.MaxInt64 {
-		return nil
-	}
 	if _, err := b.marks.WriteAt([]byte{1}, int64(k)); err != nil {
 		return fmt.Errorf("%w: marking chunk: %w", ErrLocal, err)
 	}
@@ -343,7 +342,7 @@ func (b *Blob) write(k int, c chunkindex.Chunk, data []byte) error {
 }
 
 // ErrLocal wraps failures of the local disk.
-var ErrLocal = errors.New("local blob")
+var ErrLocal = localcache.ErrLocal
 
 // Close closes the blob's files. Reads in progress fail.
 func (b *Blob) Close() error {
