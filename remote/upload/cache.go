@@ -26,7 +26,8 @@ const (
 // CacheInfo is the nix-cache-info narfs writes into a cache that has none.
 const CacheInfo = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"
 
-// Cache is a binary cache opened for writing.
+// Cache is a binary cache opened for writing (Open), or for Verify
+// alone (W nil).
 type Cache struct {
 	B   backend.Backend // read side
 	W   backend.Writer  // write side of the same store
@@ -145,4 +146,17 @@ func objectKey(fileHash storepath.Hash, compression string) string {
 // its own digest (chunkindex's doc).
 func indexKey(narHash, digest storepath.Hash) string {
 	return "index/" + storepath.EncodeNix32(narHash.Digest) + "-" + storepath.EncodeNix32(digest.Digest) + ".nidx"
+}
+
+// AllHashes lists the hash parts of every narinfo in the cache.
+func AllHashes(ctx context.Context, b backend.Backend) ([]string, error) {
+	var hs []string
+	err := b.List(ctx, ".narinfo", func(key string) error {
+		h := strings.TrimSuffix(key, ".narinfo")
+		if storepath.ValidHashPart(h) {
+			hs = append(hs, h)
+		}
+		return nil
+	})
+	return hs, err
 }

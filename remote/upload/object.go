@@ -38,7 +38,7 @@ func (d *narDigest) sum() storepath.Hash {
 // store) promises.
 func (d *narDigest) check(want storepath.Hash, wantSize int64) error {
 	if got := d.sum(); d.n != wantSize || !got.Equal(want) {
-		return fmt.Errorf("NAR is %d bytes with hash %s, want %d bytes with %s", d.n, got, wantSize, want)
+		return fmt.Errorf("NAR is %d bytes with hash %s, want NarSize %d, NarHash %s", d.n, got, wantSize, want)
 	}
 	return nil
 }

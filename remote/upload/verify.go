@@ -61,11 +61,18 @@ func (c *Cache) Verify(ctx context.Context, hash string, opts VerifyOptions) (*R
 	}
 	defer obj.Close()
 	var l *nar.Listing // the NAR's, when it could be read
-	if err := c.download(ctx, ni, obj); err != nil {
+	mismatch, err := c.download(ctx, ni, obj)
+	if err != nil {
 		r.failf("object %s: %v", ni.URL, err)
-	} else if l, err = readNAR(ni, obj); err != nil {
-		r.failf("object %s: %v", ni.URL, err)
-		l = nil
+	} else {
+		if mismatch != nil {
+			r.failf("object %s: %v", ni.URL, mismatch)
+		}
+		// A wrong FileHash still leaves the NAR to check.
+		if l, err = readNAR(ni, obj); err != nil {
+			r.failf("object %s: %v", ni.URL, err)
+			l = nil
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return r, err
@@ -78,25 +85,25 @@ func (c *Cache) Verify(ctx context.Context, hash string, opts VerifyOptions) (*R
 	return r, ctx.Err()
 }
 
-// download copies the narinfo's object to f, checking FileSize and
-// FileHash where the narinfo gives them.
-func (c *Cache) download(ctx context.Context, ni *narinfo.NarInfo, f *tempFile) error {
+// download copies the narinfo's object to f. mismatch says how it
+// differs from FileSize and FileHash where the narinfo gives them.
+func (c *Cache) download(ctx context.Context, ni *narinfo.NarInfo, f *tempFile) (mismatch, err error) {
 	o, err := c.B.Get(ctx, ni.URL)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer o.Body.Close()
 	d := newNarDigest()
 	if _, err := io.Copy(io.MultiWriter(f, d), o.Body); err != nil {
-		return err
+		return nil, err
 	}
 	if ni.FileSize != 0 && d.n != ni.FileSize {
-		return fmt.Errorf("%d bytes, narinfo says FileSize %d", d.n, ni.FileSize)
+		return fmt.Errorf("%d bytes, narinfo says FileSize %d", d.n, ni.FileSize), nil
 	}
 	if ni.FileHash != nil && ni.FileHash.Algo == "sha256" && !d.sum().Equal(*ni.FileHash) {
-		return fmt.Errorf("hash %s, narinfo says FileHash %s", d.sum(), ni.FileHash)
+		return fmt.Errorf("hash %s, narinfo says FileHash %s", d.sum(), ni.FileHash), nil
 	}
-	return nil
+	return nil, nil
 }
 
 // readNAR decompresses the downloaded object and checks it is the NAR the
