@@ -11,20 +11,21 @@ import (
 )
 
 // progress prints one line per path to out and, when stderr is a
-// terminal, keeps a byte progress bar below them. Safe for concurrent use.
+// terminal, keeps a progress bar (of bytes, or of paths) below them. Safe for concurrent use.
 type progress struct {
 	mu  sync.Mutex // protects the fields below
 	out io.Writer
 	bar *progressbar.ProgressBar // nil when stderr is not a terminal
 }
 
-func newProgress(total int64, what string) *progress {
+func newProgress(total int64, what string, bytes bool) *progress {
 	p := &progress{out: os.Stdout}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		p.bar = progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(os.Stderr),
 			progressbar.OptionSetDescription(what),
-			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowBytes(bytes),
+			progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(true),
 			progressbar.OptionThrottle(100e6),
 			progressbar.OptionClearOnFinish(),
@@ -34,7 +35,7 @@ func newProgress(total int64, what string) *progress {
 	return p
 }
 
-// add advances the bar by n bytes.
+// add advances the bar by n bytes (or paths).
 func (p *progress) add(n int64) {
 	if p.bar == nil || n == 0 {
 		return

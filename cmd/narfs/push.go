@@ -51,7 +51,7 @@ skipped. Nix reads the result like any binary cache.`,
 			for _, p := range paths {
 				total += p.NarSize
 			}
-			pr := newProgress(total, "pushing")
+			pr := newProgress(total, "pushing", true)
 			o.Progress = pr.add
 			failed := 0
 			err = cache.PushAll(ctx, paths, o, func(r upload.Result) {
