@@ -2,6 +2,9 @@ package fs
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -10,6 +13,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote"
 )
 
 // fileNode is a regular file; opening it fetches and verifies its store
@@ -28,6 +32,18 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		return nil, 0, syscall.EROFS
 	}
 	r := f.ref
+	// The contents are immutable: keep the page cache across opens. There
+	// is nothing to flush on close, so spare the kernel that round trip.
+	const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
+	cf, err := r.st.store.OpenChunked(ctx, r.info, f.sub)
+	if err == nil {
+		// A signed chunk index: nothing is fetched until a read, and then
+		// only the chunks it covers.
+		return &chunkedHandle{f: cf, log: r.st.log, name: r.display(f.sub)}, openFlags, 0
+	}
+	if !errors.Is(err, remote.ErrNotIndexed) {
+		return nil, 0, toErrno(r.st.log, "open", r.display(f.sub), err)
+	}
 	file, vn, err := r.st.store.OpenVerified(ctx, r.info, f.sub)
 	if err != nil {
 		return nil, 0, toErrno(r.st.log, "open", r.display(f.sub), err)
@@ -41,9 +57,6 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		// OPEN) makes the first read past it ask again.
 		f.NotifyContent(0, 0)
 	}
-	// The contents are immutable: keep the page cache across opens. There
-	// is nothing to flush on close, so spare the kernel that round trip.
-	const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 	h := &fileHandle{file: file}
 	if r.st.passthrough && vn.Size >= passthroughMinSize {
 		return &passthroughHandle{h}, openFlags, 0
@@ -104,4 +117,29 @@ var _ = (fs.FilePassthroughFder)((*passthroughHandle)(nil))
 
 func (h *passthroughHandle) PassthroughFd() (int, bool) {
 	return int(h.file.Fd()), true
+}
+
+// chunkedHandle reads a file of an indexed path: each read fetches and
+// verifies the chunks it covers (and some ahead), nothing else.
+type chunkedHandle struct {
+	f    *remote.ChunkedFile
+	log  *slog.Logger
+	name string
+}
+
+var _ = (fs.FileReader)((*chunkedHandle)(nil))
+
+func (h *chunkedHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.f.ReadAt(ctx, dest, off)
+	if err != nil && err != io.EOF {
+		return nil, toErrno(h.log, "read", h.name, err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+var _ = (fs.FileReleaser)((*chunkedHandle)(nil))
+
+func (h *chunkedHandle) Release(ctx context.Context) syscall.Errno {
+	h.f.Close()
+	return 0
 }

@@ -310,11 +310,24 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 // answer. Metadata from the unsigned .ls (or the NAR's first header) may
 // already have been handed out; if it disagrees, the .ls lied.
 func (s *Store) verified(p *PathInfo, l *nar.Listing) {
-	if old, ok := s.listings.get(p.Path.Hash); ok && !old.verified && !SameListing(old.Root, l.Root) {
-		s.stats.corrupt.Add(1)
-		s.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
+	s.verifiedIndex(p, &knownListing{Listing: l, verified: true, cost: l.MemSize()})
+}
+
+// verifiedIndex is verified for a listing that may carry the path's
+// chunk index.
+func (s *Store) verifiedIndex(p *PathInfo, kl *knownListing) {
+	l := kl.Listing
+	if old, ok := s.listings.get(p.Path.Hash); ok {
+		if !old.verified && !SameListing(old.Root, l.Root) {
+			s.stats.corrupt.Add(1)
+			s.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
+		}
+		if old.index != nil && kl.index == nil && SameListing(old.Root, l.Root) {
+			// The NAR was fetched whole as well: keep reading by chunks.
+			kl = old
+		}
 	}
-	s.listings.add(p.Path.Hash, &knownListing{Listing: l, verified: true, cost: l.MemSize()})
+	s.listings.add(p.Path.Hash, kl)
 	s.hooksMu.Lock()
 	hooks := s.onVerified
 	s.hooksMu.Unlock()

@@ -80,6 +80,10 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 		if l := s.localListing(p); l != nil {
 			return &knownListing{Listing: l, verified: true}, nil
 		}
+		if kl := s.index(ctx, p); kl != nil {
+			s.verifiedIndex(p, kl)
+			return kl, nil
+		}
 		err := errListingsOff
 		if !s.cfg.VerifiedMetadataOnly {
 			var kl *knownListing

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/chunkindex"
 )
 
 // knownListing is a store path's listing with where it came from.
@@ -15,6 +16,10 @@ type knownListing struct {
 	// metadata; no byte a reader gets is chosen by it.
 	verified bool
 	cost     int64
+	// index, when set, is the path's verified chunk index (the listing is
+	// its listing) and indexObject the object it was decoded from.
+	index       *chunkindex.Index
+	indexObject []byte
 }
 
 // listingCache keeps listings by hash part within a byte budget, least

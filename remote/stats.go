@@ -12,10 +12,14 @@ import (
 // Stats counts what narfs asked of the cache and served, from the start:
 // the amplification of a workload is UpstreamBytes / the bytes it read.
 type Stats struct {
-	NarinfoGets   int64 // GETs of <hash>.narinfo
-	ListingGets   int64 // GETs of <hash>.ls
-	NarGets       int64 // GETs of NAR files
-	OtherGets     int64
+	NarinfoGets int64 // GETs of <hash>.narinfo
+	ListingGets int64 // GETs of <hash>.ls
+	IndexGets   int64 // GETs of chunk indexes (.nidx)
+	NarGets     int64 // GETs of NAR files
+	OtherGets   int64
+	// ChunkBytes is the stored bytes of NAR chunks requested by ranged
+	// reads of indexed paths (their GETs count in NarGets).
+	ChunkBytes    int64
 	UpstreamBytes int64 // body bytes received from the cache, all objects
 	NarBytes      int64 // body bytes of NAR objects (compressed, as sent)
 	Fetches       int64 // NARs fetched, verified and extracted
@@ -24,6 +28,7 @@ type Stats struct {
 
 type counters struct {
 	narinfoGets, listingGets, narGets, otherGets atomic.Int64
+	indexGets, chunkBytes                        atomic.Int64
 	upstreamBytes, narBytes                      atomic.Int64
 	fetches, corrupt                             atomic.Int64
 }
@@ -34,6 +39,8 @@ func (c *counters) snapshot() Stats {
 		ListingGets:   c.listingGets.Load(),
 		NarGets:       c.narGets.Load(),
 		OtherGets:     c.otherGets.Load(),
+		IndexGets:     c.indexGets.Load(),
+		ChunkBytes:    c.chunkBytes.Load(),
 		UpstreamBytes: c.upstreamBytes.Load(),
 		NarBytes:      c.narBytes.Load(),
 		Fetches:       c.fetches.Load(),
@@ -54,6 +61,8 @@ func (b countingBackend) kind(key string) (gets *atomic.Int64, nar bool) {
 		return &b.c.narinfoGets, false
 	case strings.HasSuffix(key, ".ls"):
 		return &b.c.listingGets, false
+	case strings.HasSuffix(key, ".nidx"):
+		return &b.c.indexGets, false
 	case key == "nix-cache-info":
 		return &b.c.otherGets, false
 	default:

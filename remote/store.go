@@ -53,6 +53,9 @@ type Store struct {
 	hooksMu    sync.Mutex // protects onVerified
 	onVerified []func(*PathInfo, *nar.Listing)
 
+	blobsMu sync.Mutex          // protects blobs
+	blobs   map[string]*blobRef // chunked key → open blob of an indexed path
+
 	prefetched  sync.Map      // hash part → struct{}: prefetch already started
 	prefetchSem chan struct{} // bounds background fetches
 	bg          context.Context
@@ -85,6 +88,7 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 		recordNS: recordNamespace(u.String()),
 
 		prefetchSem: make(chan struct{}, cfg.PrefetchJobs),
+		blobs:       map[string]*blobRef{},
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.be = countingBackend{Backend: be, c: &s.stats}
@@ -145,6 +149,13 @@ func (s *Store) Stats() Stats { return s.stats.snapshot() }
 // Close stops background work and releases the backend's connections.
 func (s *Store) Close() error {
 	s.stopBG()
+	s.blobsMu.Lock()
+	for k, r := range s.blobs {
+		r.b.Close()
+		r.e.Release()
+		delete(s.blobs, k)
+	}
+	s.blobsMu.Unlock()
 	s.cache.Close()
 	return s.be.Close()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote"
 )
 
 func catCmd(g *globalFlags) *cobra.Command {
@@ -29,12 +31,22 @@ func catCmd(g *globalFlags) *cobra.Command {
 			if n.Type != nar.TypeRegular {
 				return fmt.Errorf("%s: is a %s, not a regular file", args[1], n.Type)
 			}
-			f, err := tg.store.OpenFile(ctx, tg.info, tg.sub)
-			if err != nil {
+			var r io.Reader
+			if cf, err := tg.store.OpenChunked(ctx, tg.info, tg.sub); err == nil {
+				// Indexed: only this file's chunks are fetched.
+				defer cf.Close()
+				r = cf.Reader(ctx)
+			} else if !errors.Is(err, remote.ErrNotIndexed) {
 				return err
+			} else {
+				f, err := tg.store.OpenFile(ctx, tg.info, tg.sub)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
 			}
-			defer f.Close()
-			_, err = io.Copy(os.Stdout, f)
+			_, err = io.Copy(os.Stdout, r)
 			return err
 		},
 	}

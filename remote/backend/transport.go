@@ -58,8 +58,22 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx, cancel := context.WithCancelCause(parent)
 	hdr := time.AfterFunc(timeout, func() { cancel(ErrTimeout) })
-	resp, err := g.base.RoundTrip(req.WithContext(ctx))
-	stopped := hdr.Stop()
+	r2 := req.WithContext(ctx)
+	var ub *uploadBody
+	if req.Body != nil && req.Body != http.NoBody {
+		// An upload: the header timeout counts from the last body
+		// byte taken, not from the start of the request.
+		ub = &uploadBody{rc: req.Body, timer: hdr, timeout: g.headerTimeout, deadline: parent, armed: true}
+		r2.Body = ub
+		r2.GetBody = nil
+	}
+	resp, err := g.base.RoundTrip(r2)
+	var stopped bool
+	if ub != nil {
+		stopped = ub.finish()
+	} else {
+		stopped = hdr.Stop()
+	}
 	if err != nil {
 		cancel(nil)
 		if !stopped && errors.Is(context.Cause(ctx), ErrTimeout) || errors.Is(parent.Err(), context.DeadlineExceeded) {
@@ -82,6 +96,64 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = newGuardBody(ctx, resp.Body, cancel, g.stallTimeout, want, g.minRate, g.rateWindow)
 	return resp, nil
+}
+
+// uploadBody is a request body under guardTransport. The header timer is
+// stopped while the transport waits on Read (time spent producing the
+// body is the caller's, bounded by its context) and re-armed after each
+// Read, so it fires only when the server takes no bytes, or sends no
+// headers, for headerTimeout (or until the deadline, if sooner).
+type uploadBody struct {
+	rc       io.ReadCloser
+	timer    *time.Timer
+	timeout  time.Duration
+	deadline context.Context
+
+	mu    sync.Mutex
+	armed bool // the timer is running (it starts so)
+	fired bool // the timer fired while armed
+	done  bool // RoundTrip returned; the timer is no longer ours to arm
+}
+
+func (u *uploadBody) Read(p []byte) (int, error) {
+	u.disarm()
+	n, err := u.rc.Read(p)
+	u.mu.Lock()
+	if !u.done && !u.fired {
+		d := u.timeout
+		if dl, ok := u.deadline.Deadline(); ok {
+			d = min(d, time.Until(dl))
+		}
+		u.timer.Reset(max(d, 0))
+		u.armed = true
+	}
+	u.mu.Unlock()
+	return n, err
+}
+
+func (u *uploadBody) disarm() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.armed && !u.done {
+		if !u.timer.Stop() {
+			u.fired = true
+		}
+		u.armed = false
+	}
+}
+
+func (u *uploadBody) Close() error { return u.rc.Close() }
+
+// finish marks RoundTrip as returned and stops the timer; it reports
+// whether the timer never fired (hdr.Stop's answer without uploads).
+func (u *uploadBody) finish() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.armed && !u.done && !u.timer.Stop() {
+		u.fired = true
+	}
+	u.armed, u.done = false, true
+	return !u.fired
 }
 
 // lastAttempt holds the error of a call's latest failed attempt. The AWS

@@ -172,3 +172,29 @@ func (h *Entry) ReadMeta(name string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// OpenData opens a data file of the entry (made with CreateFile) for
+// reading and writing. Like every open of cache content it never follows
+// a symlink, and the file must be regular.
+func (h *Entry) OpenData(name string) (*os.File, error) {
+	if !validName(name) || name == "meta" || name == "lock" || name == "root" {
+		return nil, fmt.Errorf("data file name %q: invalid", name)
+	}
+	fd, err := unix.Openat(h.e.dirFd, name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if err == unix.ENOENT {
+			return nil, fmt.Errorf("%s of %s: %w", name, h.e.key, ErrMiss)
+		}
+		return nil, fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s of %s: %w: not a regular file", name, h.e.key, ErrLocal)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(h.c.entryDir(h.e.key), name)), nil
+}

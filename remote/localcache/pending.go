@@ -117,3 +117,18 @@ func (p *Pending) Commit(key string, size int64) (*Entry, error) {
 	removeAll(gone)
 	return &Entry{c: c, e: e}, nil
 }
+
+// CreateFile creates a data file of the entry being written, open for
+// reading and writing: a NAR blob that is filled in after the commit,
+// chunk by chunk, through Entry.OpenData. Whoever fills it must make sure
+// no unverified byte of it is ever served.
+func (p *Pending) CreateFile(name string) (*os.File, error) {
+	if !validName(name) || name == "meta" || name == "lock" || name == "root" {
+		return nil, fmt.Errorf("data file name %q: invalid", name)
+	}
+	f, err := os.OpenFile(filepath.Join(p.dir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLocal, err)
+	}
+	return f, nil
+}

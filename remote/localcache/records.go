@@ -10,7 +10,7 @@ import (
 )
 
 // maxRecord bounds a record; narinfos are well under a kilobyte.
-const maxRecord = 1 << 20
+const maxRecord = 64 << 20 // chunk indexes of large paths are records too
 
 // PutRecord stores a small record atomically (a reader sees the old or
 // the new one, never a mix).

@@ -1,0 +1,352 @@
+// Package blob keeps a NAR of an indexed store path as one sparse local
+// file, filled in chunk by chunk as readers need them, each chunk verified
+// against the signed chunk index before any byte of it is served.
+//
+// # On disk (inside a local cache entry)
+//
+//	blob        the uncompressed NAR, NarSize bytes, sparse where not fetched
+//	chunks      one byte per chunk of the index: 1 once its bytes were written
+//	index.nidx  the index object the entry was made from (verified then)
+//
+// A chunk's bytes are written to the blob before its byte in chunks is
+// set, so a SIGKILL at any instant leaves at worst a chunk written but not
+// marked (fetched again). A mark is only a claim: a process that did not
+// write a chunk itself (after a restart, or another process sharing the
+// cache dir) hashes the chunk from the blob once before serving it, so a
+// torn write or a lost page after a crash is caught, never served.
+package blob
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/narfs/narfs/remote/chunkindex"
+)
+
+// Names of the entry's files.
+const (
+	BlobFile  = "blob"
+	MarksFile = "chunks"
+	IndexFile = "index.nidx"
+)
+
+// ErrChunk wraps chunkindex.ErrChunk: a chunk from the cache did not
+// match the index. Its readers get EIO; the chunk is not fetched again for
+// a while.
+var ErrChunk = chunkindex.ErrChunk
+
+// errRetry: the chunk was in a request that failed before reaching it;
+// its waiters start a request of their own.
+var errRetry = errors.New("chunk not reached; retry")
+
+// corruptMemo is how long a chunk that failed verification is not
+// fetched again.
+const corruptMemo = time.Minute
+
+// maxRun bounds the stored bytes one ranged request asks for: longer
+// spans are split so several requests run in parallel.
+const maxRun = 8 << 20
+
+// Source reads byte ranges of the stored NAR object (backend.GetRange).
+type Source interface {
+	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+}
+
+// Options of a Blob.
+type Options struct {
+	// FetchDeadline bounds one request for n stored bytes.
+	FetchDeadline func(n int64) time.Duration
+	Logger        *slog.Logger
+	// OnFetch is called with the stored bytes of each request started, for
+	// accounting (may be nil).
+	OnFetch func(n int64)
+}
+
+type state uint8
+
+const (
+	missing state = iota
+	claimed       // marked on disk by someone else: hash before use
+	inflight
+	verified
+)
+
+type chunk struct {
+	st          state
+	done        chan struct{} // closed when an inflight chunk settles
+	err         error         // why it settled unverified
+	failedUntil time.Time
+}
+
+// Blob is one indexed NAR being read. Safe for concurrent use.
+type Blob struct {
+	x     *chunkindex.Index
+	src   Source
+	opts  Options
+	blob  *os.File
+	marks *os.File
+	bg    context.Context
+
+	mu     sync.Mutex
+	chunks []chunk
+}
+
+// New returns the Blob over an entry's open blob and marks files.
+func New(bg context.Context, x *chunkindex.Index, blobF, marksF *os.File, src Source, opts Options) (*Blob, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.FetchDeadline == nil {
+		opts.FetchDeadline = func(int64) time.Duration { return time.Minute }
+	}
+	b := &Blob{x: x, src: src, opts: opts, blob: blobF, marks: marksF, bg: bg, chunks: make([]chunk, len(x.Chunks))}
+	m := make([]byte, len(x.Chunks))
+	n, err := marksF.ReadAt(m, 0)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("chunk marks: %w", err)
+	}
+	for i := range m[:n] {
+		if m[i] == 1 {
+			b.chunks[i].st = claimed
+		}
+	}
+	return b, nil
+}
+
+// Index is the blob's chunk index.
+func (b *Blob) Index() *chunkindex.Index { return b.x }
+
+// ReadAt reads len(p) bytes of the NAR at off (clipped to the NAR) into
+// p, fetching what is missing; chunks up to raEnd (a NAR offset; the end
+// of the file being read, at most) are fetched ahead in the same requests
+// without being waited for.
+func (b *Blob) ReadAt(ctx context.Context, p []byte, off, raEnd int64) (int, error) {
+	if off < 0 || off >= b.x.NarSize {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.x.NarSize-off {
+		p = p[:b.x.NarSize-off]
+	}
+	first, last := b.x.Span(off, int64(len(p)))
+	_, raLast := b.x.Span(off, max(raEnd, off+int64(len(p)))-off)
+	if err := b.Ensure(ctx, first, last, raLast); err != nil {
+		return 0, err
+	}
+	return b.blob.ReadAt(p, off)
+}
+
+// Ensure returns once chunks [first, last) are verified in the blob,
+// starting requests for those missing and, in the same requests, for the
+// missing chunks up to raLast.
+func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
+	raLast = max(raLast, last)
+	for {
+		var waits []chan struct{}
+		var checks []int
+		var runs [][2]int
+		now := time.Now()
+		b.mu.Lock()
+		for i := first; i < raLast; i++ {
+			c := &b.chunks[i]
+			switch c.st {
+			case verified:
+				continue
+			case inflight:
+				if i < last {
+					waits = append(waits, c.done)
+				}
+				continue
+			case claimed:
+				c.st, c.done = inflight, make(chan struct{})
+				checks = append(checks, i)
+				if i < last {
+					waits = append(waits, c.done)
+				}
+				continue
+			}
+			if now.Before(c.failedUntil) {
+				if i < last {
+					b.mu.Unlock()
+					return c.err
+				}
+				continue
+			}
+			c.st, c.done = inflight, make(chan struct{})
+			if i < last {
+				waits = append(waits, c.done)
+			}
+			if n := len(runs); n > 0 && runs[n-1][1] == i && b.runBytes(runs[n-1][0], i+1) <= maxRun {
+				runs[n-1][1] = i + 1
+			} else {
+				runs = append(runs, [2]int{i, i + 1})
+			}
+		}
+		b.mu.Unlock()
+		for _, i := range checks {
+			b.check(i)
+		}
+		for _, r := range runs {
+			go b.fetch(r[0], r[1])
+		}
+		if len(waits) == 0 {
+			return nil
+		}
+		retry := false
+		for _, w := range waits {
+			select {
+			case <-w:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		b.mu.Lock()
+		for i := first; i < last; i++ {
+			c := &b.chunks[i]
+			if c.st == verified {
+				continue
+			}
+			if c.st == missing && c.err != nil && c.err != errRetry {
+				err := c.err
+				b.mu.Unlock()
+				return err
+			}
+			retry = true
+		}
+		b.mu.Unlock()
+		if !retry {
+			return nil
+		}
+		// Chunks a failed request never reached, or claims that did not
+		// hold: ask again (ctx bounds how long).
+		ra := raLast
+		raLast = last
+		_ = ra
+	}
+}
+
+func (b *Blob) runBytes(i, j int) int64 {
+	return b.x.Chunks[j-1].FileOffset + b.x.Chunks[j-1].FileLen - b.x.Chunks[i].FileOffset
+}
+
+// settle ends chunk i's flight.
+func (b *Blob) settle(i int, ok bool, err error) {
+	b.mu.Lock()
+	c := &b.chunks[i]
+	if ok {
+		c.st, c.err = verified, nil
+	} else {
+		c.st, c.err = missing, err
+		if errors.Is(err, ErrChunk) {
+			c.failedUntil = time.Now().Add(corruptMemo)
+		}
+	}
+	close(c.done)
+	b.mu.Unlock()
+}
+
+// check verifies a chunk someone else marked, from the blob.
+func (b *Blob) check(i int) {
+	c := b.x.Chunks[i]
+	buf := make([]byte, c.NarLen)
+	if _, err := b.blob.ReadAt(buf, c.NarOffset); err == nil && sha256.Sum256(buf) == c.SHA256 {
+		b.settle(i, true, nil)
+		return
+	}
+	b.settle(i, false, errRetry)
+}
+
+// fetch requests chunks [i, j) in one ranged GET and settles each as soon
+// as it is verified and written.
+func (b *Blob) fetch(i, j int) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.opts.Logger.Error("panic fetching chunks", "panic", r)
+			for k := i; k < j; k++ {
+				b.settleIfInflight(k, fmt.Errorf("internal error: %v", r))
+			}
+		}
+	}()
+	first := b.x.Chunks[i]
+	n := b.runBytes(i, j)
+	ctx, cancel := context.WithTimeout(b.bg, b.opts.FetchDeadline(n))
+	defer cancel()
+	if b.opts.OnFetch != nil {
+		b.opts.OnFetch(n)
+	}
+	rc, err := b.src.GetRange(ctx, b.x.URL, first.FileOffset, n)
+	if err != nil {
+		b.opts.Logger.Warn("chunk request failed", "url", b.x.URL, "offset", first.FileOffset, "bytes", n, "err", err)
+		b.settle(i, false, err)
+		for k := i + 1; k < j; k++ {
+			b.settle(k, false, errRetry)
+		}
+		return
+	}
+	defer rc.Close()
+	var stored, out []byte
+	for k := i; k < j; k++ {
+		c := b.x.Chunks[k]
+		if int64(cap(stored)) < c.FileLen {
+			stored = make([]byte, c.FileLen)
+		}
+		stored = stored[:c.FileLen]
+		_, err := io.ReadFull(rc, stored)
+		if err == nil {
+			out, err = b.x.DecodeChunk(out[:0], c, stored)
+			if err != nil {
+				b.opts.Logger.Error("chunk failed verification; not served", "url", b.x.URL, "nar-offset", c.NarOffset, "err", err)
+			}
+		}
+		if err == nil {
+			err = b.write(k, c, out)
+		}
+		if err != nil {
+			b.settle(k, false, err)
+			for m := k + 1; m < j; m++ {
+				b.settle(m, false, errRetry)
+			}
+			return
+		}
+		b.settle(k, true, nil)
+	}
+}
+
+func (b *Blob) settleIfInflight(k int, err error) {
+	b.mu.Lock()
+	inflight := b.chunks[k].st == inflight
+	b.mu.Unlock()
+	if inflight {
+		b.settle(k, false, err)
+	}
+}
+
+// write stores a verified chunk: its bytes, then its mark.
+func (b *Blob) write(k int, c chunkindex.Chunk, data []byte) error {
+	if _, err := b.blob.WriteAt(data, c.NarOffset); err != nil {
+		return fmt.Errorf("%w: writing chunk: %w", ErrLocal, err)
+	}
+	if k > math.MaxInt64 {
+		return nil
+	}
+	if _, err := b.marks.WriteAt([]byte{1}, int64(k)); err != nil {
+		return fmt.Errorf("%w: marking chunk: %w", ErrLocal, err)
+	}
+	return nil
+}
+
+// ErrLocal wraps failures of the local disk.
+var ErrLocal = errors.New("local blob")
+
+// Close closes the blob's files. Reads in progress fail.
+func (b *Blob) Close() error {
+	b.blob.Close()
+	return b.marks.Close()
+}

@@ -1,0 +1,361 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/blob"
+	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/localcache"
+	"github.com/narfs/narfs/remote/storepath"
+)
+
+// ErrNotIndexed: the path has no valid chunk index; read it whole.
+var ErrNotIndexed = errors.New("no valid chunk index")
+
+// blobLinger is how long an indexed path's open blob is kept after its
+// last reader closed it, so that the next open finds it warm.
+const blobLinger = 30 * time.Second
+
+// chunkedKey names an indexed path's blob entry: the NAR and the index it
+// was cut by (another index of the same NAR has other chunks).
+func chunkedKey(p *PathInfo, object []byte) string {
+	d := chunkindex.Digest(object)
+	return entryKey(p) + "-x-" + storepath.EncodeNix32(d.Digest)[:20]
+}
+
+// index returns the path's verified chunk index, or nil (never an error)
+// when it has none or it is not usable: the path is then read whole, as
+// from any stock cache. An index is used only as a whole.
+func (s *Store) index(ctx context.Context, p *PathInfo) *knownListing {
+	url, size, ok, err := chunkindex.Location(p.NarInfo)
+	if !ok {
+		return nil
+	}
+	if err == nil {
+		var kl *knownListing
+		if kl, err = s.fetchIndex(ctx, p, url, size); err == nil {
+			return kl
+		}
+	}
+	if errors.Is(err, ErrNotFound) || errors.Is(err, chunkindex.ErrInvalid) || errors.Is(err, ErrUntrusted) {
+		s.log.Warn("ignoring the path's chunk index; it is read whole", "path", p.Path.String(), "err", err)
+	} else {
+		s.log.Warn("chunk index unavailable; the path is read whole", "path", p.Path.String(), "err", err)
+	}
+	return nil
+}
+
+func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, size int64) (*knownListing, error) {
+	// An index read before (kept beside the blob's entry) is checked again
+	// like a downloaded one, against the narinfo of now.
+	if rec, _, err := s.cache.GetRecord(s.recordNS, p.Path.Hash+".nidx"); err == nil {
+		if kl, err := s.acceptIndex(ctx, p, rec); err == nil {
+			return kl, nil
+		}
+	}
+	if s.failed.get("index/"+p.Path.Hash) != nil {
+		return nil, fmt.Errorf("index %s: %w (failed recently)", url, chunkindex.ErrInvalid)
+	}
+	object, err := backend.ReadAll(ctx, s.be, url, size)
+	if err != nil {
+		if errors.Is(err, backend.ErrTooLarge) {
+			err = fmt.Errorf("%w: %v", chunkindex.ErrInvalid, err)
+		}
+		return nil, fmt.Errorf("index %s: %w", url, err)
+	}
+	kl, err := s.acceptIndex(ctx, p, object)
+	if err != nil {
+		s.failed.add("index/"+p.Path.Hash, err, corruptMemo, corruptMemo)
+		return nil, fmt.Errorf("index %s: %w", url, err)
+	}
+	if err := s.cache.PutRecord(s.recordNS, p.Path.Hash+".nidx", object); err != nil {
+		s.log.Warn("recording chunk index locally", "path", p.Path.String(), "err", err)
+	}
+	return kl, nil
+}
+
+// acceptIndex checks an index object: the signature first (nothing of an
+// unsigned index is decoded), then that it holds together and describes
+// this narinfo's NAR and object.
+func (s *Store) acceptIndex(ctx context.Context, p *PathInfo, object []byte) (*knownListing, error) {
+	if size, _ := p.NarInfo.Get(chunkindex.KeySize); size != fmt.Sprint(len(object)) {
+		return nil, fmt.Errorf("%w: %d bytes, narinfo says %s", chunkindex.ErrInvalid, len(object), size)
+	}
+	if !s.trustAll {
+		if _, err := chunkindex.Verify(p.NarInfo, object, s.cfg.TrustedKeys); err != nil {
+			return nil, err
+		}
+	}
+	// Decoding takes a few times the object's decoded size: bound
+	// concurrent decodes by the listing budget, as for .ls.
+	weight := min(int64(chunkindex.MaxDecoded), s.cfg.ListingMemory, 16*int64(len(object)))
+	if err := s.decoding.Acquire(ctx, weight); err != nil {
+		return nil, err
+	}
+	x, err := chunkindex.Decode(object)
+	s.decoding.Release(weight)
+	if err != nil {
+		return nil, err
+	}
+	if err := x.Matches(p.NarInfo); err != nil {
+		return nil, err
+	}
+	cost := x.Listing.MemSize() + int64(len(x.Chunks))*64 + int64(len(object))
+	if !s.listings.fits(cost) {
+		return nil, fmt.Errorf("%w: %d bytes in memory, more than a quarter of the listing budget", chunkindex.ErrInvalid, cost)
+	}
+	return &knownListing{Listing: x.Listing, verified: true, cost: cost, index: x, indexObject: object}, nil
+}
+
+// blobRef is an indexed path's blob, open while readers use it.
+type blobRef struct {
+	key  string
+	e    *localcache.Entry // pinned while open
+	b    *blob.Blob
+	refs int // protected by Store.blobsMu
+	gen  int // bumps at each open, so a stale linger timer does nothing
+}
+
+// openBlob returns the indexed path's blob, creating its local cache
+// entry (an empty sparse blob) the first time.
+func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
+	key := chunkedKey(p, kl.indexObject)
+	s.blobsMu.Lock()
+	defer s.blobsMu.Unlock()
+	if r, ok := s.blobs[key]; ok {
+		r.refs++
+		r.gen++
+		return r, nil
+	}
+	e, err := s.cache.Acquire(key)
+	if errors.Is(err, localcache.ErrMiss) {
+		e, err = s.createBlob(key, kl, p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.Path, err)
+	}
+	bf, err := e.OpenData(blob.BlobFile)
+	if err != nil {
+		e.Release()
+		return nil, fmt.Errorf("%s: %w", p.Path, err)
+	}
+	mf, err := e.OpenData(blob.MarksFile)
+	if err != nil {
+		bf.Close()
+		e.Release()
+		return nil, fmt.Errorf("%s: %w", p.Path, err)
+	}
+	if fi, err := bf.Stat(); err != nil || fi.Size() != kl.index.NarSize {
+		bf.Close()
+		mf.Close()
+		e.Release()
+		s.cache.Forget(key)
+		return nil, fmt.Errorf("%s: %w: blob is not NarSize bytes", p.Path, localcache.ErrLocal)
+	}
+	b, err := blob.New(s.bg, kl.index, bf, mf, s.be, blob.Options{
+		FetchDeadline: s.fetchDeadline,
+		Logger:        s.log.With("path", p.Path.String()),
+		OnFetch:       func(n int64) { s.stats.chunkBytes.Add(n) },
+	})
+	if err != nil {
+		bf.Close()
+		mf.Close()
+		e.Release()
+		return nil, fmt.Errorf("%s: %w: %w", p.Path, localcache.ErrLocal, err)
+	}
+	r := &blobRef{key: key, e: e, b: b, refs: 1}
+	s.blobs[key] = r
+	return r, nil
+}
+
+func (s *Store) createBlob(key string, kl *knownListing, p *PathInfo) (*localcache.Entry, error) {
+	pend, err := s.cache.Begin()
+	if err != nil {
+		return nil, err
+	}
+	defer pend.Abort()
+	for _, f := range []struct {
+		name string
+		size int64
+	}{{blob.BlobFile, kl.index.NarSize}, {blob.MarksFile, int64(len(kl.index.Chunks))}} {
+		fh, err := pend.CreateFile(f.name)
+		if err != nil {
+			return nil, err
+		}
+		err = fh.Truncate(f.size)
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", localcache.ErrLocal, err)
+		}
+	}
+	if err := pend.WriteMeta(blob.IndexFile, kl.indexObject); err != nil {
+		return nil, err
+	}
+	// Accounted at its full size: it may fill up to that.
+	e, err := pend.Commit(key, kl.index.NarSize)
+	if err == nil {
+		s.recordNarinfo(p)
+	}
+	return e, err
+}
+
+func (s *Store) releaseBlob(r *blobRef) {
+	s.blobsMu.Lock()
+	defer s.blobsMu.Unlock()
+	r.refs--
+	if r.refs > 0 {
+		return
+	}
+	gen := r.gen
+	time.AfterFunc(blobLinger, func() {
+		s.blobsMu.Lock()
+		defer s.blobsMu.Unlock()
+		if r.refs == 0 && r.gen == gen && s.blobs[r.key] == r {
+			delete(s.blobs, r.key)
+			r.b.Close()
+			r.e.Release()
+		}
+	})
+}
+
+// ChunkedFile is an open regular file of an indexed path: reads fetch and
+// verify only the chunks they cover.
+type ChunkedFile struct {
+	s    *Store
+	p    *PathInfo
+	ref  *blobRef
+	node *nar.Node
+
+	mu      sync.Mutex
+	nextOff int64 // where a sequential reader reads next
+	window  int64 // readahead, grown while reads are sequential
+	closed  bool
+}
+
+// OpenChunked opens a regular file of a path that has a valid chunk
+// index, without fetching anything but the index. Paths without one give
+// ErrNotIndexed: use OpenVerified.
+func (s *Store) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*ChunkedFile, error) {
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	kl, err := s.listing(ctx, p, false)
+	if err != nil && !errors.Is(err, errNeedNAR) {
+		return nil, err
+	}
+	if err != nil || kl.index == nil {
+		return nil, ErrNotIndexed
+	}
+	n, err := kl.Find(sub)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w (%v)", p.Path, sub, ErrNotFound, err)
+	}
+	if n.Type != nar.TypeRegular {
+		return nil, fmt.Errorf("%s/%s: %w (a %s, not a regular file)", p.Path, sub, ErrNotFound, n.Type)
+	}
+	r, err := s.openBlob(kl, p)
+	if err != nil {
+		return nil, err
+	}
+	return &ChunkedFile{s: s, p: p, ref: r, node: n}, nil
+}
+
+// Node is the file's node in the signed listing.
+func (f *ChunkedFile) Node() *nar.Node { return f.node }
+
+// Readahead bounds: reads that follow each other double the window from
+// minWindow up to maxWindow, fetched in parallel requests of at most a
+// few MiB.
+const (
+	minWindow = 2 << 20
+	maxWindow = 32 << 20
+)
+
+// ReadAt reads the file's bytes at off; every byte returned is from a
+// chunk verified against the index.
+func (f *ChunkedFile) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	size := f.node.Size
+	if off >= size {
+		return 0, io.EOF
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("negative offset")
+	}
+	n := int64(len(p))
+	if n > size-off {
+		n = size - off
+	}
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return 0, fmt.Errorf("read of a closed file")
+	}
+	// Kernel readahead sends reads slightly out of order: near the last
+	// end counts as sequential.
+	if d := off - f.nextOff; d > -maxRead && d < maxRead && off > 0 {
+		f.window = min(max(2*f.window, minWindow), maxWindow)
+	} else {
+		f.window = 0
+	}
+	f.nextOff = max(f.nextOff, off+n)
+	window := f.window
+	f.mu.Unlock()
+	ctx, cancel := f.s.opContext(ctx)
+	defer cancel()
+	base := f.node.NarOffset
+	raEnd := base + min(size, off+n+window)
+	got, err := f.ref.b.ReadAt(ctx, p[:n], base+off, raEnd)
+	if err != nil {
+		if errors.Is(err, blob.ErrChunk) {
+			f.s.stats.corrupt.Add(1)
+			return 0, fmt.Errorf("%s: %w: %w", f.p.Path, ErrCorrupt, err)
+		}
+		return 0, fmt.Errorf("%s: %w", f.p.Path, err)
+	}
+	if int64(got) < n {
+		return got, io.ErrUnexpectedEOF
+	}
+	return got, nil
+}
+
+// maxRead is the largest read the kernel sends in one request.
+const maxRead = 1 << 20
+
+// Close releases the file; the blob stays open a while for the next.
+func (f *ChunkedFile) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		f.s.releaseBlob(f.ref)
+	}
+	return nil
+}
+
+// Reader reads the file from its start, each call bounded like ReadAt.
+func (f *ChunkedFile) Reader(ctx context.Context) io.Reader {
+	return &chunkedReader{ctx: ctx, f: f}
+}
+
+type chunkedReader struct {
+	ctx context.Context
+	f   *ChunkedFile
+	off int64
+}
+
+func (r *chunkedReader) Read(p []byte) (int, error) {
+	if len(p) > maxRead {
+		p = p[:maxRead]
+	}
+	n, err := r.f.ReadAt(r.ctx, p, r.off)
+	r.off += int64(n)
+	return n, err
+}
