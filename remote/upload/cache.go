@@ -40,17 +40,9 @@ func Open(ctx context.Context, storeURL string, opts backend.Options) (*Cache, e
 	if err != nil {
 		return nil, err
 	}
-	b, err := backend.Open(ctx, u, opts)
+	b, w, err := backend.OpenWriter(ctx, u, opts)
 	if err != nil {
 		return nil, err
-	}
-	w, ok := b.(backend.Writer)
-	if !ok {
-		w, ok = fallbackWriter(u)
-	}
-	if !ok {
-		b.Close()
-		return nil, fmt.Errorf("%s: %w: the store cannot be written", b, backend.ErrUnsupported)
 	}
 	log := opts.Logger
 	if log == nil {
