@@ -52,7 +52,18 @@ func TestPushNixReads(t *testing.T) {
 			h := serveHTTP(t, dir)
 			sameAsStore(t, nixExtract(t, h.URL, c.publicKey, []string{c.root}), c.all)
 
-			out, errOut, code := narfs(t, nil, "push", "--secret-key", c.secretKey, "file://"+dir, "/nix/store/"+c.root)
+			// narfs itself reads the pushed cache through the index.
+			lib := c.iaPaths[2]
+			out, errOut, code := narfs(t, nil, "cat", "--trusted-public-keys="+c.publicKey, "--cache-dir="+t.TempDir(), h.URL, lib+"/share/doc/README")
+			if code != 0 || out != "narfs integration\n" {
+				t.Errorf("narfs cat from the pushed cache: exit %d, %q, %s", code, out, errOut)
+			}
+			ni := readNarinfo(t, filepath.Join(dir, hashOf(lib)+".narinfo"))
+			if idx, _, _, _ := chunkindex.Location(ni); h.gets(idx) == 0 {
+				t.Errorf("narfs cat did not fetch the index %s", idx)
+			}
+
+			out, errOut, code = narfs(t, nil, "push", "--secret-key", c.secretKey, "file://"+dir, "/nix/store/"+c.root)
 			if code != 0 || strings.Count(out, "skipped ") != len(c.all) {
 				t.Errorf("second push: exit %d, want every path skipped:\n%s%s", code, out, errOut)
 			}
@@ -153,4 +164,11 @@ func readNarinfo(t *testing.T, p string) *narinfo.NarInfo {
 		t.Fatal(err)
 	}
 	return ni
+}
+
+// gets counts the requests for one key.
+func (h *httpCache) gets(key string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.get[key]
 }
