@@ -50,7 +50,7 @@ func main() {
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "longest a lookup or an open waits for an answer, retries included (a download slower than 64 KiB/s counts as stalled)")
 	pf.BoolVar(&g.noListings, "verified-metadata-only", false, "ignore the cache's unsigned .ls listings: take metadata (stat, readdir, symlink targets) only from verified NARs")
 	pf.BoolVar(&g.prefetch, "prefetch-references", false, "once a path's NAR is fetched, fetch its references' NARs in the background (walks of whole closures overlap downloads)")
-	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g))
+	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "narfs: %v\n", err)
 		os.Exit(1)

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/upload"
+)
+
+func pushCmd(g *globalFlags) *cobra.Command {
+	var (
+		keyFile   string
+		o         upload.PushOptions
+		noClosure bool
+	)
+	c := &cobra.Command{
+		Use:   "push --secret-key FILE [flags] STORE-URL PATH…",
+		Short: "Upload local store paths (and their closure) to a binary cache, with a chunk index",
+		Long: `Push uploads PATHs from the local Nix store, with everything they reference unless
+--no-closure, to STORE-URL (file:///DIR, s3://BUCKET?…, or http(s) accepting PUT). Each path
+gets a chunked NAR object, a signed chunk index, a .ls listing and, last, a narinfo signed
+by the secret key (nix-store --generate-binary-cache-key). Paths already in the cache are
+skipped. Nix reads the result like any binary cache.`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			key, err := readSecretKey(keyFile)
+			if err != nil {
+				return err
+			}
+			o.Key = key
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			paths, err := upload.QueryPathInfo(ctx, args[1:], !noClosure)
+			if err != nil {
+				return err
+			}
+			cache, err := upload.Open(ctx, args[0], backend.Options{Logger: log})
+			if err != nil {
+				return err
+			}
+			defer cache.Close()
+			var total int64
+			for _, p := range paths {
+				total += p.NarSize
+			}
+			pr := newProgress(total, "pushing", true)
+			o.Progress = pr.add
+			failed := 0
+			err = cache.PushAll(ctx, paths, o, func(r upload.Result) {
+				switch {
+				case r.Err != nil:
+					failed++
+					pr.linef("FAIL %s: %v", r.Path, r.Err)
+				case r.Skipped:
+					pr.linef("skipped %s (already in the cache)", r.Path)
+				default:
+					pr.linef("pushed %s", r.Path)
+				}
+			})
+			pr.finish()
+			if err != nil {
+				return err
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d paths failed", failed, len(paths))
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&keyFile, "secret-key", "", "file with the `name:base64` secret key that signs the narinfos and indexes (required)")
+	f.StringVar(&o.Compression, "compression", "zstd", "NAR objects as zstd frames, or none")
+	f.BoolVar(&noClosure, "no-closure", false, "push only the named paths, not what they reference")
+	f.IntVar(&o.Jobs, "jobs", 4, "paths processed at once")
+	c.MarkFlagRequired("secret-key")
+	return c
+}
+
+func readSecretKey(file string) (narinfo.SecretKey, error) {
+	if file == "" {
+		return narinfo.SecretKey{}, fmt.Errorf("--secret-key is required")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--secret-key: %w", err)
+	}
+	k, err := narinfo.ParseSecretKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--secret-key %s: %w", file, err)
+	}
+	return k, nil
+}

@@ -1,0 +1,154 @@
+package upload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/storepath"
+)
+
+// Content types of what a cache holds, as Nix uploads them.
+const (
+	typeNarinfo   = "text/x-nix-narinfo"
+	typeCacheInfo = "text/x-nix-cache-info"
+	typeNAR       = "application/x-nix-nar"
+	typeListing   = "application/json"
+	typeIndex     = "application/x-narfs-index"
+)
+
+// CacheInfo is the nix-cache-info narfs writes into a cache that has none.
+const CacheInfo = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"
+
+// Cache is a binary cache opened for writing (Open), or for Verify
+// alone (W nil).
+type Cache struct {
+	B   backend.Backend // read side
+	W   backend.Writer  // write side of the same store
+	Log *slog.Logger
+}
+
+// Open opens storeURL for reading and writing.
+func Open(ctx context.Context, storeURL string, opts backend.Options) (*Cache, error) {
+	u, err := backend.ParseStoreURL(storeURL)
+	if err != nil {
+		return nil, err
+	}
+	b, w, err := backend.OpenWriter(ctx, u, opts)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Cache{B: b, W: w, Log: log}, nil
+}
+
+// Close closes the backend.
+func (c *Cache) Close() error { return c.B.Close() }
+
+// exists reports whether key is in the cache.
+func (c *Cache) exists(ctx context.Context, key string) (bool, backend.Info, error) {
+	info, err := c.B.Stat(ctx, key)
+	switch {
+	case err == nil:
+		return true, info, nil
+	case errors.Is(err, backend.ErrNotFound):
+		return false, info, nil
+	}
+	return false, info, err
+}
+
+// putBytes stores a small object.
+func (c *Cache) putBytes(ctx context.Context, key string, data []byte, contentType string) error {
+	return c.W.Put(ctx, key, bytes.NewReader(data), int64(len(data)), contentType)
+}
+
+// putObject stores a large object from a seekable source, unless an
+// object of that size is already at key: object keys are content
+// hashes, so it holds the same bytes.
+func (c *Cache) putObject(ctx context.Context, key string, r io.ReadSeeker, size int64, contentType string) error {
+	ok, info, err := c.exists(ctx, key)
+	if err != nil {
+		return err
+	}
+	if ok && info.Size == size {
+		return nil
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return c.W.Put(ctx, key, r, size, contentType)
+}
+
+// EnsureCacheInfo writes nix-cache-info if the cache has none.
+func (c *Cache) EnsureCacheInfo(ctx context.Context) error {
+	ok, _, err := c.exists(ctx, "nix-cache-info")
+	if err != nil || ok {
+		return err
+	}
+	return c.putBytes(ctx, "nix-cache-info", []byte(CacheInfo), typeCacheInfo)
+}
+
+// readNarinfo fetches and parses <hash>.narinfo.
+func (c *Cache) readNarinfo(ctx context.Context, hash string) (*narinfo.NarInfo, error) {
+	data, err := backend.ReadAll(ctx, c.B, hash+".narinfo", narinfo.MaxSize)
+	if err != nil {
+		return nil, err
+	}
+	ni, err := narinfo.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s.narinfo: %w", hash, err)
+	}
+	if ni.StorePath.Hash != hash {
+		return nil, fmt.Errorf("%s.narinfo: %w: it describes %s", hash, narinfo.ErrInvalid, ni.StorePath)
+	}
+	return ni, nil
+}
+
+// HashPart turns a command-line PATH (/nix/store/<hash>-<name>[/sub],
+// <hash>-<name> or <hash>) into the hash part that names its narinfo.
+func HashPart(storeDir, arg string) (string, error) {
+	s := strings.TrimPrefix(arg, storeDir+"/")
+	s, _, _ = strings.Cut(s, "/")
+	s, _, _ = strings.Cut(s, "-")
+	if !storepath.ValidHashPart(s) {
+		return "", fmt.Errorf("%q is neither a store path nor a hash part", arg)
+	}
+	return s, nil
+}
+
+// objectKey is where an object of this file hash is stored.
+func objectKey(fileHash storepath.Hash, compression string) string {
+	key := "nar/" + storepath.EncodeNix32(fileHash.Digest) + ".nar"
+	if compression == "zstd" {
+		key += ".zst"
+	}
+	return key
+}
+
+// indexKey is where an index object is stored: the NAR it describes and
+// its own digest (chunkindex's doc).
+func indexKey(narHash, digest storepath.Hash) string {
+	return "index/" + storepath.EncodeNix32(narHash.Digest) + "-" + storepath.EncodeNix32(digest.Digest) + ".nidx"
+}
+
+// AllHashes lists the hash parts of every narinfo in the cache.
+func AllHashes(ctx context.Context, b backend.Backend) ([]string, error) {
+	var hs []string
+	err := b.List(ctx, ".narinfo", func(key string) error {
+		h := strings.TrimSuffix(key, ".narinfo")
+		if storepath.ValidHashPart(h) {
+			hs = append(hs, h)
+		}
+		return nil
+	})
+	return hs, err
+}

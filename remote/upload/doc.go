@@ -1,0 +1,35 @@
+// Package upload writes binary caches that narfs can read file by file:
+// narfs push (store paths from the local Nix store), narfs index (an
+// existing cache upgraded in place) and narfs verify (every claim a cache
+// makes about a path, checked).
+//
+// # What a path's upload writes, in order
+//
+//	nar/<nix32 FileHash>.nar.zst   the NAR as independent zstd frames (or .nar, uncompressed)
+//	index/<nix32 NarHash>-<nix32 digest>.nidx   the signed chunk index (remote/chunkindex)
+//	<hash>.ls                      the listing, with narOffset, uncompressed JSON
+//	<hash>.narinfo                 last: Nix's fields, a new Sig, NarfsIndex*
+//
+// The narinfo comes last, so a reader that finds it finds everything it
+// names; an interrupted run leaves only unreferenced objects, which a
+// rerun overwrites with the same bytes (object and index keys are
+// content hashes). Within one push, a path's narinfo is written only
+// after those of its references, as nix copy does, so the cache never
+// names a path whose closure it lacks.
+//
+// # Memory
+//
+// NARs are streamed, never held whole: a NAR is read twice (once for its
+// hash and listing, which chunk planning needs first, once through the
+// chunk builder into a temporary file that is then uploaded). A pushed
+// path is dumped twice from the local store; an indexed or verified path
+// is downloaded once into a temporary file.
+//
+// # Trust
+//
+// Push checks every NAR against the hash and size the local store
+// recorded before signing anything. Index checks the downloaded NAR
+// against the narinfo's NarHash and NarSize before writing a byte, and
+// keeps every narinfo line it does not replace: Nix's signature covers the
+// store path, NarHash, NarSize and References, none of which change.
+package upload

@@ -1,0 +1,218 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/narfs/narfs/nar/compress"
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/narinfo"
+)
+
+// IndexOptions tune IndexAll.
+type IndexOptions struct {
+	Key     narinfo.SecretKey
+	Level   zstd.EncoderLevel
+	TempDir string
+	Jobs    int // paths in flight, default 4
+	// Prune deletes the objects the rewritten narinfos no longer point
+	// at, once no narinfo in the cache does.
+	Prune bool
+}
+
+// IndexResult is the outcome of indexing one path.
+type IndexResult struct {
+	Result
+	OldURL string // the object the narinfo pointed at before, if it changed
+	NewURL string
+}
+
+// IndexAll indexes the paths of the hash parts, Jobs at a time, calling
+// report once per path, then prunes if asked. The error is about pruning
+// only; every path's failure goes to report.
+func (c *Cache) IndexAll(ctx context.Context, hashes []string, opts IndexOptions, report func(IndexResult)) error {
+	if opts.Jobs <= 0 {
+		opts.Jobs = 4
+	}
+	work := make(chan string)
+	var (
+		mu       sync.Mutex
+		replaced []string // old objects
+	)
+	var wg sync.WaitGroup
+	for range opts.Jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for h := range work {
+				r := c.Index(ctx, h, opts)
+				if r.OldURL != "" {
+					mu.Lock()
+					replaced = append(replaced, r.OldURL)
+					mu.Unlock()
+				}
+				report(r)
+			}
+		}()
+	}
+	for _, h := range hashes {
+		work <- h
+	}
+	close(work)
+	wg.Wait()
+	if !opts.Prune || len(replaced) == 0 {
+		return nil
+	}
+	return c.prune(ctx, replaced)
+}
+
+// Index gives the path of hash part hash a chunk index, re-encoding its
+// object unless it is uncompressed. A path whose index verifies with the
+// key is left alone.
+func (c *Cache) Index(ctx context.Context, hash string, opts IndexOptions) IndexResult {
+	if opts.Level == 0 {
+		opts.Level = zstd.SpeedDefault
+	}
+	r := IndexResult{Result: Result{Path: hash}}
+	ni, err := c.readNarinfo(ctx, hash)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	r.Path = ni.StorePath.Abs(storeDirOf(ni))
+	if c.hasIndex(ctx, ni, opts.Key.Public()) {
+		r.Skipped = true
+		return r
+	}
+	r.OldURL, r.NewURL, r.Err = c.index(ctx, ni, opts)
+	return r
+}
+
+// hasIndex reports whether the narinfo's index is valid and signed by
+// pub.
+func (c *Cache) hasIndex(ctx context.Context, ni *narinfo.NarInfo, pub narinfo.PublicKey) bool {
+	url, size, ok, err := chunkindex.Location(ni)
+	if !ok || err != nil {
+		return false
+	}
+	data, err := backend.ReadAll(ctx, c.B, url, size)
+	if err != nil {
+		return false
+	}
+	if _, err := chunkindex.Verify(ni, data, []narinfo.PublicKey{pub}); err != nil {
+		return false
+	}
+	x, err := chunkindex.Decode(data)
+	return err == nil && x.Matches(ni) == nil
+}
+
+func (c *Cache) index(ctx context.Context, ni *narinfo.NarInfo, opts IndexOptions) (oldURL, newURL string, err error) {
+	comp := ni.EffectiveCompression()
+	// Download once, decompressing into a temporary NAR.
+	narFile, err := newTemp(opts.TempDir, "narfs-index-*.nar")
+	if err != nil {
+		return "", "", err
+	}
+	defer narFile.Close()
+	o, err := c.B.Get(ctx, ni.URL)
+	if err != nil {
+		return "", "", err
+	}
+	defer o.Body.Close()
+	file := newNarDigest()
+	raw := io.TeeReader(o.Body, file)
+	dec, err := compress.NewReader(comp, raw)
+	if err != nil {
+		return "", "", err
+	}
+	d := newNarDigest()
+	l, err := scan(dec, d, narFile)
+	dec.Close()
+	if err != nil {
+		return "", "", fmt.Errorf("%s: decoding the NAR: %w", ni.URL, err)
+	}
+	if _, err := io.Copy(io.Discard, raw); err != nil {
+		return "", "", err
+	}
+	if err := d.check(ni.NarHash, ni.NarSize); err != nil {
+		return "", "", fmt.Errorf("%s: %w", ni.URL, err)
+	}
+	if (ni.FileSize != 0 && file.n != ni.FileSize) || (ni.FileHash != nil && ni.FileHash.Algo == "sha256" && !file.sum().Equal(*ni.FileHash)) {
+		return "", "", fmt.Errorf("%s: %d bytes with hash %s, narinfo says FileSize %d, FileHash %s", ni.URL, file.n, file.sum(), ni.FileSize, ni.FileHash)
+	}
+	if _, err := narFile.Seek(0, io.SeekStart); err != nil {
+		return "", "", err
+	}
+
+	var ch *chunked
+	if comp == "none" {
+		// The object is the NAR: chunks are NAR ranges, nothing moves.
+		if ch, err = cut(narFile, io.Discard, l, ni.NarHash, ni.NarSize, "none", opts.Level); err != nil {
+			return "", "", err
+		}
+	} else {
+		obj, err := newTemp(opts.TempDir, "narfs-index-*.nar.zst")
+		if err != nil {
+			return "", "", err
+		}
+		defer obj.Close()
+		if ch, err = cut(narFile, obj, l, ni.NarHash, ni.NarSize, "zstd", opts.Level); err != nil {
+			return "", "", err
+		}
+		newURL = objectKey(ch.fileHash, "zstd")
+		if err := c.putObject(ctx, newURL, obj.File, ch.size, typeNAR); err != nil {
+			return "", "", err
+		}
+		if newURL != ni.URL {
+			oldURL = ni.URL
+		}
+		// Nix's fingerprint covers none of these, so the Sig lines
+		// stay valid.
+		fh := ch.fileHash
+		ni.URL, ni.Compression, ni.FileHash, ni.FileSize = newURL, "zstd", &fh, ch.size
+	}
+	if err := c.putIndex(ctx, ni, ch, l, opts.Key); err != nil {
+		return "", "", err
+	}
+	if err := c.commit(ctx, &staged{ni: ni}); err != nil {
+		return "", "", err
+	}
+	return oldURL, newURL, nil
+}
+
+// prune deletes the candidate objects that no narinfo in the cache names
+// any more (two paths with identical contents share an object).
+func (c *Cache) prune(ctx context.Context, candidates []string) error {
+	hashes, err := AllHashes(ctx, c.B)
+	if errors.Is(err, backend.ErrUnsupported) {
+		return fmt.Errorf("--prune needs a store that can be listed: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	used := map[string]bool{}
+	for _, h := range hashes {
+		ni, err := c.readNarinfo(ctx, h)
+		if err != nil {
+			return fmt.Errorf("prune: not deleting anything: %w", err)
+		}
+		used[ni.URL] = true
+	}
+	for _, k := range candidates {
+		if used[k] || strings.Contains(k, "://") {
+			continue
+		}
+		if err := c.W.Delete(ctx, k); err != nil {
+			return err
+		}
+		c.Log.Info("pruned", "object", k)
+	}
+	return nil
+}
