@@ -282,8 +282,11 @@ const (
 // ReadAt reads the file's bytes at off; every byte returned is from a
 // chunk verified against the index.
 func (f *ChunkedFile) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off >= f.node.Size {
+		return 0, io.EOF
+	}
 	n, err := f.ensure(ctx, off, int64(len(p)))
-	if err != nil {
+	if err != nil || n == 0 {
 		return 0, err
 	}
 	got, err := f.ref.b.ReadAt(ctx, p[:n], f.node.NarOffset+off, 0)
