@@ -268,66 +268,6 @@ func firstFile(l *nar.Listing) (string, *nar.Node) {
 	return walk("", l.Root)
 }
 
-// checkTree compares an extracted tree with the listing of its NAR: types,
-// sizes, executable bits, symlink targets, and file contents against the
-// bytes at each file's offset in the NAR.
-func checkTree(t testing.TB, root string, n *nar.Node, narData []byte, sub string) {
-	t.Helper()
-	fi, err := os.Lstat(root)
-	if err != nil {
-		t.Errorf("%s: %v", sub, err)
-		return
-	}
-	switch n.Type {
-	case nar.TypeDirectory:
-		if !fi.IsDir() {
-			t.Errorf("%s: mode %v, want a directory", sub, fi.Mode())
-			return
-		}
-		ents, err := os.ReadDir(root)
-		if err != nil {
-			t.Error(err) // not Fatal: callers may run on other goroutines
-			return
-		}
-		if len(ents) != len(n.Entries) {
-			t.Errorf("%s: %d entries on disk, listing has %d", sub, len(ents), len(n.Entries))
-		}
-		for name, c := range n.Entries {
-			checkTree(t, filepath.Join(root, name), c, narData, sub+"/"+name)
-		}
-	case nar.TypeSymlink:
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			t.Errorf("%s: mode %v, want a symlink", sub, fi.Mode())
-			return
-		}
-		if got, _ := os.Readlink(root); got != n.Target {
-			t.Errorf("%s: symlink to %q, want %q", sub, got, n.Target)
-		}
-	case nar.TypeRegular:
-		if !fi.Mode().IsRegular() {
-			t.Errorf("%s: mode %v, want a regular file", sub, fi.Mode())
-			return
-		}
-		if fi.Size() != n.Size {
-			t.Errorf("%s: size %d, want %d", sub, fi.Size(), n.Size)
-		}
-		if exec := fi.Mode()&0o111 != 0; exec != n.Executable {
-			t.Errorf("%s: executable %v, want %v", sub, exec, n.Executable)
-		}
-		got, err := os.ReadFile(root)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		if n.Size > 0 {
-			want := narData[n.NarOffset : n.NarOffset+n.Size]
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s: contents differ from the NAR (sha256 %x, want %x)", sub, sha256.Sum256(got), sha256.Sum256(want))
-			}
-		}
-	}
-}
-
 // dirEntries lists the names inside dir (nil when it does not exist).
 func dirEntries(t testing.TB, dir string) []string {
 	t.Helper()

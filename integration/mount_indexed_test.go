@@ -1,0 +1,188 @@
+package integration
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/chunkindex"
+)
+
+// TestMountIndexed: a cache written by narfs push, mounted: metadata
+// comes from the signed index without any NAR request, every file reads
+// back as in /nix/store, programs run from the mount, and reading one
+// file fetches far less than its path's NAR.
+func TestMountIndexed(t *testing.T) {
+	c := nixClosure(t)
+	for _, comp := range []string{"zstd", "none"} {
+		t.Run(comp, func(t *testing.T) {
+			dir := pushClosure(t, c, "--compression", comp)
+			h := serveHTTP(t, dir)
+			m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey)
+			// ls -lR of everything: no NAR object is fetched.
+			for _, p := range c.all {
+				if out, err := bashC(t, "ls -lR '"+filepath.Join(m.Dir, p)+"' >/dev/null"); err != nil {
+					t.Fatalf("ls -lR %s: %v\n%s", p, err, out)
+				}
+			}
+			if n := h.narGets(); n != 0 {
+				t.Fatalf("metadata of the closure cost %d NAR requests, want 0", n)
+			}
+			// One small file of the largest path costs one ranged request
+			// of about a chunk.
+			big := largestPath(t, c)
+			small := smallFileOf(t, filepath.Join("/nix/store", big))
+			if got, want := readFile(t, filepath.Join(m.Dir, big, small)), readFile(t, filepath.Join("/nix/store", big, small)); string(got) != string(want) {
+				t.Fatalf("%s/%s: wrong contents", big, small)
+			}
+			if n := h.narGets(); n != 1 {
+				t.Errorf("one small file: %d NAR requests, want 1", n)
+			}
+			// The app runs from the mount.
+			if out, err := bashC(t, "'"+filepath.Join(m.Dir, c.app, "bin/app")+"'"); err != nil {
+				t.Errorf("running the app from the mount: %v\n%s", err, out)
+			}
+			// And everything equals the store, byte for byte.
+			for _, p := range c.all {
+				if out, err := bashC(t, "diff -r --no-dereference '/nix/store/"+p+"' '"+filepath.Join(m.Dir, p)+"'"); err != nil {
+					t.Errorf("%s differs through the mount: %v\n%s", p, err, out)
+				}
+			}
+			if strings.Contains(m.Log(), "ignoring the path's chunk index") {
+				t.Errorf("an index narfs push wrote was not used:\n%s", m.Log())
+			}
+		})
+	}
+}
+
+// TestMountIndexedTamperedChunk: a chunk whose bytes were changed in the
+// cache (the signature no longer covers them) makes that file EIO, logged;
+// files in other chunks of the same path read fine.
+func TestMountIndexedTamperedChunk(t *testing.T) {
+	c := nixClosure(t)
+	dir := pushClosure(t, c, "--compression", "none")
+	big := largestPath(t, c)
+	ni := readNarinfo(t, filepath.Join(dir, hashOf(big)+".narinfo"))
+	idxKey, _, _, _ := chunkindex.Location(ni)
+	idxData, err := os.ReadFile(filepath.Join(dir, idxKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := chunkindex.Decode(idxData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The largest file: flip a byte in its middle, inside the object.
+	victim, vn := largestFile(x.Listing)
+	obj := filepath.Join(dir, ni.URL)
+	data, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := vn.NarOffset + vn.Size/2
+	data[at] ^= 0xff
+	if err := os.WriteFile(obj, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := serveHTTP(t, dir)
+	m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey)
+	_, err = os.ReadFile(filepath.Join(m.Dir, big, victim))
+	if errno, ok := underlyingErrno(err); !ok || errno != syscall.EIO {
+		t.Fatalf("reading the tampered file: %v, want EIO", err)
+	}
+	if !strings.Contains(m.Log(), "chunk failed verification") {
+		t.Errorf("the bad chunk is not in the log:\n%s", m.Log())
+	}
+	bf, bl := x.Span(at, 1)
+	checked := 0
+	walkFiles(x.Listing.Root, "", func(sub string, n *nar.Node) {
+		f, l := x.Span(n.NarOffset, n.Size)
+		if n.Size > 0 && f < bl && bf < l {
+			return // shares the bad chunk
+		}
+		got, err := os.ReadFile(filepath.Join(m.Dir, big, sub))
+		want, _ := os.ReadFile(filepath.Join("/nix/store", big, sub))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("sibling %s: %v", sub, err)
+		}
+		checked++
+	})
+	if checked == 0 {
+		t.Fatal("no sibling file was checked")
+	}
+}
+
+func walkFiles(n *nar.Node, sub string, fn func(string, *nar.Node)) {
+	switch n.Type {
+	case nar.TypeRegular:
+		fn(sub, n)
+	case nar.TypeDirectory:
+		names := make([]string, 0, len(n.Entries))
+		for name := range n.Entries {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			walkFiles(n.Entries[name], filepath.Join(sub, name), fn)
+		}
+	}
+}
+
+func largestFile(l *nar.Listing) (string, *nar.Node) {
+	var best string
+	var bn *nar.Node
+	walkFiles(l.Root, "", func(sub string, n *nar.Node) {
+		if bn == nil || n.Size > bn.Size {
+			best, bn = sub, n
+		}
+	})
+	return best, bn
+}
+
+// largestPath is the closure path with the most bytes of files.
+func largestPath(t *testing.T, c *closure) string {
+	t.Helper()
+	var best string
+	var bestSize int64
+	for _, p := range c.all {
+		var size int64
+		filepath.WalkDir(filepath.Join("/nix/store", p), func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil {
+					size += fi.Size()
+				}
+			}
+			return nil
+		})
+		if size > bestSize {
+			best, bestSize = p, size
+		}
+	}
+	return best
+}
+
+// smallFileOf is a small regular file under root, relative to it.
+func smallFileOf(t *testing.T, root string) string {
+	t.Helper()
+	var found string
+	errFound := errors.New("found")
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil && fi.Size() > 0 && fi.Size() < 4096 {
+				found, _ = filepath.Rel(root, p)
+				return errFound
+			}
+		}
+		return nil
+	})
+	if found == "" {
+		t.Fatalf("no small file under %s", root)
+	}
+	return found
+}
