@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"sync/atomic"
 	"syscall"
@@ -35,6 +36,15 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 	cf, err := r.st.store.OpenChunked(ctx, r.info, f.sub)
 	if err == nil {
+		if lf := cf.Own(); lf != nil {
+			// A large file fetched completely before: read from its own
+			// copy, by the kernel itself where passthrough is on.
+			h := &fileHandle{file: lf, closer: cf}
+			if r.st.passthrough {
+				return &passthroughHandle{h}, openFlags, 0
+			}
+			return h, openFlags, 0
+		}
 		// A signed chunk index: nothing is fetched until a read, and then
 		// only the chunks it covers.
 		return &chunkedHandle{f: cf, log: r.st.log, name: r.display(f.sub)}, openFlags, 0
@@ -88,7 +98,8 @@ const passthroughMinSize = maxRead
 // fileHandle reads a verified file of the local cache: a file of its own
 // or a range of a NAR blob.
 type fileHandle struct {
-	file *remote.LocalFile
+	file   *remote.LocalFile
+	closer io.Closer // closes file, when something else owns it
 }
 
 var _ = (fs.FileReader)((*fileHandle)(nil))
@@ -108,7 +119,11 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 var _ = (fs.FileReleaser)((*fileHandle)(nil))
 
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
-	h.file.Close()
+	if h.closer != nil {
+		h.closer.Close()
+	} else {
+		h.file.Close()
+	}
 	return 0
 }
 

@@ -1,10 +1,12 @@
 package remote
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -235,6 +237,8 @@ type ChunkedFile struct {
 	ref  *blobRef
 	node *nar.Node
 
+	own *LocalFile // the file's own copy, when it had one at open
+
 	mu      sync.Mutex
 	nextOff int64 // where a sequential reader reads next
 	window  int64 // readahead, grown while reads are sequential
@@ -265,7 +269,60 @@ func (s *Store) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*Chun
 	if err != nil {
 		return nil, err
 	}
-	return &ChunkedFile{s: s, p: p, ref: r, node: n}, nil
+	f := &ChunkedFile{s: s, p: p, ref: r, node: n}
+	if n.Size >= OwnFileMin {
+		// Once complete, a large file has a file of its own, which the
+		// kernel can read directly.
+		if lf, err := r.e.OpenRead(ownFileName(n.NarOffset)); err == nil {
+			if fi, err := lf.Stat(); err == nil && fi.Size() == n.Size {
+				f.own = &LocalFile{File: lf, Size: n.Size}
+			} else {
+				lf.Close()
+			}
+		}
+	}
+	return f, nil
+}
+
+// Own returns the file's own copy in the local cache, verified when it
+// was made, or nil while it has none: it is made once every chunk of a
+// large file has been read. The ChunkedFile keeps ownership of it.
+func (f *ChunkedFile) Own() *LocalFile { return f.own }
+
+// publishOwn gives a completely fetched large file a file of its own.
+func (s *Store) publishOwn(r *blobRef, p *PathInfo, n *nar.Node) {
+	x := r.b.Index()
+	first, last := x.Span(n.NarOffset, n.Size)
+	if n.Size < OwnFileMin || !r.b.Complete(first, last) {
+		return
+	}
+	select {
+	case s.publishSem <- struct{}{}:
+	default:
+		return // busy: the next reader will
+	}
+	s.blobsMu.Lock()
+	r.refs++ // the blob stays open while it is copied from
+	s.blobsMu.Unlock()
+	go func() {
+		defer func() { <-s.publishSem }()
+		defer s.releaseBlob(r)
+		name := ownFileName(n.NarOffset)
+		if f, err := r.e.OpenRead(name); err == nil {
+			f.Close()
+			return
+		}
+		err := r.e.PublishData(name, func(f *os.File) error {
+			bw := bufio.NewWriterSize(f, 1<<20)
+			if err := r.b.CopyTo(bw, n.NarOffset, n.Size); err != nil {
+				return err
+			}
+			return bw.Flush()
+		})
+		if err != nil {
+			s.log.Warn("giving a large file a file of its own", "path", p.Path.String(), "err", err)
+		}
+	}()
 }
 
 // Node is the file's node in the signed listing.
@@ -363,6 +420,11 @@ func (f *ChunkedFile) Close() error {
 	defer f.mu.Unlock()
 	if !f.closed {
 		f.closed = true
+		if f.own != nil {
+			f.own.Close()
+		} else {
+			f.s.publishOwn(f.ref, f.p, f.node)
+		}
 		f.s.releaseBlob(f.ref)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -365,3 +366,68 @@ func TestIndexedConcurrentReaders(t *testing.T) {
 }
 
 func fmtInt(n int) string { return strconv.Itoa(n) }
+
+func TestIndexedLargeFileGetsItsOwnFile(t *testing.T) {
+	c := makeIndexedCache(t, pathTree, "zstd")
+	s := openStore(t, c.dir, "", trustedConfig(t))
+	p := mustResolve(t, s, pathTree)
+	files := filesOf(c.listing)
+	var large string
+	for name, n := range files {
+		if n.Size >= OwnFileMin && (large == "" || n.Size > files[large].Size) {
+			large = name
+		}
+	}
+	if large == "" {
+		t.Skip("fixture has no file of OwnFileMin bytes")
+	}
+	want := contentsOf(c, files[large])
+	if got, err := readChunked(t, s, p, large); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("first read: %v", err)
+	}
+	// Made in the background after the complete read's close.
+	var f *ChunkedFile
+	for i := 0; ; i++ {
+		var err error
+		if f, err = s.OpenChunked(context.Background(), p, large); err != nil {
+			t.Fatal(err)
+		}
+		if f.Own() != nil {
+			break
+		}
+		f.Close()
+		if i > 200 {
+			t.Fatal("no file of its own after a complete read")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer f.Close()
+	got, err := io.ReadAll(f.Own().Reader())
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("own file: %v", err)
+	}
+	if !f.Own().Own() {
+		t.Error("own file is not at offset 0")
+	}
+	// A file read in part gets none.
+	var partial string
+	for name, n := range files {
+		if n.Size >= OwnFileMin && name != large {
+			partial = name
+		}
+	}
+	if partial != "" {
+		pf, err := s.OpenChunked(context.Background(), p, partial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pf.ReadAt(context.Background(), make([]byte, 4096), 0)
+		pf.Close()
+		time.Sleep(50 * time.Millisecond)
+		pf, _ = s.OpenChunked(context.Background(), p, partial)
+		if pf.Own() != nil {
+			t.Error("a partly read file got a file of its own")
+		}
+		pf.Close()
+	}
+}

@@ -55,6 +55,9 @@ type Store struct {
 
 	blobsMu sync.Mutex          // protects blobs
 	blobs   map[string]*blobRef // chunked key → open blob of an indexed path
+	// publishSem bounds the copies of complete large files of indexed
+	// paths into files of their own.
+	publishSem chan struct{}
 
 	prefetched  sync.Map      // hash part → struct{}: prefetch already started
 	prefetchSem chan struct{} // bounds background fetches
@@ -89,6 +92,7 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 
 		prefetchSem: make(chan struct{}, cfg.PrefetchJobs),
 		blobs:       map[string]*blobRef{},
+		publishSem:  make(chan struct{}, 1),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.be = countingBackend{Backend: be, c: &s.stats}

@@ -349,3 +349,47 @@ func (b *Blob) Close() error {
 	b.blob.Close()
 	return b.marks.Close()
 }
+
+// Complete reports whether chunks [first, last) are all verified.
+func (b *Blob) Complete(first, last int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := first; i < last; i++ {
+		if b.chunks[i].st != verified {
+			return false
+		}
+	}
+	return true
+}
+
+// CopyTo writes the NAR bytes [off, off+n) to w from the blob, hashing
+// every chunk they touch against the index on the way: what it copies is
+// verified even if the blob changed on disk since.
+func (b *Blob) CopyTo(w io.Writer, off, n int64) error {
+	first, last := b.x.Span(off, n)
+	var buf []byte
+	for i := first; i < last; i++ {
+		c := b.x.Chunks[i]
+		if int64(cap(buf)) < c.NarLen {
+			buf = make([]byte, c.NarLen)
+		}
+		buf = buf[:c.NarLen]
+		if _, err := b.blob.ReadAt(buf, c.NarOffset); err != nil {
+			return fmt.Errorf("%w: reading chunk: %w", ErrLocal, err)
+		}
+		if sha256.Sum256(buf) != c.SHA256 {
+			b.mu.Lock()
+			if b.chunks[i].st == verified {
+				b.chunks[i].st = missing
+			}
+			b.mu.Unlock()
+			return fmt.Errorf("%w: chunk at %d changed on disk", ErrLocal, c.NarOffset)
+		}
+		lo := max(off, c.NarOffset) - c.NarOffset
+		hi := min(off+n, c.NarEnd()) - c.NarOffset
+		if _, err := w.Write(buf[lo:hi]); err != nil {
+			return fmt.Errorf("%w: %w", ErrLocal, err)
+		}
+	}
+	return nil
+}

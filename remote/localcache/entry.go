@@ -208,3 +208,42 @@ func (h *Entry) openData(name string, mode int) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(h.c.entryDir(h.e.key), name)), nil
 }
+
+// PublishData adds a data file to a committed entry: write fills a
+// temporary file, which is synced and renamed to name only if write
+// succeeded, so the file appears whole or not at all. If the file exists
+// already (another process was first), that one is kept.
+func (h *Entry) PublishData(name string, write func(f *os.File) error) error {
+	if !validName(name) || name == "meta" || name == "lock" || name == "root" {
+		return fmt.Errorf("data file name %q: invalid", name)
+	}
+	h.c.mu.Lock()
+	h.c.seq++
+	tmp := fmt.Sprintf("%s.tmp.%d.%d", name, os.Getpid(), h.c.seq)
+	h.c.mu.Unlock()
+	fd, err := unix.Openat(h.e.dirFd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	err = write(f)
+	if err == nil {
+		if serr := f.Sync(); serr != nil {
+			err = fmt.Errorf("%w: %w", ErrLocal, serr)
+		}
+	}
+	f.Close()
+	if err == nil {
+		err = unix.Renameat2(h.e.dirFd, tmp, h.e.dirFd, name, unix.RENAME_NOREPLACE)
+		if err == unix.EEXIST {
+			err = nil
+			unix.Unlinkat(h.e.dirFd, tmp, 0)
+		} else if err != nil {
+			err = fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
+		}
+	}
+	if err != nil {
+		unix.Unlinkat(h.e.dirFd, tmp, 0)
+	}
+	return err
+}
