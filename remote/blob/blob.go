@@ -84,6 +84,7 @@ type chunk struct {
 	done        chan struct{} // closed when an inflight chunk settles
 	err         error         // why it settled unverified
 	failedUntil time.Time
+	badClaim    bool // its mark was found to lie: fetch it
 }
 
 // Blob is one indexed NAR being read. Safe for concurrent use.
@@ -153,11 +154,23 @@ func (b *Blob) Fd() uintptr { return b.blob.Fd() }
 func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 	raLast = max(raLast, last)
 	for {
+		if b.Complete(first, last) && (raLast == last || b.Complete(last, raLast)) {
+			return nil
+		}
+		// Another process sharing the cache dir may have written chunks
+		// since: its marks make them claims to check, not fetches.
+		marks := make([]byte, raLast-first)
+		n, _ := b.marks.ReadAt(marks, int64(first))
 		var waits []chan struct{}
 		var checks []int
 		var runs [][2]int
 		now := time.Now()
 		b.mu.Lock()
+		for i := first; i < first+n; i++ {
+			if marks[i-first] == 1 && b.chunks[i].st == missing && !b.chunks[i].badClaim {
+				b.chunks[i].st = claimed
+			}
+		}
 		for i := first; i < raLast; i++ {
 			c := &b.chunks[i]
 			switch c.st {
@@ -262,6 +275,9 @@ func (b *Blob) check(i int) {
 		b.settle(i, true, nil)
 		return
 	}
+	b.mu.Lock()
+	b.chunks[i].badClaim = true
+	b.mu.Unlock()
 	b.settle(i, false, errRetry)
 }
 
