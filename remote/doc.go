@@ -41,6 +41,27 @@
 // the kernel cached of the lie. Nothing that failed verification is kept
 // or served: the caller gets an error wrapping ErrCorrupt.
 //
+// # Local layout
+//
+// A fetched NAR is kept as one blob file (plus a file of its own for each
+// file of OwnFileMin bytes or more, which the kernel can read by
+// passthrough); small files are read from the blob at their narOffset.
+// This costs one file creation per NAR instead of one per entry.
+//
+// # Indexed paths
+//
+// A narinfo may name a chunk index (package chunkindex) signed by a
+// trusted key. It is fetched in place of the .ls, checked (signature
+// first, then every invariant, then that it describes this narinfo's NAR
+// and object) and, if anything is wrong, ignored as a whole: the path is
+// read as from any stock cache. A valid index's listing is signed, so it
+// is the verified listing from the start. Its files are read chunk by
+// chunk (OpenChunked): a read fetches the chunks it covers with ranged
+// GETs, adjacent ones coalesced and more ahead while reads are
+// sequential, verifies each chunk's SHA-256 before any byte of it is
+// served, and keeps it in a sparse per-NAR blob (package blob). A chunk
+// that fails is an error of its reads only.
+//
 // # Time
 //
 // Every user-facing operation (a lookup, a listing, an open) answers

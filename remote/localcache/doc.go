@@ -2,25 +2,37 @@
 // bounded in size, safe under eviction pressure and shared by several
 // processes.
 //
-// # Layout (version 2)
+// # Layout (version 3)
 //
-// Everything lives under <cache-dir>/v2; other versions are left alone.
+// Everything lives under <cache-dir>/v3. Older layouts (v1, v2: NARs
+// extracted into trees) are renamed away and deleted in the background
+// at Open.
 //
 //	nar/<key>/          one entry: a verified store path
-//	    root            the store path itself: a directory, file or symlink
-//	    meta            its NarSize in decimal, for accounting
+//	    meta            its size in decimal, for accounting
 //	    lock            empty; the flock(2) target (below)
-//	    <name>          small files written with it (listing.json)
+//	    <name>          data and small files written with it, by the caller
 //	tmp/<pid>.<n>/      an entry being written by process pid
 //	tmp/evict.<pid>.<n> an evicted entry being deleted
 //	records/<ns>/<name> small records (verified narinfos), written by rename
 //
+// What an entry holds is the caller's business; narfs (package remote)
+// keeps a store path as its NAR: "blob", the uncompressed NAR as one
+// file, with "f-<narOffset>" files of their own for large files (holes in
+// the blob), and "listing.json", the verified listing. A path with a
+// signed chunk index keeps a sparse blob filled chunk by chunk (package
+// blob). One file per NAR instead of one per NAR entry: creating a file
+// costs ~290 µs on ext4, so a 16.7k-file NAR took seconds to extract, and
+// deleting it thousands of unlinks.
+//
 // Keys and names are [0-9a-z._-], at most 128 bytes; the caller picks keys
 // (a NarHash). An entry appears only by rename(2) of a fully written temp
-// directory after its NAR was verified, so its presence is the proof of
-// verification: a SIGKILL at any instant leaves at most a temp directory,
+// directory, so what it holds when it appears is complete: for a stock
+// NAR, verified; a SIGKILL at any instant leaves at most a temp directory,
 // which no reader ever opens and the next start deletes once its process
-// is gone. Entries' mtimes carry LRU order across restarts.
+// is gone. Files added to a committed entry later (PublishData) appear by
+// rename too; a chunked blob written in place records what it holds
+// itself (package blob). Entries' mtimes carry LRU order across restarts.
 //
 // # Pins and locking
 //
@@ -48,11 +60,12 @@
 //
 // # Opens
 //
-// Trees come from hostile NARs and hold symlinks anywhere. Files are
-// opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
-// RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV) relative to the entry's
-// directory (a component-by-component O_NOFOLLOW walk where openat2 is
-// missing), with O_NONBLOCK so a FIFO cannot block, and must be regular.
+// Data files are opened relative to the entry's directory descriptor
+// with O_NOFOLLOW and O_NONBLOCK (so a FIFO cannot block) and must be
+// regular; names are single components. OpenFile, for callers that keep
+// a tree under "root", resolves sub-paths with openat2(RESOLVE_BENEATH|
+// RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV) (a
+// component-by-component O_NOFOLLOW walk where openat2 is missing).
 //
 // # Several processes
 //
