@@ -178,7 +178,7 @@ func (s *Store) openIn(p *PathInfo, e *localcache.Entry, sub string) (*LocalFile
 	if n.Size >= OwnFileMin {
 		name, base, want = ownFileName(n.NarOffset), 0, n.Size
 	}
-	if n.NarOffset <= 0 || n.NarOffset > want {
+	if n.NarOffset <= 0 {
 		return nil, nil, fmt.Errorf("%s/%s: %w: verified listing has no offset for the file", p.Path, sub, localcache.ErrLocal)
 	}
 	f, err := e.OpenRead(name)

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -422,5 +423,49 @@ func TestOpenFileStaysInsideThePath(t *testing.T) {
 	// A store path that is a symlink is not a file either.
 	if _, err := s.OpenFile(ctx, mustResolve(t, s, pathLink), ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("OpenFile of a symlink path = %v, want ErrNotFound", err)
+	}
+}
+
+// TestStoredLayout: a NAR with large files deep inside (offsets beyond
+// their sizes), small files between them, an empty file and a large file
+// at the very end: every file reads back from the blob or its own file.
+func TestStoredLayout(t *testing.T) {
+	var buf bytes.Buffer
+	w := nar.NewWriter(&buf)
+	w.Directory()
+	fill := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i*7)
+		}
+		return b
+	}
+	for i, size := range []int{3 << 20, 10, 0, OwnFileMin, OwnFileMin - 1, 5000, 2<<20 + 3} {
+		w.Entry(string(rune('a' + i)))
+		w.File(i%2 == 1, int64(size), bytes.NewReader(fill(size, byte(i))))
+	}
+	w.EndDirectory()
+	w.Close()
+	data := buf.Bytes()
+	dir := copyCache(t, "cache-none")
+	narPath := filepath.Join(dir, "nar", "layout.nar")
+	setNARFile(t, dir, pathLib, narPath, data)
+	ni := readNarinfo(t, dir, hashPart(pathLib))
+	resign(t, ni)
+	writeNarinfo(t, dir, ni)
+	s := openStore(t, dir, "", trustedConfig(t))
+	p := mustResolve(t, s, pathLib)
+	if _, err := s.Materialize(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, s, p, buildListing(t, data).Root, data, pathLib)
+	// Large files are files of their own (passthrough needs offset 0).
+	f, _, err := s.OpenVerified(context.Background(), p, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !f.Own() {
+		t.Error("a 2 MiB file is read from the blob")
 	}
 }
