@@ -296,15 +296,20 @@ func (s *Store) publishOwn(r *blobRef, p *PathInfo, n *nar.Node) {
 	if n.Size < OwnFileMin || !r.b.Complete(first, last) {
 		return
 	}
+	if s.bg.Err() != nil {
+		return // closing
+	}
 	select {
 	case s.publishSem <- struct{}{}:
 	default:
 		return // busy: the next reader will
 	}
+	s.bgWork.Add(1)
 	s.blobsMu.Lock()
 	r.refs++ // the blob stays open while it is copied from
 	s.blobsMu.Unlock()
 	go func() {
+		defer s.bgWork.Done()
 		defer func() { <-s.publishSem }()
 		defer s.releaseBlob(r)
 		name := ownFileName(n.NarOffset)

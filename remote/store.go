@@ -58,6 +58,7 @@ type Store struct {
 	// publishSem bounds the copies of complete large files of indexed
 	// paths into files of their own.
 	publishSem chan struct{}
+	bgWork     sync.WaitGroup // background work that uses the local cache
 
 	prefetched  sync.Map      // hash part → struct{}: prefetch already started
 	prefetchSem chan struct{} // bounds background fetches
@@ -153,6 +154,7 @@ func (s *Store) Stats() Stats { return s.stats.snapshot() }
 // Close stops background work and releases the backend's connections.
 func (s *Store) Close() error {
 	s.stopBG()
+	s.bgWork.Wait()
 	s.blobsMu.Lock()
 	for k, r := range s.blobs {
 		r.b.Close()
