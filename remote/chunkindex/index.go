@@ -265,7 +265,10 @@ func (x *Index) check() error {
 		if c.NarOffset != narOff || c.FileOffset != fileOff {
 			return fmt.Errorf("chunk %d at NAR %d, object %d: want %d, %d (gap or overlap)", i, c.NarOffset, c.FileOffset, narOff, fileOff)
 		}
-		if c.NarLen <= 0 || c.NarLen > MaxChunk || c.FileLen <= 0 {
+		// A zstd frame of incompressible data is its bytes plus a few
+		// per 128 KiB block: a chunk stored much larger than it decodes
+		// to is no honest frame, and a reader buffers it whole.
+		if c.NarLen <= 0 || c.NarLen > MaxChunk || c.FileLen <= 0 || c.FileLen > maxStored(c.NarLen) {
 			return fmt.Errorf("chunk %d: lengths %d, %d out of range", i, c.NarLen, c.FileLen)
 		}
 		if x.Compression == "none" && (c.FileOffset != c.NarOffset || c.FileLen != c.NarLen) {
@@ -291,6 +294,10 @@ func (x *Index) check() error {
 	}
 	return nil
 }
+
+// maxStored bounds a chunk's stored size by its NAR size (MaxChunk at
+// most, so this cannot overflow).
+func maxStored(narLen int64) int64 { return narLen + narLen/128 + 4096 }
 
 // missingOffset returns the path of a regular file without a narOffset
 // (Check accepts 0 as unknown; an index must know them all).

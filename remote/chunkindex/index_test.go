@@ -309,3 +309,20 @@ func TestDecodeRejects(t *testing.T) {
 }
 
 func itoa(v int64) string { return formatInt(v) }
+
+func TestDecodeRejectsBloatedChunk(t *testing.T) {
+	b := build(t, "zstd")
+	x, _ := Decode(b.index)
+	c := x.Chunks[len(x.Chunks)-1]
+	line := strings.Join([]string{itoa(c.NarOffset), itoa(c.NarLen), itoa(c.FileOffset), itoa(c.FileLen), hexs(c.SHA256)}, " ")
+	big := c
+	big.FileLen = maxStored(c.NarLen) + 1
+	bloated := strings.Join([]string{itoa(big.NarOffset), itoa(big.NarLen), itoa(big.FileOffset), itoa(big.FileLen), hexs(big.SHA256)}, " ")
+	edit := func(s string) string {
+		s = strings.Replace(s, line, bloated, 1)
+		return strings.Replace(s, "FileSize: "+itoa(x.FileSize), "FileSize: "+itoa(x.FileSize-c.FileLen+big.FileLen), 1)
+	}
+	if _, err := Decode(reencode(t, b.index, edit)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("bloated chunk: %v", err)
+	}
+}
