@@ -186,3 +186,56 @@ func smallFileOf(t *testing.T, root string) string {
 	}
 	return found
 }
+
+// TestMountIndexInvalid: an index the signature does not cover (changed
+// after signing) or signed by a key nobody trusts is ignored as a whole:
+// the mount reads the path as from a stock cache, every byte verified by
+// NarHash, and says why in the log.
+func TestMountIndexInvalid(t *testing.T) {
+	c := nixClosure(t)
+	for name, spoil := range map[string]func(t *testing.T, dir, idxPath string){
+		"changed": func(t *testing.T, dir, idxPath string) {
+			data, err := os.ReadFile(idxPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[len(data)/2] ^= 1
+			os.WriteFile(idxPath, data, 0o644)
+		},
+		"other key": func(t *testing.T, dir, idxPath string) {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := pushClosure(t, c)
+			big := largestPath(t, c)
+			ni := readNarinfo(t, filepath.Join(dir, hashOf(big)+".narinfo"))
+			idxKey, _, _, _ := chunkindex.Location(ni)
+			spoil(t, dir, filepath.Join(dir, idxKey))
+			key := c.publicKey
+			if name == "other key" {
+				// The path stays trusted through the narinfo's Sig; the
+				// index's signature names a key nobody trusts.
+				sigs := ni.GetAll(chunkindex.KeySig)
+				for i, s := range sigs {
+					_, b64, _ := strings.Cut(s, ":")
+					sigs[i] = "someone-else-1:" + b64
+				}
+				ni.Set(chunkindex.KeySig, sigs...)
+				if err := os.WriteFile(filepath.Join(dir, hashOf(big)+".narinfo"), ni.Marshal(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h := serveHTTP(t, dir)
+			m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", key)
+			if out, err := bashC(t, "diff -r --no-dereference '/nix/store/"+big+"' '"+filepath.Join(m.Dir, big)+"'"); err != nil {
+				t.Fatalf("%s differs through the mount: %v\n%s", big, err, out)
+			}
+			if !strings.Contains(m.Log(), "ignoring the path's chunk index") {
+				t.Errorf("the ignored index is not in the log:\n%s", m.Log())
+			}
+			// Read whole: the one NAR request is a plain GET of the object.
+			if n := h.gets(ni.URL); n != 1 {
+				t.Errorf("%d GETs of the NAR object, want 1", n)
+			}
+		})
+	}
+}
