@@ -24,12 +24,13 @@ func FuzzStore(f *testing.F) {
 	for _, data := range smallNARs(f) {
 		f.Add(data)
 	}
+	// One cache for every input: what is checked is the pending entry.
+	c, err := localcache.Open(f.TempDir(), 1<<30, quietLogger())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer c.Close()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := localcache.Open(t.TempDir(), 1<<30, quietLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
 		pend, err := c.Begin()
 		if err != nil {
 			t.Fatal(err)
