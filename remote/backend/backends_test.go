@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,9 +233,10 @@ func TestS3Profile(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
 	ctx := context.Background()
 
-	// The profile supplies both the keys and the region, and an explicit
-	// profile wins over credentials in the environment (Nix: a profile
-	// name means only that profile).
+	// The profile supplies the keys, and an explicit profile wins over
+	// credentials in the environment (Nix: a profile name means only that
+	// profile). Its region is not used (Nix signs for us-east-1): the
+	// bucket says where it is.
 	setAWSKeys(t, "envkey", "envsecret")
 	b := mustOpen(t, "s3://cache?profile=narfs-test&endpoint="+g.Endpoint, s3Opts())
 	data, err := ReadAll(ctx, b, "nix-cache-info", 1<<10)
@@ -269,9 +271,49 @@ func TestS3RegionAndScheme(t *testing.T) {
 			t.Errorf("%s: %q, %v", raw, data, err)
 		}
 	}
-	// The default region (us-east-1) is not the gateway's: the request is
-	// signed for the wrong scope and must fail, not read as missing.
+	// Without region=, the gateway's x-amz-bucket-region tells where the
+	// bucket is; the region of the environment never counts.
+	t.Setenv("AWS_REGION", "ap-south-1")
+	t.Setenv("AWS_DEFAULT_REGION", "ap-south-1")
 	b := mustOpen(t, "s3://cache?endpoint="+g.Endpoint, s3Opts())
+	if data, err := ReadAll(ctx, b, "nix-cache-info", 1<<10); err != nil || string(data) != string(fx.files["nix-cache-info"]) {
+		t.Errorf("no region=: %q, %v", data, err)
+	}
+	// region= always wins: a wrong one is signed for the wrong scope and
+	// must fail, not read as missing.
+	b = mustOpen(t, "s3://cache?region=us-west-2&endpoint="+g.Endpoint, s3Opts())
 	_, err := b.Get(ctx, "nix-cache-info")
 	checkAuthErr(t, "get in wrong region", vgwAccess, err, vgwSecret)
+}
+
+// TestS3SignsUSEast1ByDefault: a service that does not say where the
+// bucket is gets requests signed for us-east-1, as from Nix, whatever
+// region the environment or profile names.
+func TestS3SignsUSEast1ByDefault(t *testing.T) {
+	isolateAWS(t)
+	setAWSKeys(t, "AKIAFAKE", "fakesecret")
+	t.Setenv("AWS_REGION", "eu-central-1")
+	var mu sync.Mutex
+	var scopes []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		scopes = append(scopes, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Write([]byte("StoreDir: /nix/store\n"))
+	}))
+	defer srv.Close()
+	b := mustOpen(t, "s3://bucket?endpoint="+srv.URL, s3Opts())
+	if _, err := ReadAll(context.Background(), b, "nix-cache-info", 100); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range scopes {
+		if !strings.Contains(a, "/us-east-1/s3/aws4_request") {
+			t.Errorf("request signed with %q, want the us-east-1 scope", a)
+		}
+	}
+	if len(scopes) == 0 {
+		t.Fatal("no request reached the server")
+	}
 }

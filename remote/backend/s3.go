@@ -7,8 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,12 +28,61 @@ import (
 // s3Backend serves s3://BUCKET through aws-sdk-go-v2. Keys are object keys
 // in the bucket; absolute URLs are rejected.
 type s3Backend struct {
-	// All fields are read-only after openS3.
+	// All fields but cl are read-only after openS3.
 	name   string
 	bucket string
-	client *s3.Client
 	opts   Options
 	log    *slog.Logger
+	// cl is the client for the region requests are signed for; without
+	// region= in the URL it starts as us-east-1 (as in Nix) and changes
+	// once if the service names the bucket's real region.
+	cl        atomic.Pointer[s3.Client]
+	newClient func(region string) *s3.Client // nil when region= was given
+	regionMu  sync.Mutex                     // serialises region changes
+	region    string                         // protected by regionMu
+}
+
+var (
+	expectingRegion = regexp.MustCompile(`expecting ['"]([a-z0-9-]+)['"]`)
+	validRegion     = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
+)
+
+// client is the client of the bucket's region as known now.
+func (b *s3Backend) client() *s3.Client { return b.cl.Load() }
+
+// learnRegion reports whether err came with the bucket's real region
+// (x-amz-bucket-region, which S3 and compatible services send with a
+// wrong-region error) and switched to it: the request is then worth
+// one more try.
+func (b *s3Backend) learnRegion(err error) bool {
+	if b.newClient == nil || err == nil {
+		return false
+	}
+	r := ""
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil {
+		r = re.Response.Header.Get("X-Amz-Bucket-Region")
+	}
+	// AWS and versitygw also say it in the message of the wrong-region
+	// error: `the region 'us-east-1' is wrong; expecting 'eu-west-1'`.
+	var ae smithy.APIError
+	if r == "" && errors.As(err, &ae) && ae.ErrorCode() == "AuthorizationHeaderMalformed" {
+		if m := expectingRegion.FindStringSubmatch(ae.ErrorMessage()); m != nil {
+			r = m[1]
+		}
+	}
+	if !validRegion.MatchString(r) {
+		return false
+	}
+	b.regionMu.Lock()
+	defer b.regionMu.Unlock()
+	if r == b.region {
+		return true // another request switched already
+	}
+	b.log.Info("the bucket is in another region; signing for it", "cache", b.name, "region", r, "was", b.region)
+	b.region = r
+	b.cl.Store(b.newClient(r))
+	return true
 }
 
 func (b *s3Backend) retryOpts() Options { return b.opts }
@@ -74,18 +127,20 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 	}
-	if region != "" {
-		lopts = append(lopts, config.WithRegion(region))
+	// As in Nix: without region=, requests are signed for us-east-1, never
+	// for the region of the AWS profile or environment (a URL that works
+	// in Nix must work here); the bucket may then tell its real region.
+	probeRegion := region == ""
+	if probeRegion {
+		region = "us-east-1"
 	}
+	lopts = append(lopts, config.WithRegion(region))
 	if prof := p.Get("profile"); prof != "" {
 		lopts = append(lopts, config.WithSharedConfigProfile(prof))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, lopts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: aws config: %w", name, err)
-	}
-	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
@@ -130,26 +185,39 @@ func openS3(ctx context.Context, u *StoreURL, opts Options) (*s3Backend, error) 
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if anonymous {
-			o.Credentials = aws.AnonymousCredentials{}
-		}
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
-			// Custom endpoints are addressed path-style, as in Nix.
-			o.UsePathStyle = true
-		} else if p.Get("scheme") == "http" {
-			o.EndpointOptions.DisableHTTPS = true
-		}
-		switch p.Get("addressing-style") {
-		case "path":
-			o.UsePathStyle = true
-		case "virtual":
-			o.UsePathStyle = false
-		}
-	})
-	opts.Logger.Debug("opened s3 store", "cache", name, "region", cfg.Region, "endpoint", endpoint, "anonymous", anonymous)
-	return &s3Backend{name: name, bucket: u.Host, client: client, opts: opts, log: opts.Logger}, nil
+	newClient := func(region string) *s3.Client {
+		return s3.NewFromConfig(cfg, func(o *s3.Options) {
+			o.Region = region
+			s3ClientOptions(o, p, anonymous, endpoint)
+		})
+	}
+	b := &s3Backend{name: name, bucket: u.Host, opts: opts, log: opts.Logger, region: region}
+	b.cl.Store(newClient(region))
+	if probeRegion {
+		b.newClient = newClient
+	}
+	opts.Logger.Debug("opened s3 store", "cache", name, "region", region, "endpoint", endpoint, "anonymous", anonymous)
+	return b, nil
+}
+
+// s3ClientOptions applies the store URL's addressing to a client.
+func s3ClientOptions(o *s3.Options, p url.Values, anonymous bool, endpoint string) {
+	if anonymous {
+		o.Credentials = aws.AnonymousCredentials{}
+	}
+	if endpoint != "" {
+		o.BaseEndpoint = aws.String(endpoint)
+		// Custom endpoints are addressed path-style, as in Nix.
+		o.UsePathStyle = true
+	} else if p.Get("scheme") == "http" {
+		o.EndpointOptions.DisableHTTPS = true
+	}
+	switch p.Get("addressing-style") {
+	case "path":
+		o.UsePathStyle = true
+	case "virtual":
+		o.UsePathStyle = false
+	}
 }
 
 // deadline prepares one SDK call to respect ctx's deadline. The SDK sleeps
@@ -279,7 +347,11 @@ func (b *s3Backend) Get(ctx context.Context, key string) (*Object, error) {
 		return nil, b.errorf("get", key, err)
 	}
 	ctx, opt, explain := b.deadline(ctx)
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key}, opt)
+	in := &s3.GetObjectInput{Bucket: &b.bucket, Key: &key}
+	out, err := b.client().GetObject(ctx, in, opt)
+	if b.learnRegion(err) {
+		out, err = b.client().GetObject(ctx, in, opt)
+	}
 	if err != nil {
 		return nil, b.errorf("get", key, mapS3Error(explain(err)))
 	}
@@ -299,7 +371,11 @@ func (b *s3Backend) Stat(ctx context.Context, key string) (Info, error) {
 	}
 	rng := "bytes=0-0"
 	cctx, opt, explain := b.deadline(ctx)
-	out, err := b.client.GetObject(cctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng}, opt)
+	in := &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng}
+	out, err := b.client().GetObject(cctx, in, opt)
+	if b.learnRegion(err) {
+		out, err = b.client().GetObject(cctx, in, opt)
+	}
 	if err != nil {
 		err = mapS3Error(explain(err))
 		if errors.Is(err, ErrRange) {
@@ -318,7 +394,11 @@ func (b *s3Backend) Stat(ctx context.Context, key string) (Info, error) {
 
 func (b *s3Backend) head(ctx context.Context, key string) (Info, error) {
 	ctx, opt, explain := b.deadline(ctx)
-	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &key}, opt)
+	in := &s3.HeadObjectInput{Bucket: &b.bucket, Key: &key}
+	out, err := b.client().HeadObject(ctx, in, opt)
+	if b.learnRegion(err) {
+		out, err = b.client().HeadObject(ctx, in, opt)
+	}
 	if err != nil {
 		return Info{}, b.errorf("stat", key, mapS3Error(explain(err)))
 	}
@@ -348,7 +428,11 @@ func (b *s3Backend) rangeOnce(ctx context.Context, key string, off, n int64) (io
 	}
 	rng := fmt.Sprintf("bytes=%d-%d", off, off+n-1)
 	ctx, opt, explain := b.deadline(ctx)
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng}, opt)
+	in := &s3.GetObjectInput{Bucket: &b.bucket, Key: &key, Range: &rng}
+	out, err := b.client().GetObject(ctx, in, opt)
+	if b.learnRegion(err) {
+		out, err = b.client().GetObject(ctx, in, opt)
+	}
 	if err != nil {
 		return nil, b.errorf("get", key, mapS3Error(explain(err)))
 	}
@@ -364,7 +448,7 @@ func (b *s3Backend) rangeOnce(ctx context.Context, key string, off, n int64) (io
 }
 
 func (b *s3Backend) List(ctx context.Context, suffix string, fn func(string) error) error {
-	pg := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
+	pg := s3.NewListObjectsV2Paginator(b.client(), &s3.ListObjectsV2Input{
 		Bucket:    &b.bucket,
 		Delimiter: aws.String("/"),
 	})

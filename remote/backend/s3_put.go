@@ -36,7 +36,7 @@ func (b *s3Backend) Put(ctx context.Context, key string, r io.Reader, size int64
 		return b.errorf("put", key, err)
 	}
 	ctx, opt, explain := b.deadline(ctx)
-	tm := transfermanager.New(&s3OptClient{Client: b.client, opt: opt}, func(o *transfermanager.Options) {
+	tm := transfermanager.New(&s3OptClient{Client: b.client(), opt: opt}, func(o *transfermanager.Options) {
 		o.PartSizeBytes = s3PartSize
 		o.MultipartUploadThreshold = s3MultipartThreshold
 		o.Concurrency = s3PartConcurrency
@@ -76,7 +76,11 @@ func (b *s3Backend) Delete(ctx context.Context, key string) error {
 		return b.errorf("delete", key, err)
 	}
 	ctx, opt, explain := b.deadline(ctx)
-	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.bucket, Key: &key}, opt)
+	in := &s3.DeleteObjectInput{Bucket: &b.bucket, Key: &key}
+	_, err := b.client().DeleteObject(ctx, in, opt)
+	if b.learnRegion(err) {
+		_, err = b.client().DeleteObject(ctx, in, opt)
+	}
 	if err != nil {
 		err = mapS3WriteError(explain(err))
 		if errors.Is(err, ErrNotFound) {
