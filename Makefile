@@ -14,7 +14,7 @@ deps:
 	bash .ci/deps
 
 build:
-	$(GO) build -o $(BIN) ./cmd/narfs
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/narfs
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -25,6 +25,7 @@ type globalFlags struct {
 	trustedKeys string
 	requireSigs bool
 	logLevel    string
+	logFormat   string
 	timeout     time.Duration
 	prefetch    bool
 	noListings  bool
@@ -33,10 +34,23 @@ type globalFlags struct {
 func main() {
 	var g globalFlags
 	root := &cobra.Command{
-		Use:           "narfs",
-		Short:         "Mount a Nix binary cache as a read-only /nix/store",
+		Use:   "narfs",
+		Short: "Mount a Nix binary cache as a read-only /nix/store",
+		Long: `narfs mounts a Nix binary cache (S3 or S3-compatible, HTTP(S), a local directory) as a
+read-only /nix/store: paths resolve on lookup, NARs are fetched, verified like Nix does and
+kept in a bounded local cache.
+
+Every flag can also be given as an environment variable NARFS_<FLAG>, upper case with
+underscores (--cache-dir: NARFS_CACHE_DIR); the command line wins.
+
+Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...),
+2 bad flags or arguments.`,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd)
+		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.cacheDir, "cache-dir", remote.DefaultCacheDir(), "directory for verified NAR contents")
@@ -47,22 +61,32 @@ func main() {
 	pf.StringVar(&g.trustedKeys, "trusted-public-keys", "", "space-separated `name:base64` keys (default: trusted-public-keys of $NIX_CONF_DIR/nix.conf or /etc/nix/nix.conf, else Nix's default cache.nixos.org-1)")
 	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	pf.StringVar(&g.logFormat, "log-format", "text", "text or json (one object per line, for log collectors)")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "longest a lookup or an open waits for an answer, retries included (a download slower than 64 KiB/s counts as stalled)")
 	pf.BoolVar(&g.noListings, "verified-metadata-only", false, "ignore the cache's unsigned .ls listings: take metadata (stat, readdir, symlink targets) only from verified NARs")
 	pf.BoolVar(&g.prefetch, "prefetch-references", false, "once a path's NAR is fetched, fetch its references' NARs in the background (walks of whole closures overlap downloads)")
 	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g))
-	if err := root.Execute(); err != nil {
+	markUsageErrors(root)
+	err := root.Execute()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "narfs: %v\n", err)
-		os.Exit(1)
 	}
+	os.Exit(exitStatus(err))
 }
 
 func (g *globalFlags) logger() (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)}
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }
 
 // openStore turns the flags into a remote.Store.

@@ -28,6 +28,20 @@ func mountCmd(g *globalFlags) *cobra.Command {
 		Short: "Mount a binary cache as a read-only store directory (foreground)",
 		Long: `Mount serves STORE-URL (s3://BUCKET?region=…&endpoint=…, http(s)://…, file:///DIR —
 the same URL you give Nix as a substituter) at MOUNTPOINT until SIGINT or SIGTERM.`,
+		Example: `  # Amazon S3 (credentials from the AWS default chain or profile=)
+  narfs mount --trusted-public-keys "$(cat cache.pub)" 's3://my-cache?region=eu-west-1' /mnt/store
+
+  # an S3-compatible service (MinIO, Ceph, versitygw): path-style at endpoint=
+  narfs mount 's3://nix?endpoint=minio.internal:9000&scheme=http&region=us-east-1' /mnt/store
+
+  # cache.nixos.org (its key is Nix's default trusted key)
+  narfs mount https://cache.nixos.org /mnt/store
+
+  # a local cache directory, as written by nix copy --to file://… or narfs push
+  narfs mount file:///srv/nix-cache /mnt/store
+
+  # the same, configured through the environment (every flag has a NARFS_ variable)
+  NARFS_CACHE_DIR=/var/cache/narfs NARFS_CACHE_SIZE=20GiB narfs mount file:///srv/nix-cache /mnt/store`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := g.logger()
