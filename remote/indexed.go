@@ -304,25 +304,32 @@ func (s *Store) publishOwn(r *blobRef, p *PathInfo, n *nar.Node) {
 	s.blobsMu.Lock()
 	r.refs++ // the blob stays open while it is copied from
 	s.blobsMu.Unlock()
+	s.publishing.Add(1)
 	go func() {
+		defer s.publishing.Done()
 		defer func() { <-s.publishSem }()
 		defer s.releaseBlob(r)
-		name := ownFileName(n.NarOffset)
-		if f, err := r.e.OpenRead(name); err == nil {
-			f.Close()
-			return
-		}
-		err := r.e.PublishData(name, func(f *os.File) error {
-			bw := bufio.NewWriterSize(f, 1<<20)
-			if err := r.b.CopyTo(bw, n.NarOffset, n.Size); err != nil {
-				return err
-			}
-			return bw.Flush()
-		})
-		if err != nil {
+		if err := copyOwn(r, n); err != nil {
 			s.log.Warn("giving a large file a file of its own", "path", p.Path.String(), "err", err)
 		}
 	}()
+}
+
+// copyOwn copies a complete large file of the blob into a file of its
+// own, unless it has one.
+func copyOwn(r *blobRef, n *nar.Node) error {
+	name := ownFileName(n.NarOffset)
+	if f, err := r.e.OpenRead(name); err == nil {
+		f.Close()
+		return nil
+	}
+	return r.e.PublishData(name, func(f *os.File) error {
+		bw := bufio.NewWriterSize(f, 1<<20)
+		if err := r.b.CopyTo(bw, n.NarOffset, n.Size); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
 }
 
 // Node is the file's node in the signed listing.
