@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ a terminal) and exits 1 if any path failed, 2 on a usage error.`,
 				return err
 			}
 			defer store.Close()
-			return runPrefetch(cmd.Context(), store, args[1:], closure, jobs)
+			return runPrefetch(cmd.Context(), store, args[1:], closure, jobs, g.cacheSize, log)
 		},
 	}
 	c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -68,7 +69,10 @@ a terminal) and exits 1 if any path failed, 2 on a usage error.`,
 		return err
 	})
 	c.Flags().BoolVar(&closure, "closure", false, "also fetch everything the paths reference, transitively")
-	c.Flags().IntVar(&jobs, "jobs", 4, "paths fetched at once")
+	// Measured on a 111-path closure over shaped links (20 ms / 90 MB/s and
+	// 60 ms / 25 MB/s): 16 jobs take 0.5× the time of 4 and 0.8× of 8;
+	// Nix's max-substitution-jobs is 16 too.
+	c.Flags().IntVar(&jobs, "jobs", 16, "paths fetched at once")
 	return c
 }
 
@@ -106,12 +110,16 @@ func (r *prefetchRun) fail(what string, err error) {
 	r.pr.linef("failed %s: %v", what, err)
 }
 
-func runPrefetch(ctx context.Context, store *remote.Store, args []string, closure bool, jobs int) error {
+func runPrefetch(ctx context.Context, store *remote.Store, args []string, closure bool, jobs int, cacheSize int64, log *slog.Logger) error {
 	r := &prefetchRun{store: store, pr: &progress{out: os.Stdout}}
 	paths := r.resolve(ctx, args, closure)
-	var total int64
+	var total, narTotal int64
 	for _, p := range paths {
 		total += downloadSize(p)
+		narTotal += p.NarInfo.NarSize
+	}
+	if narTotal > cacheSize {
+		log.Warn("the paths are larger than --cache-size: the first ones fetched will be evicted", "nar-size", narTotal, "cache-size", cacheSize)
 	}
 	r.pr = newProgress(total, fmt.Sprintf("prefetching 0/%d paths", len(paths)), true)
 	r.total = len(paths) + r.failed
