@@ -48,6 +48,10 @@ func (s *Store) lookAt(ctx context.Context, ref storepath.StorePath) {
 		s.lookq.forget(ref.Hash)
 		return
 	}
+	// Wait for the shared lookups to end rather than for ctx: Close
+	// cancels them, and waits for this job, so nothing is asked of the
+	// cache once it returned.
+	ctx = context.WithoutCancel(ctx)
 	pi, err := s.info(ctx, ref.Hash)
 	if err == nil && pi.Path != ref {
 		return // Resolve would refuse it: nothing to look ahead
