@@ -34,10 +34,15 @@ type Config struct {
 	// say, a symlink the NAR does not have until its NAR is fetched. The
 	// price is a NAR download for the first stat of every path.
 	VerifiedMetadataOnly bool
-	// PrefetchReferences fetches the NARs of a path's references in the
-	// background once the path's own NAR is fetched, so that walking a
+	// NoReferenceLookahead turns off the background lookups of a resolved
+	// path's references (their narinfos and listings, transitively, 16 at
+	// a time; never NARs), which otherwise make walking a closure cost no
+	// round trip per path.
+	NoReferenceLookahead bool
+	// PrefetchReferences fetches the data of a path's references in the
+	// background once the path's own data is fetched, so that walking a
 	// closure overlaps downloads (at the cost of fetching what may never be
-	// read). PrefetchJobs bounds the parallel fetches (default 4).
+	// read). PrefetchJobs bounds the paths fetched at once (default 4).
 	PrefetchReferences bool
 	PrefetchJobs       int
 	// Timeout bounds every user-facing operation (a lookup, a listing, an

@@ -32,7 +32,7 @@ func (s *Store) Paths(ctx context.Context, fn func(*PathInfo)) error {
 		go func() {
 			defer wg.Done()
 			for h := range hashes {
-				p, err := s.ResolveHash(ctx, h)
+				p, err := s.resolveHash(ctx, h)
 				if err != nil {
 					if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUntrusted) && !errors.Is(err, ErrCorrupt) {
 						s.log.Warn("listing the cache", "hash", h, "err", err)

@@ -296,38 +296,45 @@ func (s *Store) publishOwn(r *blobRef, p *PathInfo, n *nar.Node) {
 	if n.Size < OwnFileMin || !r.b.Complete(first, last) {
 		return
 	}
-	if s.bg.Err() != nil {
-		return // closing
-	}
 	select {
 	case s.publishSem <- struct{}{}:
 	default:
 		return // busy: the next reader will
 	}
-	s.bgWork.Add(1)
 	s.blobsMu.Lock()
+	if s.bg.Err() != nil {
+		s.blobsMu.Unlock()
+		<-s.publishSem
+		return // closing
+	}
 	r.refs++ // the blob stays open while it is copied from
+	s.publishing.Add(1)
 	s.blobsMu.Unlock()
 	go func() {
-		defer s.bgWork.Done()
+		defer s.publishing.Done()
 		defer func() { <-s.publishSem }()
 		defer s.releaseBlob(r)
-		name := ownFileName(n.NarOffset)
-		if f, err := r.e.OpenRead(name); err == nil {
-			f.Close()
-			return
-		}
-		err := r.e.PublishData(name, func(f *os.File) error {
-			bw := bufio.NewWriterSize(f, 1<<20)
-			if err := r.b.CopyTo(bw, n.NarOffset, n.Size); err != nil {
-				return err
-			}
-			return bw.Flush()
-		})
-		if err != nil {
+		if err := copyOwn(r, n); err != nil {
 			s.log.Warn("giving a large file a file of its own", "path", p.Path.String(), "err", err)
 		}
 	}()
+}
+
+// copyOwn copies a complete large file of the blob into a file of its
+// own, unless it has one.
+func copyOwn(r *blobRef, n *nar.Node) error {
+	name := ownFileName(n.NarOffset)
+	if f, err := r.e.OpenRead(name); err == nil {
+		f.Close()
+		return nil
+	}
+	return r.e.PublishData(name, func(f *os.File) error {
+		bw := bufio.NewWriterSize(f, 1<<20)
+		if err := r.b.CopyTo(bw, n.NarOffset, n.Size); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
 }
 
 // Node is the file's node in the signed listing.

@@ -1,13 +1,89 @@
 package remote
 
 import (
+	"context"
 	"errors"
+	"math"
+	"time"
+
+	"github.com/narfs/narfs/remote/storepath"
 )
 
-// prefetchReferences starts background fetches of p's references (and so,
-// transitively, of its closure) when Config.PrefetchReferences is set.
-// Each path is tried at most once per Store; failures are only logged:
-// a reader that needs the path later gets the error itself.
+// lookaheadJobs bounds the narinfo and listing lookups of references in
+// flight per Store: Nix's http-connections default is 25, and its parallel
+// narinfo queries are what make copying a closure fast (NixOS/nix#5118).
+const lookaheadJobs = 16
+
+// Lookahead backs off for lookaheadPauseMin, doubling up to
+// lookaheadPauseMax while failures repeat, after a lookup failed for a
+// reason other than the cache's answer (network, server): a cache that is
+// down is asked by the readers who need a path, not by guesses.
+const (
+	lookaheadPauseMin = 5 * time.Second
+	lookaheadPauseMax = 5 * time.Minute
+)
+
+// lookahead queues background lookups of p's references: their narinfos
+// and listings (a .ls or a chunk index; never a NAR), and, as each
+// resolves, of its own references, so that a walk of a closure finds every
+// narinfo in memory instead of paying one round trip per path. Each hash
+// is looked up at most once per Store; failures are only logged at debug
+// level and misses land in the negative cache like any lookup's.
+func (s *Store) lookahead(p *PathInfo) {
+	if s.cfg.NoReferenceLookahead {
+		return
+	}
+	for _, ref := range p.NarInfo.References {
+		if ref == p.Path {
+			continue
+		}
+		s.lookq.add(ref.Hash, func(ctx context.Context) { s.lookAt(ctx, ref) })
+	}
+}
+
+// lookAt is one lookahead job.
+func (s *Store) lookAt(ctx context.Context, ref storepath.StorePath) {
+	if err := s.lookaheadPaused.get(""); err != nil {
+		// Skipped, not done: a later resolution may queue it again.
+		s.lookq.forget(ref.Hash)
+		return
+	}
+	// Wait for the shared lookups to end rather than for ctx: Close
+	// cancels them, and waits for this job, so nothing is asked of the
+	// cache once it returned.
+	ctx = context.WithoutCancel(ctx)
+	pi, err := s.info(ctx, ref.Hash)
+	if err == nil && pi.Path != ref {
+		return // Resolve would refuse it: nothing to look ahead
+	}
+	if err == nil {
+		s.lookahead(pi)
+		if _, err = s.listing(ctx, pi, false); errors.Is(err, errNeedNAR) {
+			err = nil
+		}
+	}
+	s.lookaheadDone(ref, err)
+}
+
+// lookaheadDone judges a lookahead's outcome: answers of the cache (a
+// miss, an untrusted or corrupt narinfo) are its negative cache's
+// business; anything else pauses the lookahead.
+func (s *Store) lookaheadDone(ref storepath.StorePath, err error) {
+	switch {
+	case err == nil, s.bg.Err() != nil:
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUntrusted), errors.Is(err, ErrCorrupt):
+		s.log.Debug("lookahead: reference not usable", "path", ref.String(), "err", err)
+	default:
+		s.lookaheadPaused.add("", err, lookaheadPauseMin, lookaheadPauseMax)
+		s.log.Debug("lookahead failed; pausing it", "path", ref.String(), "err", err)
+	}
+}
+
+// prefetchReferences queues background fetches of p's references' data
+// (and so, transitively, of its closure) when Config.PrefetchReferences is
+// set; at most PrefetchJobs run at once. Each path is tried at most once
+// per Store; failures are only logged: a reader that needs the path later
+// gets the error itself.
 func (s *Store) prefetchReferences(p *PathInfo) {
 	if !s.cfg.PrefetchReferences {
 		return
@@ -16,25 +92,52 @@ func (s *Store) prefetchReferences(p *PathInfo) {
 		if ref == p.Path {
 			continue
 		}
-		if _, loaded := s.prefetched.LoadOrStore(ref.Hash, struct{}{}); loaded {
-			continue
-		}
-		go func() {
-			select {
-			case s.prefetchSem <- struct{}{}:
-			case <-s.bg.Done():
-				return
-			}
-			defer func() { <-s.prefetchSem }()
-			ctx := s.bg
-			defer recoverBug(s.log, "prefetch "+ref.String(), new(error))
+		s.prefetchq.add(ref.Hash, func(ctx context.Context) {
 			info, err := s.Resolve(ctx, ref.String())
 			if err == nil {
-				_, err = s.Materialize(ctx, info)
+				var indexed bool
+				if indexed, err = s.prefetch(ctx, info); err == nil && indexed {
+					// Whole NARs queue their references when fetched;
+					// indexed paths do it here.
+					s.prefetchReferences(info)
+				}
 			}
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			if err != nil && !errors.Is(err, ErrNotFound) && s.bg.Err() == nil {
 				s.log.Debug("prefetch failed", "path", ref.String(), "err", err)
 			}
-		}()
+		})
 	}
+}
+
+// Prefetch makes sure a store path's data is in the local cache, verified,
+// so that later reads (by this process or another sharing the cache dir)
+// ask the cache for nothing but, at most, its narinfo: an indexed path's
+// blob gets every chunk (PrefetchIndexed), any other path its NAR
+// (Materialize). It reports whether the path is indexed.
+func (s *Store) Prefetch(ctx context.Context, p *PathInfo) (indexed bool, err error) {
+	return s.prefetch(ctx, p)
+}
+
+func (s *Store) prefetch(ctx context.Context, p *PathInfo) (bool, error) {
+	err := s.PrefetchIndexed(ctx, p)
+	if !errors.Is(err, ErrNotIndexed) {
+		return true, err
+	}
+	return false, s.prefetchNAR(ctx, p)
+}
+
+// prefetchNAR is Materialize waiting as long as the download may take,
+// not just Config.Timeout: a prefetch has no reader to answer.
+func (s *Store) prefetchNAR(ctx context.Context, p *PathInfo) error {
+	if d := s.fetchDeadline(p.NarInfo.NarSize); d < math.MaxInt64-s.cfg.Timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d+s.cfg.Timeout)
+		defer cancel()
+	}
+	e, err := s.entry(ctx, p)
+	if err != nil {
+		return err
+	}
+	e.Release()
+	return nil
 }

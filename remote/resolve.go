@@ -47,13 +47,25 @@ func (s *Store) Resolve(ctx context.Context, base string) (*PathInfo, error) {
 	if pi.Path != sp {
 		return nil, fmt.Errorf("%s: %w (cache has %s under that hash)", base, ErrNotFound, pi.Path)
 	}
+	s.lookahead(pi)
 	c := *pi // callers may not share the cached value
 	return &c, nil
 }
 
-// ResolveHash is Resolve by hash part alone, for `narfs info HASH` and the
-// root listing, which know no name.
+// ResolveHash is Resolve by hash part alone, for `narfs info HASH`, which
+// knows no name.
 func (s *Store) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) {
+	pi, err := s.resolveHash(ctx, hash)
+	if err == nil {
+		s.lookahead(pi)
+	}
+	return pi, err
+}
+
+// resolveHash is ResolveHash without the lookahead, for the root listing:
+// it resolves every path anyway, and looking up every reference's
+// listing too would be a walk of the whole cache.
+func (s *Store) resolveHash(ctx context.Context, hash string) (*PathInfo, error) {
 	if !storepath.ValidHashPart(hash) {
 		return nil, fmt.Errorf("%s: %w (not a store path hash)", hash, ErrNotFound)
 	}

@@ -50,7 +50,9 @@ func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelF
 }
 
 // flightContext is the context of work shared by several callers: it
-// outlives any one caller but not the operation's bound.
+// outlives any one caller but not the operation's bound, nor the Store.
 func (s *Store) flightContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
+	stop := context.AfterFunc(s.bg, cancel)
+	return ctx, func() { stop(); cancel() }
 }

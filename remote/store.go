@@ -58,12 +58,16 @@ type Store struct {
 	// publishSem bounds the copies of complete large files of indexed
 	// paths into files of their own.
 	publishSem chan struct{}
-	bgWork     sync.WaitGroup // background work that uses the local cache
+	publishing sync.WaitGroup // copies in progress; Close waits for them
 
-	prefetched  sync.Map      // hash part → struct{}: prefetch already started
-	prefetchSem chan struct{} // bounds background fetches
-	bg          context.Context
-	stopBG      context.CancelFunc
+	// Background work, stopped by Close: lookq looks up references'
+	// narinfos and listings ahead of readers, prefetchq fetches their data
+	// (Config.PrefetchReferences).
+	lookq           *workQueue
+	prefetchq       *workQueue
+	lookaheadPaused *negativeCache // "" → why lookahead pauses
+	bg              context.Context
+	stopBG          context.CancelFunc
 }
 
 // Open parses storeURL (Nix syntax), connects to the cache and reads its
@@ -91,11 +95,13 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 		decoding: semaphore.NewWeighted(cfg.ListingMemory),
 		recordNS: recordNamespace(u.String()),
 
-		prefetchSem: make(chan struct{}, cfg.PrefetchJobs),
-		blobs:       map[string]*blobRef{},
-		publishSem:  make(chan struct{}, 1),
+		blobs:           map[string]*blobRef{},
+		publishSem:      make(chan struct{}, 1),
+		lookaheadPaused: newNegativeCache(lookaheadPauseMin),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
+	s.lookq = newWorkQueue(s.bg, lookaheadJobs, s.log, "lookahead")
+	s.prefetchq = newWorkQueue(s.bg, cfg.PrefetchJobs, s.log, "prefetch")
 	s.be = countingBackend{Backend: be, c: &s.stats}
 	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
 		return nil, err
@@ -153,8 +159,14 @@ func (s *Store) Stats() Stats { return s.stats.snapshot() }
 
 // Close stops background work and releases the backend's connections.
 func (s *Store) Close() error {
+	// Under blobsMu: publishOwn checks bg and registers its copy under it,
+	// so no copy starts after the Wait below.
+	s.blobsMu.Lock()
 	s.stopBG()
-	s.bgWork.Wait()
+	s.blobsMu.Unlock()
+	s.lookq.wait()
+	s.prefetchq.wait()
+	s.publishing.Wait()
 	s.blobsMu.Lock()
 	for k, r := range s.blobs {
 		r.b.Close()

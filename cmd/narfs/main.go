@@ -28,6 +28,7 @@ type globalFlags struct {
 	logFormat   string
 	timeout     time.Duration
 	prefetch    bool
+	lookahead   bool
 	noListings  bool
 }
 
@@ -64,8 +65,9 @@ Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...)
 	pf.StringVar(&g.logFormat, "log-format", "text", "text or json (one object per line, for log collectors)")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "longest a lookup or an open waits for an answer, retries included (a download slower than 64 KiB/s counts as stalled)")
 	pf.BoolVar(&g.noListings, "verified-metadata-only", false, "ignore the cache's unsigned .ls listings: take metadata (stat, readdir, symlink targets) only from verified NARs")
-	pf.BoolVar(&g.prefetch, "prefetch-references", false, "once a path's NAR is fetched, fetch its references' NARs in the background (walks of whole closures overlap downloads)")
-	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g))
+	pf.BoolVar(&g.prefetch, "prefetch-references", false, "once a path's data is fetched, fetch its references' data in the background, 4 paths at a time (walks of whole closures overlap downloads)")
+	pf.BoolVar(&g.lookahead, "lookahead-references", true, "when a path is resolved, look up its references' narinfos and listings (never NARs) in the background, 16 at a time, so walking a closure costs no round trip per path")
+	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g), prefetchCmd(&g))
 	markUsageErrors(root)
 	err := root.Execute()
 	if err != nil {
@@ -111,6 +113,7 @@ func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.
 		Logger:        log,
 
 		PrefetchReferences:   g.prefetch,
+		NoReferenceLookahead: !g.lookahead,
 		VerifiedMetadataOnly: g.noListings,
 		Timeout:              g.timeout,
 		Backend:              backend.Options{Logger: log},

@@ -65,3 +65,23 @@ func (p *progress) finish() {
 		p.bar.Finish()
 	}
 }
+
+// set moves the bar to n bytes (or paths).
+func (p *progress) set(n int64) {
+	if p.bar == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bar.Set64(n)
+}
+
+// describe changes the text before the bar.
+func (p *progress) describe(what string) {
+	if p.bar == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bar.Describe(what)
+}
