@@ -27,7 +27,7 @@ type source struct {
 	requests atomic.Int64
 	// fail, if set, decides per request: an error at once, or how many
 	// bytes to deliver before the body breaks (-1: all).
-	fail  func(req int64) (error, int)
+	fail  func(req int64) (cut int, err error)
 	delay time.Duration
 }
 
@@ -42,7 +42,7 @@ func (s *source) GetRange(ctx context.Context, key string, off, n int64) (io.Rea
 	}
 	body := s.obj[off : off+n]
 	if s.fail != nil {
-		err, cut := s.fail(req)
+		cut, err := s.fail(req)
 		if err != nil {
 			return nil, err
 		}
@@ -159,11 +159,11 @@ func TestBrokenBodyFailsOnlyWhatItDidNotReach(t *testing.T) {
 		t.Fatal("want a file of several chunks")
 	}
 	// The first request breaks after its first chunk.
-	f.src.fail = func(req int64) (error, int) {
+	f.src.fail = func(req int64) (int, error) {
 		if req == 1 {
-			return nil, int(f.x.Chunks[first].FileLen)
+			return int(f.x.Chunks[first].FileLen), nil
 		}
-		return nil, -1
+		return -1, nil
 	}
 	b := f.open(t)
 	// The reader of the whole file sees the break as an error of the
