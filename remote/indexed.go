@@ -304,7 +304,9 @@ func (s *Store) publishOwn(r *blobRef, p *PathInfo, n *nar.Node) {
 	s.blobsMu.Lock()
 	r.refs++ // the blob stays open while it is copied from
 	s.blobsMu.Unlock()
+	s.publishing.Add(1)
 	go func() {
+		defer s.publishing.Done()
 		defer func() { <-s.publishSem }()
 		defer s.releaseBlob(r)
 		name := ownFileName(n.NarOffset)

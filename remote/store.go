@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/semaphore"
@@ -39,6 +40,9 @@ type Store struct {
 	recordNS string // namespace of this cache's narinfos in the local cache
 
 	stats counters
+	// noRanges is set once the cache failed to answer a ranged request
+	// exactly: NARs are then read with one GET.
+	noRanges atomic.Bool
 
 	resolveGroup singleflight.Group // by hash part
 	listingGroup singleflight.Group // by hash part
@@ -58,6 +62,7 @@ type Store struct {
 	// publishSem bounds the copies of complete large files of indexed
 	// paths into files of their own.
 	publishSem chan struct{}
+	publishing sync.WaitGroup // the copies publishSem admitted; Close waits
 
 	prefetched  sync.Map      // hash part → struct{}: prefetch already started
 	prefetchSem chan struct{} // bounds background fetches
@@ -153,6 +158,8 @@ func (s *Store) Stats() Stats { return s.stats.snapshot() }
 // Close stops background work and releases the backend's connections.
 func (s *Store) Close() error {
 	s.stopBG()
+	// A copy in progress reads a blob and writes the cache closed below.
+	s.publishing.Wait()
 	s.blobsMu.Lock()
 	for k, r := range s.blobs {
 		r.b.Close()
