@@ -287,22 +287,13 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 		return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
 	}
 	defer dec.Close()
-	// Download and decompression run ahead on their own goroutines while
-	// this one hashes, parses and writes. On the way out the download is
-	// cancelled first, so the read-ahead's Read returns and it can stop.
-	// The verifier reads NarSize+1 bytes at most; so does the read-ahead,
-	// or a decompression bomb would be read far past it.
-	ahead := newReadAhead(io.LimitReader(dec, satAdd(ni.NarSize, 1)), aheadDepth, aheadBuffer)
-	defer ahead.Close()
-	defer cancel()
-
 	pend, err := s.cache.Begin()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	defer pend.Abort()
 
-	v := &verifier{r: ahead, limit: ni.NarSize, sha: sha256.New()}
+	v := &verifier{limit: ni.NarSize, sha: sha256.New()}
 	var caHash hash.Hash
 	if p.ca != nil {
 		if caHash, err = p.ca.newHash(); err != nil {
@@ -312,15 +303,31 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 			v.extra = caHash
 		}
 	}
+	// Three stages overlap, each on its goroutine with bounded queues
+	// between them: download and decompression; hashing; parsing and
+	// writing (this goroutine). A cold fetch costs the slowest stage,
+	// not their sum. The decompressed stream is cut at NarSize+1 bytes
+	// before the first queue, so a decompression bomb is not read far
+	// past the verifier's limit. v's fields are read here only after the
+	// hashing stage has handed over its end (EOF), which it sends after
+	// its last write to them. On the way out the download is cancelled
+	// first, so every stage's Read returns and each can stop.
+	decoded := newReadAhead(io.LimitReader(dec, satAdd(ni.NarSize, 1)), aheadDepth, aheadBuffer)
+	defer decoded.Close()
+	v.r = decoded
+	hashed := newReadAhead(v, aheadDepth, aheadBuffer)
+	defer hashed.Close()
+	defer cancel()
+
 	blobF, err := pend.CreateFile(blob.BlobFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	defer blobF.Close()
 	bw := &blobWriter{f: blobF}
-	listing, err := store(io.TeeReader(v, bw), bw, pend, p.ca, caHash)
+	listing, err := store(io.TeeReader(hashed, bw), bw, pend, p.ca, caHash)
 	if err == nil {
-		err = v.drain()
+		err = drain(hashed)
 	}
 
 	if err != nil {
@@ -557,8 +564,8 @@ func satAdd(a, b int64) int64 {
 }
 
 // drain reads what follows the NAR's last token: there must be nothing.
-func (v *verifier) drain() error {
-	n, err := io.Copy(io.Discard, v)
+func drain(r io.Reader) error {
+	n, err := io.Copy(io.Discard, r)
 	if err != nil {
 		return err
 	}
@@ -596,7 +603,7 @@ func (e *errRecorder) first() error {
 	return e.err
 }
 
-// The read-ahead between decompression and hashing: 8 × 256 KiB.
+// Each queue between fetch's stages: 8 × 256 KiB.
 const (
 	aheadDepth  = 8
 	aheadBuffer = 256 << 10

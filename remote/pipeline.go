@@ -6,10 +6,10 @@ import (
 )
 
 // readAhead runs r's Reads on a goroutine of its own, at most depth
-// buffers of size bytes ahead of the caller: the stage before it (the
-// download and the decompressor) and the one after (hashing, parsing and
-// writing the NAR) overlap, so a cold fetch costs the slowest stage, not
-// their sum.
+// buffers of size bytes ahead of the caller: the stage before it (say
+// the download and the decompressor) and the caller's (hashing, or
+// parsing and writing the NAR) overlap, so a cold fetch costs the slowest
+// stage, not their sum.
 //
 // Close stops the goroutine after its current Read and waits for it; the
 // caller makes that Read return (fetch cancels the download's context).
