@@ -12,7 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/narfs/narfs/integration/linkshape"
@@ -54,7 +54,11 @@ func benchFetchFixture(b *testing.B, kind string) *benchNARs {
 	}
 	f := &benchNARs{nar: filepath.Join(dir, kind+".nar"), files: map[string]string{}}
 	if _, err := os.Stat(f.nar); err != nil {
-		src := runtime.GOROOT()
+		goroot, err := exec.Command("go", "env", "GOROOT").Output()
+		if err != nil {
+			b.Skipf("go env GOROOT: %v", err)
+		}
+		src := strings.TrimSpace(string(goroot))
 		if kind == "mixed" {
 			src = mixedTree(b)
 		}

@@ -28,7 +28,7 @@ type fakeRanges struct {
 	// fault, if set, decides each request: an error to fail it, or how
 	// many bytes its body delivers before failing with bodyErr (-1: all),
 	// and a delay before the body's first byte.
-	fault func(req int, off, n int64) (err error, breakAfter int64, delay time.Duration)
+	fault func(req int, off, n int64) (breakAfter int64, delay time.Duration, err error)
 
 	mu       sync.Mutex
 	reqs     [][2]int64 // off, n of every GetRange
@@ -68,7 +68,7 @@ func (f *fakeRanges) GetRange(ctx context.Context, key string, off, n int64) (io
 	breakAfter, delay := int64(-1), time.Duration(0)
 	if f.fault != nil {
 		var err error
-		if err, breakAfter, delay = f.fault(req, off, n); err != nil {
+		if breakAfter, delay, err = f.fault(req, off, n); err != nil {
 			return nil, fmt.Errorf("fake: get %s: %w", key, err)
 		}
 	}
@@ -246,11 +246,11 @@ func TestParallelReaderBrokenBodies(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	size := 20<<20 + 5
 	f := &fakeRanges{data: testData(size)}
-	f.fault = func(req int, off, n int64) (error, int64, time.Duration) {
+	f.fault = func(req int, off, n int64) (int64, time.Duration, error) {
 		if n > 1000 {
-			return nil, n / 2, 0
+			return n / 2, 0, nil
 		}
-		return nil, -1, 0
+		return -1, 0, nil
 	}
 	r := NewParallelReader(context.Background(), f, "k", int64(size), ParallelOptions{RetryBaseDelay: time.Millisecond})
 	defer r.Close()
@@ -275,8 +275,8 @@ func TestParallelReaderOutOfOrder(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	size := 24<<20 + 999
 	f := &fakeRanges{data: testData(size)}
-	f.fault = func(req int, off, n int64) (error, int64, time.Duration) {
-		return nil, -1, time.Duration(rand.IntN(30)) * time.Millisecond
+	f.fault = func(req int, off, n int64) (int64, time.Duration, error) {
+		return -1, time.Duration(rand.IntN(30)) * time.Millisecond, nil
 	}
 	r := NewParallelReader(context.Background(), f, "k", int64(size), ParallelOptions{MaxPart: 1 << 20})
 	defer r.Close()
@@ -294,11 +294,11 @@ func TestParallelReaderErrors(t *testing.T) {
 	t.Run("not found", func(t *testing.T) {
 		checkNoGoroutineLeak(t)
 		f := &fakeRanges{data: testData(int(size))}
-		f.fault = func(req int, off, n int64) (error, int64, time.Duration) {
+		f.fault = func(req int, off, n int64) (int64, time.Duration, error) {
 			if off > 0 {
-				return ErrNotFound, 0, 0
+				return 0, 0, ErrNotFound
 			}
-			return nil, -1, 0
+			return -1, 0, nil
 		}
 		r := NewParallelReader(context.Background(), f, "k", size, ParallelOptions{})
 		defer r.Close()
@@ -316,11 +316,11 @@ func TestParallelReaderErrors(t *testing.T) {
 	t.Run("no progress", func(t *testing.T) {
 		checkNoGoroutineLeak(t)
 		f := &fakeRanges{data: testData(int(size))}
-		f.fault = func(req int, off, n int64) (error, int64, time.Duration) {
+		f.fault = func(req int, off, n int64) (int64, time.Duration, error) {
 			if off >= 4<<20 {
-				return nil, 0, 0 // breaks before its first byte
+				return 0, 0, nil // breaks before its first byte
 			}
-			return nil, -1, 0
+			return -1, 0, nil
 		}
 		r := NewParallelReader(context.Background(), f, "k", size, ParallelOptions{MaxResumes: 3, RetryBaseDelay: time.Millisecond})
 		defer r.Close()
@@ -332,11 +332,11 @@ func TestParallelReaderErrors(t *testing.T) {
 	t.Run("stalled", func(t *testing.T) {
 		checkNoGoroutineLeak(t)
 		f := &fakeRanges{data: testData(int(size))}
-		f.fault = func(req int, off, n int64) (error, int64, time.Duration) {
+		f.fault = func(req int, off, n int64) (int64, time.Duration, error) {
 			if req > 0 {
-				return fmt.Errorf("%w (injected)", ErrStalled), 0, 0
+				return 0, 0, fmt.Errorf("%w (injected)", ErrStalled)
 			}
-			return nil, -1, 0
+			return -1, 0, nil
 		}
 		r := NewParallelReader(context.Background(), f, "k", size, ParallelOptions{})
 		defer r.Close()
@@ -347,11 +347,11 @@ func TestParallelReaderErrors(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		checkNoGoroutineLeak(t)
 		f := &fakeRanges{data: testData(int(size))}
-		f.fault = func(req int, off, n int64) (error, int64, time.Duration) {
+		f.fault = func(req int, off, n int64) (int64, time.Duration, error) {
 			if off > 0 {
-				return nil, -1, time.Hour
+				return -1, time.Hour, nil
 			}
-			return nil, -1, 0
+			return -1, 0, nil
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
@@ -373,11 +373,11 @@ func TestParallelReaderClose(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	size := int64(40 << 20)
 	f := &fakeRanges{data: testData(int(size))}
-	f.fault = func(req int, off, n int64) (error, int64, time.Duration) {
+	f.fault = func(req int, off, n int64) (int64, time.Duration, error) {
 		if off > 0 {
-			return nil, -1, time.Hour
+			return -1, time.Hour, nil
 		}
-		return nil, -1, 0
+		return -1, 0, nil
 	}
 	r := NewParallelReader(context.Background(), f, "k", size, ParallelOptions{})
 	buf := make([]byte, 1<<20)
