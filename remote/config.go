@@ -60,6 +60,11 @@ type Config struct {
 	NarinfoTTL time.Duration
 	Logger     *slog.Logger
 	Backend    backend.Options
+	// Parallel tunes the parallel ranged download of a NAR object larger
+	// than Parallel.FirstPart (1 MiB); SingleStream reads every NAR with
+	// one GET instead.
+	Parallel     backend.ParallelOptions
+	SingleStream bool
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/narfs, ~/.cache/narfs, or

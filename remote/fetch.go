@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -267,16 +268,16 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 	where := fmt.Sprintf("NAR %s of %s", ni.URL, p.Path)
 	ctx, cancel := context.WithTimeout(ctx, s.fetchDeadline(ni.NarSize))
 	defer cancel()
-	obj, err := s.be.Get(ctx, ni.URL)
+	raw, encoding, err := s.openNAR(ctx, ni)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	body := &errRecorder{r: obj.Body}
-	defer obj.Body.Close()
+	body := &errRecorder{r: raw}
+	defer raw.Close()
 
 	// A server may add a transport encoding on top of the NAR's own
 	// compression (harmonia does with zstd).
-	src, err := backend.NewContentDecoder(obj.ContentEncoding, body)
+	src, err := backend.NewContentDecoder(encoding, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -286,14 +287,13 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 		return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
 	}
 	defer dec.Close()
-
 	pend, err := s.cache.Begin()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	defer pend.Abort()
 
-	v := &verifier{r: dec, limit: ni.NarSize, sha: sha256.New()}
+	v := &verifier{limit: ni.NarSize, sha: sha256.New()}
 	var caHash hash.Hash
 	if p.ca != nil {
 		if caHash, err = p.ca.newHash(); err != nil {
@@ -303,21 +303,37 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 			v.extra = caHash
 		}
 	}
+	// Three stages overlap, each on its goroutine with bounded queues
+	// between them: download and decompression; hashing; parsing and
+	// writing (this goroutine). A cold fetch costs the slowest stage,
+	// not their sum. The decompressed stream is cut at NarSize+1 bytes
+	// before the first queue, so a decompression bomb is not read far
+	// past the verifier's limit. v's fields are read here only after the
+	// hashing stage has handed over its end (EOF), which it sends after
+	// its last write to them. On the way out the download is cancelled
+	// first, so every stage's Read returns and each can stop.
+	decoded := newReadAhead(io.LimitReader(dec, satAdd(ni.NarSize, 1)), aheadDepth, aheadBuffer)
+	defer decoded.Close()
+	v.r = decoded
+	hashed := newReadAhead(v, aheadDepth, aheadBuffer)
+	defer hashed.Close()
+	defer cancel()
+
 	blobF, err := pend.CreateFile(blob.BlobFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	defer blobF.Close()
 	bw := &blobWriter{f: blobF}
-	listing, err := store(io.TeeReader(v, bw), bw, pend, p.ca, caHash)
+	listing, err := store(io.TeeReader(hashed, bw), bw, pend, p.ca, caHash)
 	if err == nil {
-		err = v.drain()
+		err = drain(hashed)
 	}
 
 	if err != nil {
-		if body.err != nil {
+		if berr := body.first(); berr != nil {
 			// The cache or the network failed, not the data: retryable.
-			return nil, fmt.Errorf("%s: %w", where, body.err)
+			return nil, fmt.Errorf("%s: %w", where, berr)
 		}
 		if localIOError(err) {
 			// Disk full, cache dir gone: our problem, not the cache's.
@@ -539,9 +555,17 @@ func (v *verifier) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// satAdd is a+b for non-negative values, at most MaxInt64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 // drain reads what follows the NAR's last token: there must be nothing.
-func (v *verifier) drain() error {
-	n, err := io.Copy(io.Discard, v)
+func drain(r io.Reader) error {
+	n, err := io.Copy(io.Discard, r)
 	if err != nil {
 		return err
 	}
@@ -552,16 +576,35 @@ func (v *verifier) drain() error {
 }
 
 // errRecorder remembers the first error the upstream body returned, to
-// tell network failures (retryable) from bad data (corrupt).
+// tell network failures (retryable) from bad data (corrupt). It is read on
+// the read-ahead's goroutine and asked on fetch's: an error that reached
+// fetch through the read-ahead was recorded before it was handed over.
 type errRecorder struct {
 	r   io.Reader
-	err error
+	mu  sync.Mutex
+	err error // protected by mu
 }
 
 func (e *errRecorder) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF && e.err == nil {
-		e.err = err
+	if err != nil && err != io.EOF {
+		e.mu.Lock()
+		if e.err == nil {
+			e.err = err
+		}
+		e.mu.Unlock()
 	}
 	return n, err
 }
+
+func (e *errRecorder) first() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+// Each queue between fetch's stages: 8 × 256 KiB.
+const (
+	aheadDepth  = 8
+	aheadBuffer = 256 << 10
+)

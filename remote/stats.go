@@ -15,8 +15,10 @@ type Stats struct {
 	NarinfoGets int64 // GETs of <hash>.narinfo
 	ListingGets int64 // GETs of <hash>.ls
 	IndexGets   int64 // GETs of chunk indexes (.nidx)
-	NarGets     int64 // GETs of NAR files
-	OtherGets   int64
+	NarGets     int64 // GETs of NAR files; a parallel download counts once
+	// NarParts is the ranged requests of parallel NAR downloads.
+	NarParts  int64
+	OtherGets int64
 	// ChunkBytes is the stored bytes of NAR chunks requested by ranged
 	// reads of indexed paths (their GETs count in NarGets).
 	ChunkBytes    int64
@@ -28,7 +30,7 @@ type Stats struct {
 
 type counters struct {
 	narinfoGets, listingGets, narGets, otherGets atomic.Int64
-	indexGets, chunkBytes                        atomic.Int64
+	indexGets, chunkBytes, narParts              atomic.Int64
 	upstreamBytes, narBytes                      atomic.Int64
 	fetches, corrupt                             atomic.Int64
 }
@@ -38,6 +40,7 @@ func (c *counters) snapshot() Stats {
 		NarinfoGets:   c.narinfoGets.Load(),
 		ListingGets:   c.listingGets.Load(),
 		NarGets:       c.narGets.Load(),
+		NarParts:      c.narParts.Load(),
 		OtherGets:     c.otherGets.Load(),
 		IndexGets:     c.indexGets.Load(),
 		ChunkBytes:    c.chunkBytes.Load(),
@@ -53,6 +56,9 @@ func (c *counters) snapshot() Stats {
 type countingBackend struct {
 	backend.Backend
 	c *counters
+	// parts counts GetRange as parts of a parallel download, which
+	// counted once in narGets when it started.
+	parts bool
 }
 
 func (b countingBackend) kind(key string) (gets *atomic.Int64, nar bool) {
@@ -83,6 +89,9 @@ func (b countingBackend) Get(ctx context.Context, key string) (*backend.Object, 
 
 func (b countingBackend) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	gets, nar := b.kind(key)
+	if b.parts {
+		gets = &b.c.narParts
+	}
 	gets.Add(1)
 	rc, err := b.Backend.GetRange(ctx, key, off, n)
 	if err != nil {

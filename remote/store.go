@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/semaphore"
@@ -39,6 +40,9 @@ type Store struct {
 	recordNS string // namespace of this cache's narinfos in the local cache
 
 	stats counters
+	// noRanges is set once the cache failed to answer a ranged request
+	// exactly: NARs are then read with one GET.
+	noRanges atomic.Bool
 
 	resolveGroup singleflight.Group // by hash part
 	listingGroup singleflight.Group // by hash part

@@ -35,6 +35,18 @@
 // ReadAll decodes it (narinfo, .ls and nix-cache-info may be uploaded with
 // Content-Encoding). Transparent gzip is disabled in every client.
 //
+// # Parallel ranged reads
+//
+// NewParallelReader reads one object as GetRange parts in flight, in
+// order, like mountpoint-s3's prefetcher: one FirstPart request first (a
+// small object costs one), then a window that doubles as parts complete,
+// up to MaxConcurrency, with parts requested and not yet read bounded by
+// Budget. A part whose body breaks is resumed from its last byte. Its
+// requests carry a context mark that makes http refuse a 200 or a
+// Content-Encoding (and s3 a stored Content-Encoding) with ErrUnsupported
+// instead of working around it, so the caller can read the object with
+// Get.
+//
 // # file://
 //
 // Keys are opened through os.Root: ".." and symlinks that leave the store

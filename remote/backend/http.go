@@ -279,6 +279,16 @@ func (b *httpBackend) rangeOnce(ctx context.Context, key string, off, n int64) (
 		return nil, b.errorf("get", key, err)
 	}
 	body := io.ReadCloser(resp.Body)
+	if strictRanges(ctx) {
+		if resp.StatusCode != http.StatusPartialContent {
+			body.Close()
+			return nil, b.errorf("get", key, fmt.Errorf("%w: server answered %s to a range request", ErrUnsupported, resp.Status))
+		}
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			body.Close()
+			return nil, b.errorf("get", key, fmt.Errorf("%w: range answered with Content-Encoding %q", ErrUnsupported, ce))
+		}
+	}
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 		start, end, _, err := parseContentRange(resp.Header.Get("Content-Range"))

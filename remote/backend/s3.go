@@ -436,6 +436,10 @@ func (b *s3Backend) rangeOnce(ctx context.Context, key string, off, n int64) (io
 	if err != nil {
 		return nil, b.errorf("get", key, mapS3Error(explain(err)))
 	}
+	if ce := aws.ToString(out.ContentEncoding); strictRanges(ctx) && ce != "" && !strings.EqualFold(ce, "identity") {
+		out.Body.Close()
+		return nil, b.errorf("get", key, fmt.Errorf("%w: object has Content-Encoding %q", ErrUnsupported, ce))
+	}
 	// S3 clips a range that runs past the end; the caller asked for
 	// exactly n bytes.
 	start, end, _, err := parseContentRange(aws.ToString(out.ContentRange))

@@ -1,0 +1,384 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// ParallelOptions tune NewParallelReader. The zero value is usable.
+type ParallelOptions struct {
+	// FirstPart is the size of the first request (default 1 MiB): an
+	// object no larger costs one request.
+	FirstPart int64
+	// MaxPart caps the size of one part (default Budget/MaxConcurrency).
+	MaxPart int64
+	// MinPart is the smallest part worth a request of its own (default
+	// 256 KiB), except the object's last.
+	MinPart int64
+	// MaxConcurrency caps the requests in flight (default 8).
+	MaxConcurrency int
+	// Budget caps the bytes of all parts requested and not yet read by
+	// the caller (default 32 MiB): the reader's memory.
+	Budget int64
+	// MaxResumes is how many times in a row one part's body may fail
+	// without delivering a byte before the reader fails (default 5). A
+	// resumption that makes progress resets the count; the context's
+	// deadline bounds them all.
+	MaxResumes int
+	// RetryBaseDelay is the first backoff before a resumption (default
+	// 100ms), doubling with each failure in a row.
+	RetryBaseDelay time.Duration
+}
+
+// DefaultParallelBudget is ParallelOptions.Budget's default.
+const DefaultParallelBudget = 32 << 20
+
+func (o ParallelOptions) withDefaults() ParallelOptions {
+	if o.MaxConcurrency <= 0 {
+		o.MaxConcurrency = 8
+	}
+	if o.Budget <= 0 {
+		o.Budget = DefaultParallelBudget
+	}
+	if o.MaxPart <= 0 {
+		o.MaxPart = o.Budget / int64(o.MaxConcurrency)
+	}
+	o.MaxPart = max(min(o.MaxPart, o.Budget), 1)
+	if o.FirstPart <= 0 {
+		o.FirstPart = 1 << 20
+	}
+	o.FirstPart = min(o.FirstPart, o.MaxPart)
+	if o.MinPart <= 0 {
+		o.MinPart = 256 << 10
+	}
+	o.MinPart = min(o.MinPart, o.MaxPart)
+	if o.MaxResumes <= 0 {
+		o.MaxResumes = 5
+	}
+	if o.RetryBaseDelay <= 0 {
+		o.RetryBaseDelay = 100 * time.Millisecond
+	}
+	return o
+}
+
+// strictRangesKey marks a context whose GetRange calls must be answered
+// with the exact stored bytes by the server itself: an http server that
+// ignores Range (200) or encodes the response (Content-Encoding) fails
+// the request with ErrUnsupported instead of being worked around. A
+// context value, so that it passes through wrapping Backends.
+type strictRangesKey struct{}
+
+func strictRanges(ctx context.Context) bool { return ctx.Value(strictRangesKey{}) != nil }
+
+// errClosed cancels the parts of a reader that was closed.
+var errClosed = errors.New("parallel reader closed")
+
+// NewParallelReader reads bytes [0, size) of key with several GetRange
+// requests in flight and yields them in order.
+//
+// It starts with one request of FirstPart bytes, so a small object costs
+// one request; once its response headers arrive the window opens to two
+// parts, and it doubles with each part completed, up to MaxConcurrency.
+// Parts grow from FirstPart to MaxPart as they are scheduled, and the
+// object's tail is split across the window (never below MinPart) so the
+// last parts finish together. Parts requested and not yet read never
+// total more than Budget bytes, so a slow reader stops the downloads
+// instead of buffering the object.
+//
+// A part whose body fails part way is resumed from its last byte with a
+// new range request; the object is never restarted. The reader fails with
+// the backend's error (errors.Is ErrNotFound, ErrStalled, ErrUnsupported,
+// context.DeadlineExceeded...) when a request fails after the backend's
+// own retries, when MaxResumes resumptions in a row deliver nothing, or
+// at ctx's deadline. An http server that ignores Range or adds a
+// Content-Encoding fails the first request with ErrUnsupported: read the
+// object with Get instead.
+//
+// Close cancels every request in flight and returns once their
+// goroutines have ended. Read and Close must not be called concurrently.
+func NewParallelReader(ctx context.Context, b Backend, key string, size int64, opts ParallelOptions) io.ReadCloser {
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithCancelCause(context.WithValue(ctx, strictRangesKey{}, true))
+	r := &parallelReader{
+		ctx:      ctx,
+		cancel:   cancel,
+		b:        b,
+		key:      key,
+		size:     max(size, 0),
+		opts:     opts,
+		wake:     make(chan struct{}, 1),
+		window:   1,
+		partSize: opts.FirstPart,
+	}
+	return r
+}
+
+type parallelReader struct {
+	// Read-only after NewParallelReader.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	b      Backend
+	key    string
+	size   int64
+	opts   ParallelOptions
+	wake   chan struct{} // a part made progress or failed; capacity 1
+	wg     sync.WaitGroup
+
+	// Only the caller's goroutine (Read, Close) uses these.
+	pos    int64 // bytes of parts[0] already returned
+	closed bool
+
+	mu        sync.Mutex // protects the fields below
+	parts     []*part    // scheduled and not entirely read, in order
+	next      int64      // offset of the next part to schedule
+	active    int        // parts whose worker is running
+	buffered  int64      // bytes of parts, the memory in use
+	window    int        // parts allowed in flight
+	partSize  int64      // size of the next part before tail splitting
+	opened    bool       // a response arrived: ranges work
+	err       error      // the first failure; fails the reader
+	free      [][]byte   // buffers of read parts, for reuse
+	freeBytes int64
+}
+
+// part is one range. Its worker writes buf[filled:] and publishes filled
+// under parallelReader.mu; the reader reads buf[:filled].
+type part struct {
+	off, n int64
+	buf    []byte
+	filled int64 // protected by parallelReader.mu
+	done   bool  // protected by parallelReader.mu
+}
+
+func (r *parallelReader) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, fmt.Errorf("%s: get %s: %w", r.b, keyName(r.key), errClosed)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		r.scheduleLocked()
+		if len(r.parts) == 0 {
+			if r.err != nil {
+				return 0, r.err
+			}
+			if r.next >= r.size {
+				return 0, io.EOF
+			}
+		} else if head := r.parts[0]; r.pos < head.filled {
+			n := copy(p, head.buf[r.pos:head.filled])
+			r.pos += int64(n)
+			if r.pos == head.n {
+				r.releaseHeadLocked()
+			}
+			return n, nil
+		}
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.wake:
+		case <-r.ctx.Done():
+			// The workers see it too and record the cause; wait
+			// for that rather than guess it here.
+			<-r.wake
+		}
+		r.mu.Lock()
+	}
+}
+
+// releaseHeadLocked drops the part the reader has finished.
+func (r *parallelReader) releaseHeadLocked() {
+	head := r.parts[0]
+	r.parts[0] = nil
+	r.parts = r.parts[1:]
+	r.pos = 0
+	r.buffered -= head.n
+	if r.freeBytes+int64(cap(head.buf)) <= r.opts.Budget {
+		r.free = append(r.free, head.buf)
+		r.freeBytes += int64(cap(head.buf))
+	}
+	head.buf = nil
+}
+
+// bufferLocked returns a buffer of n bytes, reusing a free one if it fits.
+func (r *parallelReader) bufferLocked(n int64) []byte {
+	for i, b := range r.free {
+		if int64(cap(b)) >= n {
+			r.free[i] = r.free[len(r.free)-1]
+			r.free = r.free[:len(r.free)-1]
+			r.freeBytes -= int64(cap(b))
+			return b[:n]
+		}
+	}
+	// None fits: let the old ones go so memory stays within Budget twice.
+	r.free, r.freeBytes = nil, 0
+	return make([]byte, n)
+}
+
+// nextSizeLocked is the size of the next part.
+func (r *parallelReader) nextSizeLocked() int64 {
+	left := r.size - r.next
+	n := r.partSize
+	// Spread the tail over the window rather than ending on one long part.
+	spread := (left + int64(r.opts.MaxConcurrency) - 1) / int64(r.opts.MaxConcurrency)
+	if r.next > 0 && spread < n {
+		n = max(spread, r.opts.MinPart)
+	}
+	if left-n < r.opts.MinPart {
+		n = left // no runt part at the end
+	}
+	return min(n, left)
+}
+
+// scheduleLocked starts parts while the window and the budget allow.
+func (r *parallelReader) scheduleLocked() {
+	for r.err == nil && r.next < r.size && r.active < r.window {
+		n := r.nextSizeLocked()
+		if len(r.parts) > 0 && r.buffered+n > r.opts.Budget {
+			return
+		}
+		p := &part{off: r.next, n: n, buf: r.bufferLocked(n)}
+		r.next += n
+		r.buffered += n
+		r.partSize = min(2*r.partSize, r.opts.MaxPart)
+		r.parts = append(r.parts, p)
+		r.active++
+		r.wg.Add(1)
+		go r.fetch(p)
+	}
+}
+
+func (r *parallelReader) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fetch downloads one part, resuming its body after failures.
+func (r *parallelReader) fetch(p *part) {
+	defer r.wg.Done()
+	err := r.fetchPart(p)
+	r.mu.Lock()
+	r.active--
+	if err != nil {
+		if r.err == nil {
+			r.err = err
+			// Nothing after a hole can be delivered: stop the rest.
+			r.cancel(err)
+		}
+	} else {
+		p.done = true
+		r.window = min(2*r.window, r.opts.MaxConcurrency)
+		// The reader may be waiting on an earlier part: keep the
+		// window full without it.
+		r.scheduleLocked()
+	}
+	r.mu.Unlock()
+	r.signal()
+}
+
+// permanent errors end a part at once: retrying cannot change them.
+func permanent(err error) bool {
+	for _, e := range []error{ErrNotFound, ErrAuth, ErrRange, ErrInvalidKey, ErrUnsupported, errClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// chunk is how much a worker reads before publishing progress, so the
+// reader can stream the head part as it arrives.
+const chunk = 256 << 10
+
+func (r *parallelReader) fetchPart(p *part) error {
+	var got int64 // bytes in p.buf; only this goroutine writes it
+	failures := 0
+	for got < p.n {
+		rc, err := r.b.GetRange(r.ctx, r.key, p.off+got, p.n-got)
+		if err != nil {
+			return r.partError(p, err)
+		}
+		r.mu.Lock()
+		if !r.opened {
+			r.opened = true
+			r.window = max(r.window, min(2, r.opts.MaxConcurrency))
+			r.scheduleLocked()
+		}
+		r.mu.Unlock()
+		start := got
+		for got < p.n && err == nil {
+			var n int
+			n, err = rc.Read(p.buf[got:min(got+chunk, p.n)])
+			if n > 0 {
+				got += int64(n)
+				r.mu.Lock()
+				p.filled = got
+				head := len(r.parts) > 0 && r.parts[0] == p
+				r.mu.Unlock()
+				if head {
+					r.signal()
+				}
+			}
+			if err == io.EOF && got < p.n {
+				err = io.ErrUnexpectedEOF
+			}
+		}
+		rc.Close()
+		if got == p.n {
+			return nil
+		}
+		if cerr := r.ctx.Err(); cerr != nil || permanent(err) {
+			return r.partError(p, err)
+		}
+		if got > start {
+			failures = 0
+		}
+		failures++
+		if failures > r.opts.MaxResumes {
+			return r.partError(p, fmt.Errorf("%d failures in a row without progress: %w", failures, err))
+		}
+		d := backoff(r.opts.RetryBaseDelay, 30*time.Second, failures)
+		if err := sleepBeforeRetry(r.ctx, d, err); err != nil {
+			return r.partError(p, err)
+		}
+	}
+	return nil
+}
+
+// partError says which part failed; the cause keeps its sentinels. After
+// the context ended, the cause of that is what matters.
+func (r *parallelReader) partError(p *part, err error) error {
+	if cerr := r.ctx.Err(); cerr != nil {
+		cause := context.Cause(r.ctx)
+		if errors.Is(cerr, context.DeadlineExceeded) {
+			err = atDeadline(err)
+		} else if cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%v)", cause, err)
+		}
+	}
+	return fmt.Errorf("parallel range %d-%d: %w", p.off, p.off+p.n-1, err)
+}
+
+func (r *parallelReader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.cancel(errClosed)
+	r.wg.Wait()
+	r.mu.Lock()
+	r.parts, r.free = nil, nil
+	r.mu.Unlock()
+	return nil
+}

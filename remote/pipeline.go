@@ -1,0 +1,99 @@
+package remote
+
+import (
+	"io"
+	"sync"
+)
+
+// readAhead runs r's Reads on a goroutine of its own, at most depth
+// buffers of size bytes ahead of the caller: the stage before it (say
+// the download and the decompressor) and the caller's (hashing, or
+// parsing and writing the NAR) overlap, so a cold fetch costs the slowest
+// stage, not their sum.
+//
+// Close stops the goroutine after its current Read and waits for it; the
+// caller makes that Read return (fetch cancels the download's context).
+type readAhead struct {
+	full chan aheadBuf // filled buffers in order; closed after the last
+	free chan []byte   // empty buffers
+	stop chan struct{} // closed by Close
+	done sync.WaitGroup
+
+	// The caller's goroutine only.
+	cur  aheadBuf
+	rest []byte
+	err  error
+	once sync.Once
+}
+
+type aheadBuf struct {
+	b   []byte
+	err error // after b's bytes
+}
+
+func newReadAhead(r io.Reader, depth, size int) *readAhead {
+	a := &readAhead{
+		full: make(chan aheadBuf, depth),
+		free: make(chan []byte, depth),
+		stop: make(chan struct{}),
+	}
+	for range depth {
+		a.free <- make([]byte, size)
+	}
+	a.done.Add(1)
+	go a.fill(r)
+	return a
+}
+
+func (a *readAhead) fill(r io.Reader) {
+	defer a.done.Done()
+	defer close(a.full)
+	for {
+		var b []byte
+		select {
+		case b = <-a.free:
+		case <-a.stop:
+			return
+		}
+		// Fill the buffer, so that each hand-over carries a lot.
+		n, err := io.ReadFull(r, b)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		select {
+		case a.full <- aheadBuf{b: b[:n], err: err}:
+		case <-a.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (a *readAhead) Read(p []byte) (int, error) {
+	for len(a.rest) == 0 {
+		if a.err != nil {
+			return 0, a.err
+		}
+		if a.cur.b != nil {
+			a.free <- a.cur.b[:cap(a.cur.b)]
+			a.cur.b = nil
+		}
+		c, ok := <-a.full
+		if !ok {
+			// Only Close ends the goroutine before an error.
+			return 0, io.ErrClosedPipe
+		}
+		a.cur, a.rest, a.err = c, c.b, c.err
+	}
+	n := copy(p, a.rest)
+	a.rest = a.rest[n:]
+	return n, nil
+}
+
+func (a *readAhead) Close() error {
+	a.once.Do(func() { close(a.stop) })
+	a.done.Wait()
+	return nil
+}
