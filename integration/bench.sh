@@ -3,6 +3,10 @@
 # (narfs vs real Nix and the native disk), assembled into BENCHMARKS.md.
 # Run as root from the repository (make bench builds bin/narfs first).
 # NARFS_BENCH_MD=path writes the report elsewhere (default BENCHMARKS.md).
+# NARFS_BENCH_ONLY=indexed runs only measures 10–14 (per-file reads of a
+# cache written by narfs push); NARFS_BENCH_RUNS=N sets the runs per figure.
+# NARFS_BENCH_NARSERVE=path/to/nar-serve (or nar-serve on PATH) adds
+# numtide/nar-serve as measure 11's reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,20 +27,23 @@ trap cleanup EXIT
 start=$(date +%s)
 [ -x bin/narfs ] || go build -o bin/narfs ./cmd/narfs
 
-echo "== decoder benchmarks (nar/compress, 5 runs each)" >&2
-# One op of 100 MiB per run; the C tools decode the same files. Five
-# separate passes rather than -count 5, so ours and the C tool alternate
-# and a burst of load from elsewhere on the machine hits both.
+only=${NARFS_BENCH_ONLY:-}
 : > "$work/decode.txt"
-for pass in 1 2 3 4 5; do
-  go test -run '^$' -bench '^BenchmarkDecode$/^(xz|xz-multiblock|zstd|bzip2|bzip2-lbzip2|br)(-C)?$' \
-    -benchtime 1x -count 1 ./nar/compress/ | tee -a "$work/decode.txt" >&2
-done
+if [ -z "$only" ]; then
+  echo "== decoder benchmarks (nar/compress, 5 runs each)" >&2
+  # One op of 100 MiB per run; the C tools decode the same files. Five
+  # separate passes rather than -count 5, so ours and the C tool alternate
+  # and a burst of load from elsewhere on the machine hits both.
+  for pass in 1 2 3 4 5; do
+    go test -run '^$' -bench '^BenchmarkDecode$/^(xz|xz-multiblock|zstd|bzip2|bzip2-lbzip2|br)(-C)?$' \
+      -benchtime 1x -count 1 ./nar/compress/ | tee -a "$work/decode.txt" >&2
+  done
+fi
 
 echo "== narfs vs Nix (integration TestBenchReport)" >&2
 TMPDIR="$work" NARFS_BENCH=1 NARFS_BENCH_OUT="$work/table.md" NARFS_BENCH_DECODE="$work/decode.txt" \
   NARFS_BENCH_BIN="$PWD/bin/narfs" \
-  go test -count=1 -timeout 15m -run '^TestBenchReport$' -v ./integration/ >&2
+  go test -count=1 -timeout 40m -run '^TestBenchReport$' -v ./integration/ >&2
 
 elapsed=$(( $(date +%s) - start ))
 {
@@ -71,6 +78,21 @@ How each figure is taken:
   CPU time ÷ ours, which load from elsewhere on the machine disturbs less than wall time).
 - Fetched ÷ read (measure 9): bytes served by the benchmark's HTTP server (narfs's own
   `upstream_bytes` for s3) ÷ bytes of file contents the command read.
+- Measures 10–14 (integration/bench_indexed_test.go): the paths are pushed by `narfs push
+  --no-closure` (zstd) into a file:// cache served over http on 127.0.0.1; "s3-region" puts a
+  linkshape.S3Region proxy in front of that server, and `nix copy` (and nar-serve) are given the
+  proxy's URL too. Requests and bytes are counted at the server, from after the mount is up.
+- Measure 10: `bin/go version` and a hello-world `go build` under `env -i` (no GOROOT,
+  GOTOOLCHAIN=local, HOME and GOCACHE fresh); reference = `nix copy` of the path into a fresh
+  `local?root=` plus the same command from there. Bytes ÷ (the object bytes of the chunks
+  covering bin/go + the index object).
+- Measure 11: nar-serve (numtide, built from source: the Go module proxy does not serve it)
+  reads the stock `nix copy` cache of the same path, since it rejects narinfo lines it does not
+  know (`unknown key NarfsIndex`); it checks no signature.
+- Measure 13: the interpreter is /usr/bin/python3.11 patched with patchelf to a store ld-linux
+  and DT_RPATH; PYTHONHOME = the stdlib path; run as `unshare -m` with the mount (or the `nix
+  copy` root's store) bound over /nix/store.
+- Measure 14: both caches warmed by one read, then `cat` with the page cache dropped, alternating.
 EOF
 } > "$out_md"
 echo "== wrote $out_md (${elapsed} s)" >&2

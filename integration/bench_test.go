@@ -17,19 +17,29 @@ import (
 // the native disk on one workload, every figure a ratio or count from the
 // same run, medians of NARFS_BENCH_RUNS (default 5) runs. It prints a
 // markdown table and writes it to NARFS_BENCH_OUT when set.
+// NARFS_BENCH_ONLY=indexed runs only the indexed-cache measures (10–14).
 func TestBenchReport(t *testing.T) {
 	if os.Getenv("NARFS_BENCH") != "1" {
 		t.Skip("set NARFS_BENCH=1 (make bench)")
 	}
 	requireE2E(t)
-	b := newBench(t)
-	b.coldReadsAndClosure()  // measures 1, 3 (and 9)
-	b.coldMetadata()         // measure 2
-	b.streamingAndWarmRead() // measures 7 (streaming) and 4
-	b.warmMetadata()         // measure 5
-	b.concurrency()          // measure 6
-	b.memoryOverall()        // measure 7 (whole run)
-	b.decoders()             // measure 8
+	only := os.Getenv("NARFS_BENCH_ONLY")
+	switch only {
+	case "", "indexed":
+	default:
+		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed or nothing", only)
+	}
+	b := newBench(t, only == "")
+	if only == "" {
+		b.coldReadsAndClosure()  // measures 1, 3 (and 9)
+		b.coldMetadata()         // measure 2
+		b.streamingAndWarmRead() // measures 7 (streaming) and 4
+		b.warmMetadata()         // measure 5
+		b.concurrency()          // measure 6
+		b.memoryOverall()        // measure 7 (whole run)
+		b.decoders()             // measure 8
+	}
+	b.indexed() // measures 10–14
 	report := b.table()
 	fmt.Println(report)
 	if out := os.Getenv("NARFS_BENCH_OUT"); out != "" {
@@ -50,14 +60,20 @@ type bench struct {
 	native  string                     // a Nix-extracted copy of the closure (…/nix/store)
 	nixCopy map[string][]time.Duration // compression → nix copy of the closure
 	rows    []benchRow
+
+	idx      *idxWorkload // measures 10–14 (bench_indexed_test.go)
+	idxIntro string
+	idxRows  []benchRow
 }
 
 type benchRow struct {
 	num, measure, narfs, reference, result, target, met, amp string
 }
 
-func newBench(t *testing.T) *bench {
-	b := &bench{t: t, w: benchWorkload(t), runs: 5, http: map[string]*countingCache{}, s3: map[string]string{}, nixCopy: map[string][]time.Duration{}}
+// newBench reads NARFS_BENCH_RUNS and, for the measures 1–9 (full), makes
+// the workload and its servers.
+func newBench(t *testing.T, full bool) *bench {
+	b := &bench{t: t, runs: 5, http: map[string]*countingCache{}, s3: map[string]string{}, nixCopy: map[string][]time.Duration{}}
 	if v := os.Getenv("NARFS_BENCH_RUNS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -66,14 +82,20 @@ func newBench(t *testing.T) *bench {
 		b.runs = n
 	}
 	benchBinary(t)
-	s3 := startS3(t)
-	b.s3env = s3.env()
-	for _, c := range benchCompressions {
-		b.http[c.name] = serveCounting(t, b.w.Caches[c.name])
-		b.s3[c.name] = s3.bucket(t, "bench-"+c.name, b.w.Caches[c.name])
+	if full {
+		b.w = benchWorkload(t)
+		s3 := startS3(t)
+		b.s3env = s3.env()
+		for _, c := range benchCompressions {
+			b.http[c.name] = serveCounting(t, b.w.Caches[c.name])
+			b.s3[c.name] = s3.bucket(t, "bench-"+c.name, b.w.Caches[c.name])
+		}
+	}
+	if err := os.MkdirAll(benchRoot, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	var err error
-	if b.tmp, err = os.MkdirTemp(filepath.Dir(b.w.Dir), "run-"); err != nil {
+	if b.tmp, err = os.MkdirTemp(benchRoot, "run-"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(b.tmp) })
@@ -94,8 +116,7 @@ func (b *bench) add(r benchRow) { b.rows = append(b.rows, r) }
 
 // nixCopyClosure times `nix copy` of the whole closure into a fresh root.
 func (b *bench) nixCopyClosure(url, root string) time.Duration {
-	return timed(b.t, fmt.Sprintf("nix copy --from %s --to 'local?root=%s' --option trusted-public-keys '%s' /nix/store/%s",
-		url, root, b.w.PublicKey, b.w.Root))
+	return timed(b.t, nixCopyScript(url, b.w.PublicKey, root, b.w.Root))
 }
 
 // tarAll is `tar c` of every path of the closure under dir, root first
@@ -452,15 +473,33 @@ func parseBenchOutput(path string) (ns, cpu map[string][]float64, err error) {
 
 func (b *bench) table() string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "Workload: %d store paths, %d files, %s of file contents; largest path %s; NARs %s zstd, %s xz, %s none. Medians of %d runs.\n\n",
-		len(b.w.All), b.w.Files, mib(b.w.FileBytes), mib(fileSize(b.t, "/nix/store/"+b.w.BigFile)),
-		mib(b.w.NarBytes["zstd"]), mib(b.w.NarBytes["xz"]), mib(b.w.NarBytes["none"]), b.runs)
-	s.WriteString("| # | Measure | narfs | Reference | Ratio / result | Target | Met | Fetched ÷ read |\n")
-	s.WriteString("|---|---|---|---|---|---|---|---|\n")
-	for _, r := range b.rows {
-		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.num, r.measure, r.narfs, r.reference, r.result, r.target, r.met, r.amp)
+	if b.w != nil {
+		b.mainTable(&s)
+	}
+	if len(b.idxRows) > 0 {
+		if b.w != nil {
+			s.WriteString("\n")
+		}
+		s.WriteString("## Indexed caches: per-file reads (measures 10–14)\n\n")
+		s.WriteString(b.idxIntro)
+		writeRows(&s, b.idxRows)
 	}
 	return s.String()
+}
+
+func (b *bench) mainTable(s *strings.Builder) {
+	fmt.Fprintf(s, "Workload: %d store paths, %d files, %s of file contents; largest path %s; NARs %s zstd, %s xz, %s none. Medians of %d runs.\n\n",
+		len(b.w.All), b.w.Files, mib(b.w.FileBytes), mib(fileSize(b.t, "/nix/store/"+b.w.BigFile)),
+		mib(b.w.NarBytes["zstd"]), mib(b.w.NarBytes["xz"]), mib(b.w.NarBytes["none"]), b.runs)
+	writeRows(s, b.rows)
+}
+
+func writeRows(s *strings.Builder, rows []benchRow) {
+	s.WriteString("| # | Measure | narfs | Reference | Ratio / result | Target | Met | Fetched ÷ read |\n")
+	s.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.num, r.measure, r.narfs, r.reference, r.result, r.target, r.met, r.amp)
+	}
 }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
