@@ -242,6 +242,8 @@ type ChunkedFile struct {
 	mu      sync.Mutex
 	nextOff int64 // where a sequential reader reads next
 	window  int64 // readahead, grown while reads are sequential
+	// wholeAsked: the whole file was asked for (wholeFileMax).
+	wholeAsked bool
 	closed  bool
 }
 
@@ -345,7 +347,7 @@ func (f *ChunkedFile) Node() *nar.Node { return f.node }
 // few MiB.
 const (
 	minWindow = 2 << 20
-	maxWindow = 32 << 20
+	maxWindow = 16 << 20
 )
 
 // ReadAt reads the file's bytes at off; every byte returned is from a
@@ -406,6 +408,8 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	}
 	f.nextOff = max(f.nextOff, off+n)
 	window := f.window
+	whole := !f.wholeAsked && size <= wholeFileMax
+	f.wholeAsked = f.wholeAsked || whole
 	f.mu.Unlock()
 	ctx, cancel := f.s.opContext(ctx)
 	defer cancel()
@@ -413,6 +417,18 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	base := f.node.NarOffset
 	first, last := x.Span(base+off, n)
 	_, raLast := x.Span(base+off, min(size-off, n+window))
+	if whole {
+		// A file of moderate size is asked for whole at its first read:
+		// a program's pages fault in out of order, and each would
+		// otherwise cost a round trip. Small files also bring the chunk
+		// after theirs: files of a directory lie together in a NAR, and
+		// are often read together (imports, includes).
+		ff, fl := x.Span(base, size)
+		if size < chunkindex.TargetChunk {
+			fl = min(fl+1, len(x.Chunks))
+		}
+		f.ref.b.Ensure(ctx, ff, ff, fl) // starts the requests, waits for none
+	}
 	if err := f.ref.b.Ensure(ctx, first, last, raLast); err != nil {
 		if errors.Is(err, blob.ErrChunk) {
 			f.s.stats.corrupt.Add(1)
@@ -422,6 +438,12 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	}
 	return n, nil
 }
+
+// wholeFileMax: files up to this size are fetched whole at their first
+// read (bin/go is ~15 MiB); larger ones by the reads' ranges and the
+// sequential readahead, so random reads of a large file fetch about a
+// chunk each.
+const wholeFileMax = 16 << 20
 
 // maxRead is the largest read the kernel sends in one request.
 const maxRead = 1 << 20

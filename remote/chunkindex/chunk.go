@@ -1,11 +1,9 @@
 package chunkindex
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -43,15 +41,31 @@ func (x *Index) DecodeChunk(dst []byte, c Chunk, stored []byte) ([]byte, error) 
 	return dst, nil
 }
 
-// decodeFrames decodes at most limit+1 bytes, so that a frame claiming
-// more than its chunk stops early.
+// chunkDecoder is shared by every chunk decode (DecodeAll is safe for
+// concurrent use and reuses its buffers): a decoder per chunk cost more
+// memory and garbage than the chunk itself.
+var chunkDecoder = func() *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderMaxMemory(MaxChunk+1), zstd.WithDecoderMaxWindow(32<<20))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return d
+}()
+
+// decodeFrames decodes the frames of stored; output beyond limit (a
+// frame claiming more than its chunk) is an error, and no frame may make
+// the decoder take more than MaxChunk.
 func decodeFrames(dst, stored []byte, limit int64) ([]byte, error) {
-	d, err := zstd.NewReader(bytes.NewReader(stored), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxChunk+1), zstd.WithDecoderMaxWindow(32<<20), zstd.WithDecoderLowmem(true))
+	start := len(dst)
+	if int64(cap(dst)-start) < limit {
+		dst = append(make([]byte, 0, int64(start)+limit), dst...)
+	}
+	out, err := chunkDecoder.DecodeAll(stored, dst)
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
-	buf := bytes.NewBuffer(dst)
-	_, err = io.Copy(buf, io.LimitReader(d, limit+1))
-	return buf.Bytes(), err
+	if int64(len(out)-start) > limit {
+		return nil, fmt.Errorf("decodes to more than %d bytes", limit)
+	}
+	return out, nil
 }
