@@ -244,7 +244,7 @@ type ChunkedFile struct {
 	window  int64 // readahead, grown while reads are sequential
 	// wholeAsked: the whole file was asked for (wholeFileMax).
 	wholeAsked bool
-	closed  bool
+	closed     bool
 }
 
 // OpenChunked opens a regular file of a path that has a valid chunk
