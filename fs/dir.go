@@ -5,6 +5,7 @@ import (
 	"path"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -37,7 +38,8 @@ func (d *dirNode) dir(ctx context.Context) (*nar.Node, syscall.Errno) {
 
 var _ = (fs.NodeLookuper)((*dirNode)(nil))
 
-func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *fs.Inode, errno syscall.Errno) {
+	defer observe(d.ref.st.metrics, "lookup", time.Now(), &errno)
 	gen := d.ref.generation()
 	n, errno := d.dir(ctx)
 	if errno != 0 {
@@ -55,7 +57,8 @@ var _ = (fs.NodeOpendirHandler)((*dirNode)(nil))
 // OpendirHandle lets the kernel cache the directory's entries
 // (FOPEN_CACHE_DIR): a store directory never changes, so repeated walks
 // (find, ls -R) cost no READDIR round trips.
-func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (_ fs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer observe(d.ref.st.metrics, "opendir", time.Now(), &errno)
 	dir, errno := d.dir(ctx)
 	if errno != 0 {
 		return nil, 0, errno
@@ -75,7 +78,8 @@ func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandl
 
 var _ = (fs.NodeGetattrer)((*dirNode)(nil))
 
-func (d *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (d *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer observe(d.ref.st.metrics, "getattr", time.Now(), &errno)
 	n, errno := d.ref.node(ctx, d.sub, false)
 	if errno != 0 {
 		return errno

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -26,7 +27,8 @@ type fileNode struct {
 
 var _ = (fs.NodeOpener)((*fileNode)(nil))
 
-func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer observe(f.ref.st.metrics, "open", time.Now(), &errno)
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
@@ -39,7 +41,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		if lf := cf.Own(); lf != nil {
 			// A large file fetched completely before: read from its own
 			// copy, by the kernel itself where passthrough is on.
-			h := &fileHandle{file: lf, closer: cf}
+			h := &fileHandle{file: lf, closer: cf, m: r.st.metrics}
 			if r.st.passthrough {
 				return &passthroughHandle{h}, openFlags, 0
 			}
@@ -47,7 +49,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		}
 		// A signed chunk index: nothing is fetched until a read, and then
 		// only the chunks it covers.
-		return &chunkedHandle{f: cf, log: r.st.log, name: r.display(f.sub)}, openFlags, 0
+		return &chunkedHandle{f: cf, log: r.st.log, name: r.display(f.sub), m: r.st.metrics}, openFlags, 0
 	}
 	if !errors.Is(err, remote.ErrNotIndexed) {
 		return nil, 0, toErrno(r.st.log, "open", r.display(f.sub), err)
@@ -65,7 +67,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		// OPEN) makes the first read past it ask again.
 		f.NotifyContent(0, 0)
 	}
-	h := &fileHandle{file: file}
+	h := &fileHandle{file: file, m: r.st.metrics}
 	if r.st.passthrough && vn.Size >= passthroughMinSize && file.Own() {
 		return &passthroughHandle{h}, openFlags, 0
 	}
@@ -74,7 +76,8 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 
 var _ = (fs.NodeGetattrer)((*fileNode)(nil))
 
-func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer observe(f.ref.st.metrics, "getattr", time.Now(), &errno)
 	n, errno := f.ref.node(ctx, f.sub, false)
 	if errno != 0 {
 		return errno
@@ -100,17 +103,20 @@ const passthroughMinSize = maxRead
 type fileHandle struct {
 	file   *remote.LocalFile
 	closer io.Closer // closes file, when something else owns it
+	m      Metrics
 }
 
 var _ = (fs.FileReader)((*fileHandle)(nil))
 
-func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
+	defer observe(h.m, "read", time.Now(), &errno)
 	n := int64(len(dest))
 	if off >= h.file.Size {
 		n = 0
 	} else if n > h.file.Size-off {
 		n = h.file.Size - off
 	}
+	h.m.Served(n)
 	// Splices from the cached file when the kernel allows it; the range
 	// never leaves the file's bytes in the blob.
 	return fuse.ReadResultFd(h.file.File.Fd(), h.file.Base+off, int(n)), 0
@@ -118,7 +124,8 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 
 var _ = (fs.FileReleaser)((*fileHandle)(nil))
 
-func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+func (h *fileHandle) Release(ctx context.Context) (errno syscall.Errno) {
+	defer observe(h.m, "release", time.Now(), &errno)
 	if h.closer != nil {
 		h.closer.Close()
 	} else {
@@ -146,11 +153,13 @@ type chunkedHandle struct {
 	f    *remote.ChunkedFile
 	log  *slog.Logger
 	name string
+	m    Metrics
 }
 
 var _ = (fs.FileReader)((*chunkedHandle)(nil))
 
-func (h *chunkedHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *chunkedHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
+	defer observe(h.m, "read", time.Now(), &errno)
 	fd, pos, n, err := h.f.Splice(ctx, off, int64(len(dest)))
 	if err != nil {
 		return nil, toErrno(h.log, "read", h.name, err)
@@ -158,13 +167,15 @@ func (h *chunkedHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 	if n == 0 {
 		return fuse.ReadResultData(nil), 0
 	}
+	h.m.Served(int64(n))
 	// The range is verified: splice it from the blob.
 	return fuse.ReadResultFd(fd, pos, n), 0
 }
 
 var _ = (fs.FileReleaser)((*chunkedHandle)(nil))
 
-func (h *chunkedHandle) Release(ctx context.Context) syscall.Errno {
+func (h *chunkedHandle) Release(ctx context.Context) (errno syscall.Errno) {
+	defer observe(h.m, "release", time.Now(), &errno)
 	h.f.Close()
 	return 0
 }

@@ -19,6 +19,8 @@ type Options struct {
 	Passthrough bool
 	Debug       bool
 	Logger      *slog.Logger
+	// Metrics, if set, is told every operation and the bytes served.
+	Metrics Metrics
 }
 
 const (
@@ -35,7 +37,7 @@ func Mount(mountpoint string, store *remote.Store, o Options) (*fuse.Server, err
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	st := newMountState(store, o.Logger, o.Passthrough)
+	st := newMountState(store, o.Logger, o.Passthrough, o.Metrics)
 	root := st.root
 	et, nt := entryTimeout, negativeTimeout
 	opts := &fs.Options{

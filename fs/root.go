@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -21,7 +22,8 @@ type rootNode struct {
 
 var _ = (fs.NodeLookuper)((*rootNode)(nil))
 
-func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *fs.Inode, errno syscall.Errno) {
+	defer observe(r.st.metrics, "lookup", time.Now(), &errno)
 	info, err := r.st.store.Resolve(ctx, name)
 	if err != nil {
 		return nil, toErrno(r.st.log, "lookup", name, err)
@@ -48,7 +50,8 @@ var _ = (fs.NodeReaddirer)((*rootNode)(nil))
 
 // Readdir lists every trusted path of a listable cache, or the paths
 // looked up so far when the cache cannot be listed (HTTP).
-func (r *rootNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+func (r *rootNode) Readdir(ctx context.Context) (_ fs.DirStream, errno syscall.Errno) {
+	defer observe(r.st.metrics, "readdir", time.Now(), &errno)
 	names := map[string]struct{}{}
 	err := r.st.store.Paths(ctx, func(p *remote.PathInfo) {
 		names[p.Path.String()] = struct{}{}
@@ -77,7 +80,8 @@ func (r *rootNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 
 var _ = (fs.NodeGetattrer)((*rootNode)(nil))
 
-func (r *rootNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (r *rootNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer observe(r.st.metrics, "getattr", time.Now(), &errno)
 	fillDirAttr(&out.Attr, 1)
 	return 0
 }
@@ -86,7 +90,8 @@ var _ = (fs.NodeStatfser)((*rootNode)(nil))
 
 // Statfs reports the local cache's usage as the size of a full,
 // read-only file system.
-func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.Errno) {
+	defer observe(r.st.metrics, "statfs", time.Now(), &errno)
 	used := uint64(r.st.store.CacheUsage()) / blockSize
 	out.Bsize = blockSize
 	out.Frsize = blockSize

@@ -20,6 +20,7 @@ type mountState struct {
 	store       *remote.Store
 	log         *slog.Logger
 	passthrough bool
+	metrics     Metrics
 	root        *rootNode
 
 	mu       sync.Mutex               // protects the fields below
@@ -27,9 +28,12 @@ type mountState struct {
 	refs     map[string]*storePathRef // hash part → the store path's shared state
 }
 
-func newMountState(store *remote.Store, log *slog.Logger, passthrough bool) *mountState {
+func newMountState(store *remote.Store, log *slog.Logger, passthrough bool, m Metrics) *mountState {
+	if m == nil {
+		m = noMetrics{}
+	}
 	st := &mountState{
-		store: store, log: log, passthrough: passthrough,
+		store: store, log: log, passthrough: passthrough, metrics: m,
 		resolved: map[string]struct{}{},
 		refs:     map[string]*storePathRef{},
 	}

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -20,7 +21,8 @@ type symlinkNode struct {
 
 var _ = (fs.NodeReadlinker)((*symlinkNode)(nil))
 
-func (s *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+func (s *symlinkNode) Readlink(ctx context.Context) (_ []byte, errno syscall.Errno) {
+	defer observe(s.ref.st.metrics, "readlink", time.Now(), &errno)
 	n, errno := s.ref.node(ctx, s.sub, false)
 	if errno != 0 {
 		return nil, errno
@@ -33,7 +35,8 @@ func (s *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 
 var _ = (fs.NodeGetattrer)((*symlinkNode)(nil))
 
-func (s *symlinkNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (s *symlinkNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer observe(s.ref.st.metrics, "getattr", time.Now(), &errno)
 	n, errno := s.ref.node(ctx, s.sub, false)
 	if errno != 0 {
 		return errno

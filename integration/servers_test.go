@@ -10,16 +10,31 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// httpCache serves a cache directory on 127.0.0.1 and counts GETs by key.
+// httpCache serves a cache directory on 127.0.0.1 and counts GETs by key
+// and the body bytes it sent.
 type httpCache struct {
-	URL string
-	mu  sync.Mutex
-	get map[string]int
+	URL  string
+	sent atomic.Int64
+	mu   sync.Mutex
+	get  map[string]int
+}
+
+// sentCounter counts the body bytes written to a response.
+type sentCounter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w sentCounter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
 }
 
 func serveHTTP(t testing.TB, dir string) *httpCache {
@@ -30,7 +45,7 @@ func serveHTTP(t testing.TB, dir string) *httpCache {
 		h.mu.Lock()
 		h.get[strings.TrimPrefix(r.URL.Path, "/")]++
 		h.mu.Unlock()
-		files.ServeHTTP(w, r)
+		files.ServeHTTP(sentCounter{w, &h.sent}, r)
 	}))
 	t.Cleanup(srv.Close)
 	h.URL = srv.URL

@@ -59,7 +59,10 @@ type Config struct {
 	// used when the cache cannot be reached.
 	NarinfoTTL time.Duration
 	Logger     *slog.Logger
-	Backend    backend.Options
+	// OnRequest, if set, is told the latency of every upstream request
+	// (for metrics); it must be quick and safe for concurrent use.
+	OnRequest RequestObserver
+	Backend   backend.Options
 	// Parallel tunes the parallel ranged download of a NAR object larger
 	// than Parallel.FirstPart (1 MiB); SingleStream reads every NAR with
 	// one GET instead.

@@ -82,9 +82,11 @@ func (s *Store) resolveHash(ctx context.Context, hash string) (*PathInfo, error)
 // kept, not recomputed: it costs a signature check.
 func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 	if pi, ok := s.narinfos.Get(hash); ok {
+		s.stats.lookup(nil, false)
 		return pi, nil
 	}
 	if err := s.negative.get(hash); err != nil {
+		s.stats.lookup(err, true)
 		return nil, err
 	}
 	ctx, cancel := s.opContext(ctx)
@@ -112,6 +114,7 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 		s.narinfos.Add(hash, pi)
 		return pi, nil
 	})
+	s.stats.lookup(err, false)
 	if err != nil {
 		return nil, err
 	}

@@ -106,6 +106,7 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.lookq = newWorkQueue(s.bg, lookaheadJobs, s.log, "lookahead")
 	s.prefetchq = newWorkQueue(s.bg, cfg.PrefetchJobs, s.log, "prefetch")
+	s.stats.observer = cfg.OnRequest
 	s.be = countingBackend{Backend: be, c: &s.stats}
 	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
 		return nil, err
@@ -159,7 +160,11 @@ func (s *Store) URL() string { return s.url.String() }
 func (s *Store) StoreDir() string { return s.storeDir }
 
 // Stats returns the upstream counters since Open.
-func (s *Store) Stats() Stats { return s.stats.snapshot() }
+func (s *Store) Stats() Stats {
+	st := s.stats.snapshot()
+	st.CacheHits, st.CacheMisses, st.Evictions = s.cache.Counts()
+	return st
+}
 
 // Close stops background work and releases the backend's connections.
 func (s *Store) Close() error {

@@ -30,6 +30,9 @@ type globalFlags struct {
 	prefetch    bool
 	lookahead   bool
 	noListings  bool
+
+	// onRequest, not a flag: mount sets it to feed its metrics.
+	onRequest remote.RequestObserver
 }
 
 func main() {
@@ -67,7 +70,7 @@ Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...)
 	pf.BoolVar(&g.noListings, "verified-metadata-only", false, "ignore the cache's unsigned .ls listings: take metadata (stat, readdir, symlink targets) only from verified NARs")
 	pf.BoolVar(&g.prefetch, "prefetch-references", false, "once a path's data is fetched, fetch its references' data in the background, 4 paths at a time (walks of whole closures overlap downloads)")
 	pf.BoolVar(&g.lookahead, "lookahead-references", true, "when a path is resolved, look up its references' narinfos and listings (never NARs) in the background, 16 at a time, so walking a closure costs no round trip per path")
-	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g), prefetchCmd(&g))
+	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g), prefetchCmd(&g), statsCmd(), installUnitCmd())
 	markUsageErrors(root)
 	err := root.Execute()
 	if err != nil {
@@ -116,6 +119,7 @@ func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.
 		NoReferenceLookahead: !g.lookahead,
 		VerifiedMetadataOnly: g.noListings,
 		Timeout:              g.timeout,
+		OnRequest:            g.onRequest,
 		Backend:              backend.Options{Logger: log},
 	})
 }

@@ -12,17 +12,20 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/cobra"
 
 	narfs "github.com/narfs/narfs/fs"
+	"github.com/narfs/narfs/remote/metrics"
 )
 
 func mountCmd(g *globalFlags) *cobra.Command {
 	var o narfs.Options
 	var debugFuse bool
+	var metricsListen string
 	c := &cobra.Command{
 		Use:   "mount [flags] STORE-URL MOUNTPOINT",
 		Short: "Mount a binary cache as a read-only store directory (foreground)",
@@ -40,6 +43,9 @@ the same URL you give Nix as a substituter) at MOUNTPOINT until SIGINT or SIGTER
   # a local cache directory, as written by nix copy --to file://… or narfs push
   narfs mount file:///srv/nix-cache /mnt/store
 
+  # Prometheus metrics and /healthz on a local port (see narfs stats)
+  narfs mount --metrics-listen 127.0.0.1:9150 https://cache.nixos.org /mnt/store
+
   # the same, configured through the environment (every flag has a NARFS_ variable)
   NARFS_CACHE_DIR=/var/cache/narfs NARFS_CACHE_SIZE=20GiB narfs mount file:///srv/nix-cache /mnt/store`,
 		Args: cobra.ExactArgs(2),
@@ -50,17 +56,18 @@ the same URL you give Nix as a substituter) at MOUNTPOINT until SIGINT or SIGTER
 			}
 			o.Logger = log
 			o.Debug = debugFuse
-			return runMount(cmd.Context(), g, o, args[0], args[1])
+			return runMount(cmd.Context(), g, o, args[0], args[1], metricsListen)
 		},
 	}
 	f := c.Flags()
 	f.BoolVar(&o.AllowOther, "allow-other", false, "let users other than the mounting one access the mount")
 	f.BoolVar(&o.Passthrough, "passthrough", true, "let the kernel read cached files directly (FUSE passthrough, Linux ≥ 6.9, root)")
 	f.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
+	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and /healthz (e.g. 127.0.0.1:9150; off when empty)")
 	return c
 }
 
-func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mountpoint string) error {
+func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mountpoint, metricsListen string) error {
 	if err := checkMountpoint(mountpoint, o.Logger); err != nil {
 		return err
 	}
@@ -95,6 +102,10 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mo
 				cancel()
 				continue
 			}
+			// systemd: the service is going down now, not crashing.
+			if err := sdNotify("STOPPING=1"); err != nil {
+				o.Logger.Warn("notifying systemd", "err", err)
+			}
 			o.Logger.Info("unmounting", "signal", sig.String())
 			// A busy mount stays up rather than leaving a dead one behind;
 			// the user closes what holds it and signals again.
@@ -104,11 +115,26 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mo
 		}
 	}()
 
+	var ready atomic.Bool // the mount answers
+	var m *metrics.Metrics
+	if metricsListen != "" {
+		var stop func()
+		var err error
+		if m, stop, err = serveMetrics(metricsListen, storeURL, &ready, o.Logger); err != nil {
+			return err
+		}
+		defer stop()
+		o.Metrics = m
+		g.onRequest = m.ObserveRequest
+	}
 	store, err := g.openStore(ctx, storeURL, o.Logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if m != nil {
+		m.Watch(store)
+	}
 	srv, err := narfs.Mount(mountpoint, store, o)
 	if err != nil {
 		return err
@@ -120,6 +146,19 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mo
 	mu.Lock()
 	server = srv
 	mu.Unlock()
+	// The kernel has the mount; ask it for the root once, as any client
+	// would, before telling anyone it is up. (The server's goroutines
+	// answer: this is not the serving path.)
+	if ctx.Err() == nil {
+		if err := checkAnswers(mountpoint); err != nil {
+			srv.Unmount()
+			return err
+		}
+		ready.Store(true)
+		if err := sdNotify("READY=1"); err != nil {
+			o.Logger.Warn("notifying systemd", "err", err)
+		}
+	}
 	if ctx.Err() != nil {
 		// Interrupted while mounting.
 		if err := srv.Unmount(); err != nil {
@@ -129,6 +168,7 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mo
 		o.Logger.Info("mounted", "store", store.URL(), "mountpoint", mountpoint, "cache-dir", g.cacheDir)
 	}
 	srv.Wait()
+	ready.Store(false)
 	s := store.Stats()
 	o.Logger.Info("unmounted", "nar_fetches", s.Fetches, "upstream_bytes", s.UpstreamBytes, "narinfo_gets", s.NarinfoGets, "nar_gets", s.NarGets)
 	return nil

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,8 @@ type Cache struct {
 	closed   bool
 	held     map[*entry]time.Time // unpinned entries still holding their flock, since when
 	sweeping *time.Timer          // runs sweep while held is not empty
+
+	hits, misses, evictions atomic.Int64 // Acquires that found the entry or not; entries evicted
 }
 
 type entry struct {
@@ -188,6 +191,7 @@ func (c *Cache) Acquire(key string) (*Entry, error) {
 	if !ok {
 		size, mtime, err := readMeta(c.entryDir(key))
 		if err != nil {
+			c.misses.Add(1)
 			return nil, fmt.Errorf("%s: %w", key, ErrMiss)
 		}
 		el = c.lru.PushFront(&entry{key: key, size: size, touched: mtime, dirFd: -1, lockFd: -1})
@@ -197,8 +201,10 @@ func (c *Cache) Acquire(key string) (*Entry, error) {
 	e := el.Value.(*entry)
 	if err := c.pinLocked(e); err != nil {
 		c.dropLocked(el)
+		c.misses.Add(1)
 		return nil, err
 	}
+	c.hits.Add(1)
 	c.lru.MoveToFront(el)
 	e.used = time.Now()
 	if now := e.used; now.Sub(e.touched) > touchEvery {
@@ -325,6 +331,12 @@ func (c *Cache) Usage() int64 {
 	return c.total
 }
 
+// Counts returns the Acquires that found their entry, those that did
+// not, and the entries evicted to make room, since Open.
+func (c *Cache) Counts() (hits, misses, evictions int64) {
+	return c.hits.Load(), c.misses.Load(), c.evictions.Load()
+}
+
 // Close releases nothing but marks the cache closed; pins still held
 // keep their locks until released.
 func (c *Cache) Close() error {
@@ -356,6 +368,7 @@ func (c *Cache) evictLocked(keep string) []string {
 		c.closeFdsLocked(e)
 		d, ok := c.renameAwayLocked(e.key)
 		if ok {
+			c.evictions.Add(1)
 			c.dropLocked(el)
 			if d != "" {
 				gone = append(gone, d)
