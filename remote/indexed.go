@@ -123,6 +123,31 @@ type blobRef struct {
 	b    *blob.Blob
 	refs int // protected by Store.blobsMu
 	gen  int // bumps at each open, so a stale linger timer does nothing
+
+	// Small files read one after another from nearby chunks (a package's
+	// modules, a directory's headers) widen how many chunks after a small
+	// file's own are fetched with it: one request instead of one each.
+	raMu      sync.Mutex
+	lastSmall int // chunk of the last small file's first read, -1 none
+	smallRA   int // chunks fetched after a small file's own
+}
+
+// maxSmallRA bounds smallRA: 8 chunks is ~8 MiB, a few round trips'
+// worth of transfer on object storage.
+const maxSmallRA = 8
+
+// smallReadahead returns how many chunks after chunk c to fetch with a
+// small file there, and records the read.
+func (r *blobRef) smallReadahead(c int) int {
+	r.raMu.Lock()
+	defer r.raMu.Unlock()
+	if r.lastSmall >= 0 && c >= r.lastSmall-1 && c <= r.lastSmall+r.smallRA+2 {
+		r.smallRA = min(max(2*r.smallRA, 1), maxSmallRA)
+	} else {
+		r.smallRA = 1
+	}
+	r.lastSmall = c
+	return r.smallRA
 }
 
 // openBlob returns the indexed path's blob, creating its local cache
@@ -172,7 +197,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 		e.Release()
 		return nil, fmt.Errorf("%s: %w: %w", p.Path, localcache.ErrLocal, err)
 	}
-	r := &blobRef{key: key, e: e, b: b, refs: 1}
+	r := &blobRef{key: key, e: e, b: b, refs: 1, lastSmall: -1}
 	s.blobs[key] = r
 	return r, nil
 }
@@ -420,12 +445,12 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	if whole {
 		// A file of moderate size is asked for whole at its first read:
 		// a program's pages fault in out of order, and each would
-		// otherwise cost a round trip. Small files also bring the chunk
-		// after theirs: files of a directory lie together in a NAR, and
-		// are often read together (imports, includes).
+		// otherwise cost a round trip. Small files also bring chunks
+		// after theirs (smallReadahead): files of a directory lie together
+		// in a NAR, and are often read together (imports, includes).
 		ff, fl := x.Span(base, size)
-		if size < chunkindex.TargetChunk {
-			fl = min(fl+1, len(x.Chunks))
+		if size < chunkindex.TargetChunk && !f.ref.b.Complete(ff, fl) {
+			fl = min(fl+f.ref.smallReadahead(ff), len(x.Chunks))
 		}
 		f.ref.b.Ensure(ctx, ff, ff, fl) // starts the requests, waits for none
 	}

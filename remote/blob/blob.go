@@ -53,7 +53,7 @@ const corruptMemo = time.Minute
 
 // maxRun bounds the stored bytes one ranged request asks for: longer
 // spans are split so several requests run in parallel.
-const maxRun = 4 << 20
+const maxRun = 2 << 20
 
 // Source reads byte ranges of the stored NAR object (backend.GetRange).
 type Source interface {
