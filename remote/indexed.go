@@ -395,17 +395,6 @@ func (f *ChunkedFile) ReadAt(ctx context.Context, p []byte, off int64) (int, err
 	return got, nil
 }
 
-// Splice makes sure the file's bytes [off, off+n) are verified in the
-// blob and returns where they are: a descriptor and an offset to splice
-// from, and how many bytes (0 at the end of the file).
-func (f *ChunkedFile) Splice(ctx context.Context, off, n int64) (uintptr, int64, int, error) {
-	got, err := f.ensure(ctx, off, n)
-	if err != nil || got == 0 {
-		return 0, 0, 0, err
-	}
-	return f.ref.b.Fd(), f.node.NarOffset + off, int(got), nil
-}
-
 // ensure fetches and verifies what a read of n bytes at off needs, with
 // readahead, and returns how many bytes of the file it covers.
 func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {

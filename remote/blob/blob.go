@@ -144,10 +144,6 @@ func (b *Blob) ReadAt(ctx context.Context, p []byte, off, raEnd int64) (int, err
 	return b.blob.ReadAt(p, off)
 }
 
-// Fd is the blob file's descriptor, for splicing verified ranges
-// (ReadAt's checks done with Ensure).
-func (b *Blob) Fd() uintptr { return b.blob.Fd() }
-
 // Ensure returns once chunks [first, last) are verified in the blob,
 // starting requests for those missing and, in the same requests, for the
 // missing chunks up to raLast.
