@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,6 +24,34 @@ type fileNode struct {
 	ref *storePathRef
 	sub string
 	gen atomic.Uint64 // the ref's generation the kernel's attributes come from
+
+	// The kernel refuses (EIO) to have one inode open with passthrough
+	// and with cached reads at once. A large file of an indexed path is
+	// read through narfs until it is complete and by passthrough after,
+	// so while handles are open, new ones take their mode.
+	ioMu     sync.Mutex
+	opens    int  // handles open, until their RELEASE
+	passthru bool // their mode, while opens > 0
+}
+
+// admit counts a new handle and says whether it may use passthrough
+// (want: it could).
+func (f *fileNode) admit(want bool) bool {
+	f.ioMu.Lock()
+	defer f.ioMu.Unlock()
+	if f.opens > 0 {
+		want = want && f.passthru
+	}
+	f.opens++
+	f.passthru = want
+	return want
+}
+
+// released ends a handle counted by admit.
+func (f *fileNode) released() {
+	f.ioMu.Lock()
+	defer f.ioMu.Unlock()
+	f.opens--
 }
 
 var _ = (fs.NodeOpener)((*fileNode)(nil))
@@ -41,15 +70,18 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ u
 		if lf := cf.Own(); lf != nil {
 			// A large file fetched completely before: read from its own
 			// copy, by the kernel itself where passthrough is on.
-			h := &fileHandle{file: lf, closer: cf, m: r.st.metrics}
-			if r.st.passthrough {
+			h := &fileHandle{file: lf, closer: cf, m: r.st.metrics, log: r.st.log, name: r.display(f.sub), node: f}
+			if f.admit(r.st.passthrough) {
 				return &passthroughHandle{h}, openFlags, 0
 			}
 			return h, openFlags, 0
 		}
 		// A signed chunk index: nothing is fetched until a read, and then
 		// only the chunks it covers.
-		return &chunkedHandle{f: cf, log: r.st.log, name: r.display(f.sub), m: r.st.metrics}, openFlags, 0
+		// (While passthrough opens of it run, the file has a file of its
+		// own, so it is not here.)
+		f.admit(false)
+		return &chunkedHandle{f: cf, log: r.st.log, name: r.display(f.sub), m: r.st.metrics, node: f}, openFlags, 0
 	}
 	if !errors.Is(err, remote.ErrNotIndexed) {
 		return nil, 0, toErrno(r.st.log, "open", r.display(f.sub), err)
@@ -67,8 +99,8 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ u
 		// OPEN) makes the first read past it ask again.
 		f.NotifyContent(0, 0)
 	}
-	h := &fileHandle{file: file, m: r.st.metrics}
-	if r.st.passthrough && vn.Size >= passthroughMinSize && file.Own() {
+	h := &fileHandle{file: file, m: r.st.metrics, log: r.st.log, name: r.display(f.sub), node: f}
+	if f.admit(r.st.passthrough && vn.Size >= passthroughMinSize && file.Own()) {
 		return &passthroughHandle{h}, openFlags, 0
 	}
 	return h, openFlags, 0
@@ -104,6 +136,9 @@ type fileHandle struct {
 	file   *remote.LocalFile
 	closer io.Closer // closes file, when something else owns it
 	m      Metrics
+	log    *slog.Logger
+	name   string
+	node   *fileNode
 }
 
 var _ = (fs.FileReader)((*fileHandle)(nil))
@@ -115,10 +150,11 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	// large file (the NAR blob) can come back short in the middle.
 	n, err := h.file.ReadAt(dest, off)
 	if err != nil && err != io.EOF {
+		h.log.Error("read failed", "path", h.name, "offset", off, "err", err)
 		return nil, syscall.EIO
 	}
 	if want := min(int64(len(dest)), max(h.file.Size-off, 0)); int64(n) < want {
-		// The local file is shorter than the verified listing says.
+		h.log.Error("read failed: the local cache file is shorter than the verified listing says", "path", h.name, "offset", off, "got", n, "want", want)
 		return nil, syscall.EIO
 	}
 	h.m.Served(int64(n))
@@ -134,6 +170,7 @@ func (h *fileHandle) Release(ctx context.Context) (errno syscall.Errno) {
 	} else {
 		h.file.Close()
 	}
+	h.node.released()
 	return 0
 }
 
@@ -157,6 +194,7 @@ type chunkedHandle struct {
 	log  *slog.Logger
 	name string
 	m    Metrics
+	node *fileNode
 }
 
 var _ = (fs.FileReader)((*chunkedHandle)(nil))
@@ -177,5 +215,6 @@ var _ = (fs.FileReleaser)((*chunkedHandle)(nil))
 func (h *chunkedHandle) Release(ctx context.Context) (errno syscall.Errno) {
 	defer observe(h.m, "release", time.Now(), &errno)
 	h.f.Close()
+	h.node.released()
 	return 0
 }
