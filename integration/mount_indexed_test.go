@@ -239,3 +239,40 @@ func TestMountIndexInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestMountIndexedOpenModes: a large file of an indexed path is read
+// through narfs until complete, then by passthrough from a file of its
+// own. The kernel refuses (EIO) an inode open both ways at once, so an
+// open while an earlier one is still open must keep the earlier mode.
+func TestMountIndexedOpenModes(t *testing.T) {
+	c := nixClosure(t)
+	dir := pushClosure(t, c)
+	h := serveHTTP(t, dir)
+	m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey)
+	big := largestPath(t, c)
+	ni := readNarinfo(t, filepath.Join(dir, hashOf(big)+".narinfo"))
+	idxKey, _, _, _ := chunkindex.Location(ni)
+	idxData, err := os.ReadFile(filepath.Join(dir, idxKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := chunkindex.Decode(idxData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, n := largestFile(x.Listing)
+	if n.Size < 1<<20 {
+		t.Skipf("largest file %s is %d bytes, under the size of a file of its own", name, n.Size)
+	}
+	p := filepath.Join(m.Dir, big, name)
+	// fd 3 stays open (read through narfs) while the file is read whole,
+	// gets a file of its own, and is opened and read again.
+	script := "exec 3<'" + p + "' && cat '" + p + "' >/dev/null && sleep 1 && cmp '" + p + "' '" + filepath.Join("/nix/store", big, name) + "' && cat <&3 >/dev/null"
+	if out, err := bashC(t, script); err != nil {
+		t.Fatalf("reading a large file again while an earlier open is still open: %v\n%s", err, out)
+	}
+	// And once nothing is open, a new open reads it from its own file.
+	if out, err := bashC(t, "cmp '"+p+"' '"+filepath.Join("/nix/store", big, name)+"'"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
