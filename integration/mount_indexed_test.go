@@ -12,6 +12,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/narinfo"
 )
 
 // TestMountIndexed: a cache written by narfs push, mounted: metadata
@@ -68,16 +69,7 @@ func TestMountIndexedTamperedChunk(t *testing.T) {
 	c := nixClosure(t)
 	dir := pushClosure(t, c, "--compression", "none")
 	big := largestPath(t, c)
-	ni := readNarinfo(t, filepath.Join(dir, hashOf(big)+".narinfo"))
-	idxKey, _, _, _ := chunkindex.Location(ni)
-	idxData, err := os.ReadFile(filepath.Join(dir, idxKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, err := chunkindex.Decode(idxData)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ni, x := pushedIndex(t, dir, big)
 	// The largest file: flip a byte in its middle, inside the object.
 	victim, vn := largestFile(x.Listing)
 	obj := filepath.Join(dir, ni.URL)
@@ -250,16 +242,7 @@ func TestMountIndexedOpenModes(t *testing.T) {
 	h := serveHTTP(t, dir)
 	m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey)
 	big := largestPath(t, c)
-	ni := readNarinfo(t, filepath.Join(dir, hashOf(big)+".narinfo"))
-	idxKey, _, _, _ := chunkindex.Location(ni)
-	idxData, err := os.ReadFile(filepath.Join(dir, idxKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, err := chunkindex.Decode(idxData)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, x := pushedIndex(t, dir, big)
 	name, n := largestFile(x.Listing)
 	if n.Size < 1<<20 {
 		t.Skipf("largest file %s is %d bytes, under the size of a file of its own", name, n.Size)
@@ -275,4 +258,20 @@ func TestMountIndexedOpenModes(t *testing.T) {
 	if out, err := bashC(t, "cmp '"+p+"' '"+filepath.Join("/nix/store", big, name)+"'"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
+}
+
+// pushedIndex reads a pushed path's narinfo and decodes its chunk index.
+func pushedIndex(t *testing.T, dir, base string) (*narinfo.NarInfo, *chunkindex.Index) {
+	t.Helper()
+	ni := readNarinfo(t, filepath.Join(dir, hashOf(base)+".narinfo"))
+	key, _, _, _ := chunkindex.Location(ni)
+	data, err := os.ReadFile(filepath.Join(dir, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := chunkindex.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ni, x
 }
