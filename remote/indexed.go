@@ -385,7 +385,8 @@ func (f *ChunkedFile) ReadAt(ctx context.Context, p []byte, off int64) (int, err
 	if err != nil || n == 0 {
 		return 0, err
 	}
-	got, err := f.ref.b.ReadAt(ctx, p[:n], f.node.NarOffset+off, 0)
+	// ensure verified the range; read it without checking again.
+	got, err := f.ref.b.ReadVerified(p[:n], f.node.NarOffset+off)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", f.p.Path, err)
 	}

@@ -125,6 +125,12 @@ func New(bg context.Context, x *chunkindex.Index, blobF, marksF *os.File, src So
 // Index is the blob's chunk index.
 func (b *Blob) Index() *chunkindex.Index { return b.x }
 
+// ReadVerified reads NAR bytes at off from the blob, for a range Ensure
+// has just returned for: no check is repeated.
+func (b *Blob) ReadVerified(p []byte, off int64) (int, error) {
+	return b.blob.ReadAt(p, off)
+}
+
 // ReadAt reads len(p) bytes of the NAR at off (clipped to the NAR) into
 // p, fetching what is missing; chunks up to raEnd (a NAR offset; the end
 // of the file being read, at most) are fetched ahead in the same requests
