@@ -1,4 +1,4 @@
-// Package fs is the thin go-fuse adapter that shows a remote.Store as a
+// Package fs is the thin go-fuse adapter that shows a remote.Substituters as a
 // read-only /nix/store. Every node is an inode number plus a pointer to a
 // resolved store path and its listing node; all I/O, caching and
 // verification live in package remote.

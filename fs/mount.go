@@ -33,7 +33,7 @@ const (
 )
 
 // Mount serves store at mountpoint until the returned server is unmounted.
-func Mount(mountpoint string, store *remote.Store, o Options) (*fuse.Server, error) {
+func Mount(mountpoint string, store *remote.Substituters, o Options) (*fuse.Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -17,7 +17,7 @@ import (
 // mountState is shared by every node of one mount.
 type mountState struct {
 	// read-only after Mount
-	store       *remote.Store
+	store       *remote.Substituters
 	log         *slog.Logger
 	passthrough bool
 	metrics     Metrics
@@ -28,7 +28,7 @@ type mountState struct {
 	refs     map[string]*storePathRef // hash part → the store path's shared state
 }
 
-func newMountState(store *remote.Store, log *slog.Logger, passthrough bool, m Metrics) *mountState {
+func newMountState(store *remote.Substituters, log *slog.Logger, passthrough bool, m Metrics) *mountState {
 	if m == nil {
 		m = noMetrics{}
 	}

@@ -23,6 +23,16 @@ type PathInfo struct {
 	// ca, when trust rests on the content address, is the hash the NAR
 	// (or, for flat and text paths, the file) must have.
 	ca *contentAddress
+	// src is the cache that answered, where its data is read.
+	src *Store
+}
+
+// Cache is the redacted URL of the cache the path was resolved in.
+func (p *PathInfo) Cache() string {
+	if p.src == nil {
+		return ""
+	}
+	return p.src.URL()
 }
 
 // Abs is the path's absolute store path.
@@ -174,7 +184,7 @@ func (s *Store) parseNarinfo(hash string, data []byte) (*PathInfo, error) {
 		s.log.Info("untrusted path hidden", "path", ni.StorePath.String(), "err", err)
 		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
 	}
-	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: trust, ca: ca}, nil
+	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: trust, ca: ca, src: s}, nil
 }
 
 // recordNamespace separates the local records of different caches sharing

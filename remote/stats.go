@@ -82,7 +82,8 @@ func (o Outcome) String() string { return outcomeNames[o] }
 
 // RequestObserver is told the latency of every upstream request (to its
 // response headers or first byte, not the whole body) and its error.
-type RequestObserver func(kind Kind, d time.Duration, err error)
+// cache is the redacted URL of the cache asked.
+type RequestObserver func(cache string, kind Kind, d time.Duration, err error)
 
 type counters struct {
 	narinfoGets, listingGets, narGets, otherGets atomic.Int64
@@ -93,6 +94,7 @@ type counters struct {
 	kinds    [NumKinds]kindCounters
 	lookups  [NumOutcomes]atomic.Int64
 	observer RequestObserver // read-only after Open; may be nil
+	cache    string          // the redacted store URL, for observer
 }
 
 type kindCounters struct {
@@ -198,7 +200,7 @@ func (b countingBackend) start(key string) (Kind, func(error)) {
 			b.c.kinds[k].errors.Add(1)
 		}
 		if b.c.observer != nil {
-			b.c.observer(k, time.Since(t0), err)
+			b.c.observer(b.c.cache, k, time.Since(t0), err)
 		}
 	}
 }
@@ -243,4 +245,30 @@ func (r *countingBody) Read(p []byte) (int, error) {
 		r.c.kinds[r.kind].errors.Add(1)
 	}
 	return n, err
+}
+
+// add sums o into st, for the caches of a Substituters.
+func (st *Stats) add(o Stats) {
+	st.NarinfoGets += o.NarinfoGets
+	st.ListingGets += o.ListingGets
+	st.IndexGets += o.IndexGets
+	st.NarGets += o.NarGets
+	st.NarParts += o.NarParts
+	st.OtherGets += o.OtherGets
+	st.ChunkBytes += o.ChunkBytes
+	st.UpstreamBytes += o.UpstreamBytes
+	st.NarBytes += o.NarBytes
+	st.Fetches += o.Fetches
+	st.Corrupt += o.Corrupt
+	for k := range st.Upstream {
+		st.Upstream[k].Requests += o.Upstream[k].Requests
+		st.Upstream[k].Errors += o.Upstream[k].Errors
+		st.Upstream[k].Bytes += o.Upstream[k].Bytes
+	}
+	for i := range st.Lookups {
+		st.Lookups[i] += o.Lookups[i]
+	}
+	st.CacheHits += o.CacheHits
+	st.CacheMisses += o.CacheMisses
+	st.Evictions += o.Evictions
 }

@@ -37,7 +37,13 @@ type Store struct {
 	storeDir string
 	trustAll bool // require-sigs=false or the URL's trusted=true
 	cache    *localcache.Cache
-	recordNS string // namespace of this cache's narinfos in the local cache
+	// ownsCache: the local cache is this store's alone, not shared by
+	// Substituters, and closed with it.
+	ownsCache bool
+	recordNS  string // namespace of this cache's narinfos in the local cache
+	priority  int    // lower is asked first (nix-cache-info, ?priority=)
+
+	down downState // skipping the cache after a failure (Substituters)
 
 	stats counters
 	// noRanges is set once the cache failed to answer a ranged request
@@ -79,6 +85,11 @@ type Store struct {
 // one clear error rather than on the first lookup.
 func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 	cfg.setDefaults()
+	return openCache(ctx, storeURL, cfg, nil)
+}
+
+// openCache is Open with the local cache of a Substituters (nil: its own).
+func openCache(ctx context.Context, storeURL string, cfg Config, local *localcache.Cache) (*Store, error) {
 	u, err := backend.ParseStoreURL(storeURL)
 	if err != nil {
 		return nil, err
@@ -107,23 +118,40 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 	s.lookq = newWorkQueue(s.bg, lookaheadJobs, s.log, "lookahead")
 	s.prefetchq = newWorkQueue(s.bg, cfg.PrefetchJobs, s.log, "prefetch")
 	s.stats.observer = cfg.OnRequest
+	s.stats.cache = u.String()
 	s.be = countingBackend{Backend: be, c: &s.stats}
 	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
 		return nil, err
 	}
-	if s.cache, err = localcache.Open(cfg.CacheDir, cfg.CacheSize, s.log); err != nil {
+	s.cache, s.ownsCache = local, local == nil
+	if s.ownsCache {
+		if s.cache, err = localcache.Open(cfg.CacheDir, cfg.CacheSize, s.log); err != nil {
+			s.stopBG()
+			be.Close()
+			return nil, err
+		}
+	}
+	fail := func(err error) (*Store, error) {
+		s.stopBG()
 		be.Close()
+		if s.ownsCache {
+			s.cache.Close()
+		}
 		return nil, err
 	}
-	if err := s.checkCacheInfo(ctx); err != nil {
-		be.Close()
-		s.cache.Close()
-		return nil, err
+	priority, err := s.checkCacheInfo(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if s.priority, err = priorityOf(u, priority); err != nil {
+		return fail(err)
 	}
 	return s, nil
 }
 
-func (s *Store) checkCacheInfo(ctx context.Context) error {
+// checkCacheInfo also returns the cache's Priority (0 when it has none or
+// cannot be reached).
+func (s *Store) checkCacheInfo(ctx context.Context) (priority int, err error) {
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
 	data, err := backend.ReadAll(ctx, s.be, "nix-cache-info", maxSmallObject)
@@ -131,26 +159,26 @@ func (s *Store) checkCacheInfo(ctx context.Context) error {
 		// Nix writes the file when it creates a cache; a reader can live
 		// without it, but a wrong URL usually looks exactly like this.
 		s.log.Warn("cache has no nix-cache-info; is this a binary cache?")
-		return nil
+		return 0, nil
 	}
 	if err != nil {
 		if errors.Is(err, backend.ErrAuth) || errors.Is(err, backend.ErrInvalidKey) {
-			return fmt.Errorf("open %s: %w", s.url, err)
+			return 0, fmt.Errorf("open %s: %w", s.url, err)
 		}
 		// Down or unreachable: paths already in the local cache can still
 		// be served, so start anyway; lookups of the others fail within
 		// the timeout until it is back.
 		s.log.Warn("cache unreachable; serving what the local cache holds until it answers", "err", err)
-		return nil
+		return 0, nil
 	}
 	info, err := narinfo.ParseCacheInfo(data)
 	if err != nil {
-		return fmt.Errorf("open %s: nix-cache-info: %w", s.url, err)
+		return 0, fmt.Errorf("open %s: nix-cache-info: %w", s.url, err)
 	}
 	if info.StoreDir != "" && info.StoreDir != s.storeDir {
-		return fmt.Errorf("open %s: binary cache is for Nix stores with prefix %q, not %q", s.url, info.StoreDir, s.storeDir)
+		return 0, fmt.Errorf("open %s: binary cache is for Nix stores with prefix %q, not %q", s.url, info.StoreDir, s.storeDir)
 	}
-	return nil
+	return info.Priority, nil
 }
 
 // URL is the store URL with credentials redacted.
@@ -183,7 +211,9 @@ func (s *Store) Close() error {
 		delete(s.blobs, k)
 	}
 	s.blobsMu.Unlock()
-	s.cache.Close()
+	if s.ownsCache {
+		s.cache.Close()
+	}
 	return s.be.Close()
 }
 

@@ -14,12 +14,13 @@ import (
 
 func catCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "cat STORE-URL STORE-PATH[/SUB/PATH]",
+		Use:   "cat [STORE-URL…] STORE-PATH[/SUB/PATH]",
 		Short: "Print a file of a store path (fetches and verifies its NAR once)",
-		Args:  cobra.ExactArgs(2),
+		Args:  pathArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			tg, err := g.resolveArg(ctx, args[0], args[1], false)
+			urls, rest, _ := splitURLs(args, 1, 1, "STORE-PATH")
+			tg, err := g.resolveArg(ctx, urls, rest[0], false)
 			if err != nil {
 				return err
 			}
@@ -29,7 +30,7 @@ func catCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			if n.Type != nar.TypeRegular {
-				return fmt.Errorf("%s: is a %s, not a regular file", args[1], n.Type)
+				return fmt.Errorf("%s: is a %s, not a regular file", rest[0], n.Type)
 			}
 			var r io.Reader
 			if cf, err := tg.store.OpenChunked(ctx, tg.info, tg.sub); err == nil {

@@ -23,16 +23,18 @@ type infoJSON struct {
 	Signatures  []string `json:"signatures,omitempty"`
 	CA          string   `json:"ca,omitempty"`
 	Trust       string   `json:"trust"`
+	Cache       string   `json:"cache"` // the substituter that answered, redacted
 }
 
 func infoCmd(g *globalFlags) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "info [--json] STORE-URL STORE-PATH|HASH",
+		Use:   "info [--json] [STORE-URL…] STORE-PATH|HASH",
 		Short: "Show a path's narinfo and why it is trusted",
-		Args:  cobra.ExactArgs(2),
+		Args:  pathArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tg, err := g.resolveArg(cmd.Context(), args[0], args[1], true)
+			urls, rest, _ := splitURLs(args, 1, 1, "STORE-PATH")
+			tg, err := g.resolveArg(cmd.Context(), urls, rest[0], true)
 			if err != nil {
 				return err
 			}
@@ -51,6 +53,7 @@ func infoCmd(g *globalFlags) *cobra.Command {
 				Signatures:  ni.Sigs,
 				CA:          ni.CA,
 				Trust:       info.Trust,
+				Cache:       info.Cache(),
 			}
 			if ni.FileHash != nil {
 				j.FileHash = ni.FileHash.String()
@@ -80,7 +83,7 @@ func infoCmd(g *globalFlags) *cobra.Command {
 			if j.CA != "" {
 				fmt.Printf("CA:          %s\n", j.CA)
 			}
-			fmt.Printf("Trusted:     %s\n", j.Trust)
+			fmt.Printf("Trusted:     %s\nCache:       %s\n", j.Trust, j.Cache)
 			return nil
 		},
 	}

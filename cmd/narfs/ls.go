@@ -16,12 +16,13 @@ import (
 func lsCmd(g *globalFlags) *cobra.Command {
 	var long, recursive bool
 	c := &cobra.Command{
-		Use:   "ls [-l] [-R] STORE-URL STORE-PATH[/SUB/PATH]",
+		Use:   "ls [-l] [-R] [STORE-URL…] STORE-PATH[/SUB/PATH]",
 		Short: "List a store path in the cache (from its .ls listing when there is one: no NAR download)",
-		Args:  cobra.ExactArgs(2),
+		Args:  pathArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			tg, err := g.resolveArg(ctx, args[0], args[1], false)
+			urls, rest, _ := splitURLs(args, 1, 1, "STORE-PATH")
+			tg, err := g.resolveArg(ctx, urls, rest[0], false)
 			if err != nil {
 				return err
 			}

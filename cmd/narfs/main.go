@@ -94,8 +94,13 @@ func (g *globalFlags) logger() (*slog.Logger, error) {
 	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }
 
-// openStore turns the flags into a remote.Store.
-func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.Logger) (*remote.Store, error) {
+// openStore turns the flags into the caches at storeURLs; with none, the
+// substituters of nix.conf (Nix's default, cache.nixos.org, without one).
+func (g *globalFlags) openStore(ctx context.Context, storeURLs []string, log *slog.Logger) (*remote.Substituters, error) {
+	if len(storeURLs) == 0 {
+		storeURLs = nixConfSubstituters()
+		log.Info("no store URL given: using the substituters of nix.conf", "substituters", strings.Join(storeURLs, " "))
+	}
 	keyText := g.trustedKeys
 	if keyText == "" {
 		keyText = nixConfTrustedKeys()
@@ -107,7 +112,7 @@ func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.
 	if g.requireSigs && len(keys) == 0 {
 		log.Warn("no trusted public keys: only content-addressed paths will be visible (see --trusted-public-keys, --require-sigs=false)")
 	}
-	return remote.Open(ctx, storeURL, remote.Config{
+	return remote.OpenSubstituters(ctx, storeURLs, remote.Config{
 		TrustedKeys:   keys,
 		RequireSigs:   g.requireSigs,
 		CacheDir:      g.cacheDir,
@@ -127,19 +132,20 @@ func (g *globalFlags) openStore(ctx context.Context, storeURL string, log *slog.
 // target is a store path (and sub-path) named on the command line,
 // resolved in an opened store. Close the store when done.
 type target struct {
-	store *remote.Store
+	store *remote.Substituters
 	info  *remote.PathInfo
 	sub   string
 }
 
-// resolveArg opens storeURL and resolves a `STORE-PATH[/SUB]` argument;
-// byHash also accepts a bare hash part (`narfs info HASH`).
-func (g *globalFlags) resolveArg(ctx context.Context, storeURL, arg string, byHash bool) (*target, error) {
+// resolveArg opens the caches at storeURLs and resolves a
+// `STORE-PATH[/SUB]` argument; byHash also accepts a bare hash part
+// (`narfs info HASH`).
+func (g *globalFlags) resolveArg(ctx context.Context, storeURLs []string, arg string, byHash bool) (*target, error) {
 	log, err := g.logger()
 	if err != nil {
 		return nil, err
 	}
-	store, err := g.openStore(ctx, storeURL, log)
+	store, err := g.openStore(ctx, storeURLs, log)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +161,32 @@ func (g *globalFlags) resolveArg(ctx context.Context, storeURL, arg string, byHa
 		return nil, err
 	}
 	return &target{store: store, info: info, sub: sub}, nil
+}
+
+// splitURLs separates the leading store URLs of args (every argument
+// with a scheme://) from the rest, which must number between min and max
+// (max < 0: no limit).
+func splitURLs(args []string, min, max int, what string) (urls, rest []string, err error) {
+	i := 0
+	for i < len(args) && strings.Contains(args[i], "://") {
+		i++
+	}
+	urls, rest = args[:i], args[i:]
+	for _, a := range rest {
+		if strings.Contains(a, "://") {
+			return nil, nil, usageError{fmt.Errorf("store URL %q after %s: give the store URLs first", a, what)}
+		}
+	}
+	if len(rest) < min || max >= 0 && len(rest) > max {
+		return nil, nil, usageError{fmt.Errorf("want [STORE-URL…] %s", what)}
+	}
+	return urls, rest, nil
+}
+
+// pathArgs is the Args of ls, cat and info: [STORE-URL…] STORE-PATH.
+func pathArgs(_ *cobra.Command, args []string) error {
+	_, _, err := splitURLs(args, 1, 1, "STORE-PATH")
+	return err
 }
 
 // splitStorePath accepts `/nix/store/<base>[/sub]`, `<base>[/sub]` and

@@ -27,10 +27,16 @@ func mountCmd(g *globalFlags) *cobra.Command {
 	var debugFuse bool
 	var metricsListen string
 	c := &cobra.Command{
-		Use:   "mount [flags] STORE-URL MOUNTPOINT",
-		Short: "Mount a binary cache as a read-only store directory (foreground)",
-		Long: `Mount serves STORE-URL (s3://BUCKET?region=…&endpoint=…, http(s)://…, file:///DIR —
-the same URL you give Nix as a substituter) at MOUNTPOINT until SIGINT or SIGTERM.`,
+		Use:   "mount [flags] [STORE-URL…] MOUNTPOINT",
+		Short: "Mount binary caches as a read-only store directory (foreground)",
+		Long: `Mount serves the caches at the STORE-URLs (s3://BUCKET?region=…&endpoint=…, http(s)://…,
+file:///DIR — the URLs you give Nix as substituters) at MOUNTPOINT until SIGINT or SIGTERM.
+With no STORE-URL it serves the substituters (and extra-substituters) of nix.conf.
+
+Several caches are used as Nix uses its substituters: ordered by priority (lower first:
+the cache's nix-cache-info Priority, or ?priority= in its URL), ties in the order given;
+the first cache with a trusted narinfo for a path serves that path. A lookup asks all
+caches at once. A cache that fails costs one --timeout and is then skipped for a minute.`,
 		Example: `  # Amazon S3 (credentials from the AWS default chain or profile=)
   narfs mount --trusted-public-keys "$(cat cache.pub)" 's3://my-cache?region=eu-west-1' /mnt/store
 
@@ -43,20 +49,30 @@ the same URL you give Nix as a substituter) at MOUNTPOINT until SIGINT or SIGTER
   # a local cache directory, as written by nix copy --to file://… or narfs push
   narfs mount file:///srv/nix-cache /mnt/store
 
+  # your own bucket first, cache.nixos.org for the rest (Nix's order: priority, then as given)
+  narfs mount 's3://my-cache?region=eu-west-1&priority=10' https://cache.nixos.org /mnt/store
+
+  # the substituters and trusted-public-keys of /etc/nix/nix.conf
+  narfs mount /mnt/store
+
   # Prometheus metrics and /healthz on a local port (see narfs stats)
   narfs mount --metrics-listen 127.0.0.1:9150 https://cache.nixos.org /mnt/store
 
   # the same, configured through the environment (every flag has a NARFS_ variable)
   NARFS_CACHE_DIR=/var/cache/narfs NARFS_CACHE_SIZE=20GiB narfs mount file:///srv/nix-cache /mnt/store`,
-		Args: cobra.ExactArgs(2),
+		Args: func(_ *cobra.Command, args []string) error {
+			_, _, err := splitURLs(args, 1, 1, "MOUNTPOINT")
+			return err
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			urls, rest, _ := splitURLs(args, 1, 1, "MOUNTPOINT")
 			log, err := g.logger()
 			if err != nil {
 				return err
 			}
 			o.Logger = log
 			o.Debug = debugFuse
-			return runMount(cmd.Context(), g, o, args[0], args[1], metricsListen)
+			return runMount(cmd.Context(), g, o, urls, rest[0], metricsListen)
 		},
 	}
 	f := c.Flags()
@@ -67,7 +83,7 @@ the same URL you give Nix as a substituter) at MOUNTPOINT until SIGINT or SIGTER
 	return c
 }
 
-func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mountpoint, metricsListen string) error {
+func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURLs []string, mountpoint, metricsListen string) error {
 	if err := checkMountpoint(mountpoint, o.Logger); err != nil {
 		return err
 	}
@@ -120,14 +136,14 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURL, mo
 	if metricsListen != "" {
 		var stop func()
 		var err error
-		if m, stop, err = serveMetrics(metricsListen, storeURL, &ready, o.Logger); err != nil {
+		if m, stop, err = serveMetrics(metricsListen, &ready, o.Logger); err != nil {
 			return err
 		}
 		defer stop()
 		o.Metrics = m
 		g.onRequest = m.ObserveRequest
 	}
-	store, err := g.openStore(ctx, storeURL, o.Logger)
+	store, err := g.openStore(ctx, storeURLs, o.Logger)
 	if err != nil {
 		return err
 	}

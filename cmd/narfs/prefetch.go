@@ -26,7 +26,7 @@ func prefetchCmd(g *globalFlags) *cobra.Command {
 		jobs    int
 	)
 	c := &cobra.Command{
-		Use:   "prefetch [--closure] [--jobs N] STORE-URL PATH…",
+		Use:   "prefetch [--closure] [--jobs N] [STORE-URL…] PATH…",
 		Short: "Fill the local cache with store paths so later mounts read them without the cache",
 		Long: `Prefetch fetches and verifies the data of each PATH (a store path, its base name or its
 hash part), and with --closure of everything it references, into --cache-dir: a mount (or
@@ -35,8 +35,8 @@ by narfs push) get every chunk. It is safe to run while a mount uses the same --
 It prints "fetched PATH (SIZE)" or "failed PATH: reason" per path (with a progress bar on
 a terminal) and exits 1 if any path failed, 2 on a usage error.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 2 {
-				usageExit(cmd, fmt.Errorf("want STORE-URL and at least one PATH"))
+			if _, _, err := splitURLs(args, 1, -1, "PATH…"); err != nil {
+				usageExit(cmd, err)
 			}
 			if jobs < 1 {
 				usageExit(cmd, fmt.Errorf("--jobs %d: want at least 1", jobs))
@@ -48,7 +48,8 @@ a terminal) and exits 1 if any path failed, 2 on a usage error.`,
 			if err != nil {
 				usageExit(cmd, err)
 			}
-			for _, a := range args[1:] {
+			urls, paths, _ := splitURLs(args, 1, -1, "PATH…")
+			for _, a := range paths {
 				if _, _, err := parsePathArg(a); err != nil {
 					usageExit(cmd, err)
 				}
@@ -56,12 +57,12 @@ a terminal) and exits 1 if any path failed, 2 on a usage error.`,
 			// The walk below looks up the closure itself; the lookahead's
 			// listings would be requests for nothing.
 			g.lookahead = false
-			store, err := g.openStore(cmd.Context(), args[0], log)
+			store, err := g.openStore(cmd.Context(), urls, log)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			return runPrefetch(cmd.Context(), store, args[1:], closure, jobs, g.cacheSize, log)
+			return runPrefetch(cmd.Context(), store, paths, closure, jobs, g.cacheSize, log)
 		},
 	}
 	c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -95,7 +96,7 @@ func parsePathArg(arg string) (hash, base string, err error) {
 
 // prefetchRun is one prefetch's shared state.
 type prefetchRun struct {
-	store *remote.Store
+	store *remote.Substituters
 	pr    *progress
 
 	mu     sync.Mutex // protects the fields below
@@ -110,7 +111,7 @@ func (r *prefetchRun) fail(what string, err error) {
 	r.pr.linef("failed %s: %v", what, err)
 }
 
-func runPrefetch(ctx context.Context, store *remote.Store, args []string, closure bool, jobs int, cacheSize int64, log *slog.Logger) error {
+func runPrefetch(ctx context.Context, store *remote.Substituters, args []string, closure bool, jobs int, cacheSize int64, log *slog.Logger) error {
 	r := &prefetchRun{store: store, pr: &progress{out: os.Stdout}}
 	paths := r.resolve(ctx, args, closure)
 	var total, narTotal int64

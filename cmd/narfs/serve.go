@@ -12,23 +12,18 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/metrics"
 )
 
 // serveMetrics listens on addr (before the mount, so a taken port fails
 // the start) and serves /metrics and /healthz, which answers 200 while
 // ready holds. stop shuts the server down.
-func serveMetrics(addr, storeURL string, ready *atomic.Bool, log *slog.Logger) (*metrics.Metrics, func(), error) {
-	u, err := backend.ParseStoreURL(storeURL)
-	if err != nil {
-		return nil, nil, err
-	}
+func serveMetrics(addr string, ready *atomic.Bool, log *slog.Logger) (*metrics.Metrics, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics-listen: %w", err)
 	}
-	m := metrics.New(u.String()) // redacted: no credentials in labels
+	m := metrics.New()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

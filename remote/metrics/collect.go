@@ -56,11 +56,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for o := remote.Outcome(0); o < remote.NumOutcomes; o++ {
 		counter(descLookups, s.Lookups[o], o.String())
 	}
-	for k := remote.Kind(0); k < remote.NumKinds; k++ {
-		u := s.Upstream[k]
-		counter(descRequests, u.Requests, m.cache, k.String())
-		counter(descReqErrors, u.Errors, m.cache, k.String())
-		counter(descBytes, u.Bytes, m.cache, k.String())
+	for _, c := range store.Caches() {
+		cs := c.Stats()
+		for k := remote.Kind(0); k < remote.NumKinds; k++ {
+			u := cs.Upstream[k]
+			counter(descRequests, u.Requests, c.URL(), k.String())
+			counter(descReqErrors, u.Errors, c.URL(), k.String())
+			counter(descBytes, u.Bytes, c.URL(), k.String())
+		}
 	}
 	counter(descFetches, s.Fetches)
 	counter(descCorrupt, s.Corrupt)

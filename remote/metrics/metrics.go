@@ -38,22 +38,20 @@ import (
 type Metrics struct {
 	// read-only after New
 	reg     *prometheus.Registry
-	cache   string // the redacted store URL
 	started time.Time
 	ops     *prometheus.CounterVec
 	opTime  *prometheus.HistogramVec
 	reqTime *prometheus.HistogramVec
 
 	served atomic.Int64
-	store  atomic.Pointer[remote.Store] // set by Watch
+	store  atomic.Pointer[remote.Substituters] // set by Watch
 }
 
-// New makes the registry for a mount of the cache at the redacted URL
-// cache.
-func New(cache string) *Metrics {
+// New makes the registry for a mount. Upstream series carry the cache's
+// redacted URL as label "cache", one per substituter.
+func New() *Metrics {
 	m := &Metrics{
 		reg:     prometheus.NewRegistry(),
-		cache:   cache,
 		started: time.Now(),
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "narfs_fuse_operations_total",
@@ -75,7 +73,7 @@ func New(cache string) *Metrics {
 }
 
 // Watch makes the registry read store's counters at every scrape.
-func (m *Metrics) Watch(store *remote.Store) { m.store.Store(store) }
+func (m *Metrics) Watch(store *remote.Substituters) { m.store.Store(store) }
 
 // Op counts a FUSE operation.
 func (m *Metrics) Op(op string, d time.Duration, errno syscall.Errno) {
@@ -91,8 +89,8 @@ func (m *Metrics) Op(op string, d time.Duration, errno syscall.Errno) {
 func (m *Metrics) Served(n int64) { m.served.Add(n) }
 
 // ObserveRequest records an upstream request's latency.
-func (m *Metrics) ObserveRequest(kind remote.Kind, d time.Duration, _ error) {
-	m.reqTime.WithLabelValues(m.cache, kind.String()).Observe(d.Seconds())
+func (m *Metrics) ObserveRequest(cache string, kind remote.Kind, d time.Duration, _ error) {
+	m.reqTime.WithLabelValues(cache, kind.String()).Observe(d.Seconds())
 }
 
 // Handler serves the registry in the Prometheus exposition format.

@@ -1,0 +1,331 @@
+package remote
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/localcache"
+	"github.com/narfs/narfs/remote/storepath"
+)
+
+// Substituters is the binary caches one mount (or one `narfs ls`) reads,
+// used the way Nix uses its substituters: ordered by priority (lower
+// first; the cache's nix-cache-info Priority, overridden by the URL's
+// ?priority=), ties in the order given. The first cache with a trusted
+// narinfo for a hash serves that path, from lookup to the last read: a
+// PathInfo remembers the cache that answered.
+//
+// Unlike Nix, which asks one substituter after the other, a lookup asks
+// every cache at once and then takes the answers in priority order, so
+// a miss costs one round trip, not one per cache. A cache that fails
+// (unreachable, timing out, 5xx) costs at most one timeout: it is then
+// skipped for downFor, answering only from what narfs recorded of it
+// locally, and tried again after. One cache's failures never hide another
+// cache's paths; a hash nobody had answers ErrNotFound only when every
+// cache could be asked.
+//
+// All caches share one local cache (one size cap); NARs are keyed by
+// their hash there, so a path held by two caches is fetched once.
+type Substituters struct {
+	caches []*Store          // by priority; read-only after Open
+	local  *localcache.Cache // shared by caches
+	log    *slog.Logger
+}
+
+// OpenSubstituters opens every cache in storeURLs (Nix syntax) with cfg.
+// An unreachable cache does not fail it (its paths are served from the
+// local cache until it answers); a malformed URL, refused credentials or
+// a foreign cache does.
+func OpenSubstituters(ctx context.Context, storeURLs []string, cfg Config) (*Substituters, error) {
+	if len(storeURLs) == 0 {
+		return nil, errors.New("no binary cache given")
+	}
+	cfg.setDefaults()
+	local, err := localcache.Open(cfg.CacheDir, cfg.CacheSize, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	g := &Substituters{local: local, log: cfg.Logger}
+	seen := map[string]bool{}
+	for _, u := range storeURLs {
+		s, err := openCache(ctx, u, cfg, local)
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		if seen[s.URL()] {
+			s.Close()
+			continue // Nix, too, uses a substituter given twice once
+		}
+		seen[s.URL()] = true
+		g.caches = append(g.caches, s)
+	}
+	// Stable: equal priorities keep the order given, as in Nix.
+	slices.SortStableFunc(g.caches, func(a, b *Store) int { return cmp.Compare(a.priority, b.priority) })
+	return g, nil
+}
+
+// Caches is the caches in the order they are asked.
+func (g *Substituters) Caches() []*Store { return g.caches }
+
+// URL is the caches' redacted URLs, in the order they are asked.
+func (g *Substituters) URL() string {
+	urls := make([]string, len(g.caches))
+	for i, s := range g.caches {
+		urls[i] = s.URL()
+	}
+	return strings.Join(urls, " ")
+}
+
+// StoreDir is the store directory the caches' paths live under.
+func (g *Substituters) StoreDir() string { return storepath.DefaultStoreDir }
+
+// Close stops every cache's background work and closes the local cache.
+func (g *Substituters) Close() error {
+	var errs []error
+	for _, s := range g.caches {
+		errs = append(errs, s.Close())
+	}
+	errs = append(errs, g.local.Close())
+	return errors.Join(errs...)
+}
+
+// CacheUsage is the bytes of NARs in the shared local cache.
+func (g *Substituters) CacheUsage() int64 { return g.local.Usage() }
+
+// Stats sums every cache's counters; the local cache's are counted once.
+func (g *Substituters) Stats() Stats {
+	var st Stats
+	for _, s := range g.caches {
+		st.add(s.stats.snapshot())
+	}
+	st.CacheHits, st.CacheMisses, st.Evictions = g.local.Counts()
+	return st
+}
+
+// OnVerified registers fn with every cache (see Store.OnVerified).
+func (g *Substituters) OnVerified(fn func(p *PathInfo, l *nar.Listing)) {
+	for _, s := range g.caches {
+		s.OnVerified(fn)
+	}
+}
+
+// Resolve maps a store path base name to the trusted narinfo of the first
+// cache, in priority order, that has one (see Store.Resolve).
+func (g *Substituters) Resolve(ctx context.Context, base string) (*PathInfo, error) {
+	if _, err := storepath.Parse(base); err != nil {
+		return nil, fmt.Errorf("%s: %w (%v)", base, ErrNotFound, err)
+	}
+	return g.first(ctx, base, func(s *Store) (*PathInfo, error) { return s.Resolve(ctx, base) })
+}
+
+// ResolveHash is Resolve by hash part alone.
+func (g *Substituters) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) {
+	if !storepath.ValidHashPart(hash) {
+		return nil, fmt.Errorf("%s: %w (not a store path hash)", hash, ErrNotFound)
+	}
+	return g.first(ctx, hash, func(s *Store) (*PathInfo, error) { return s.ResolveHash(ctx, hash) })
+}
+
+// first asks every cache at once and returns the answer of the first, in
+// priority order, that has the path. A skipped cache answers from its
+// local records only. The error, when nobody has it, is the most telling
+// one: a cache that could not be asked outranks a corrupt narinfo, which
+// outranks an untrusted one, which outranks a miss — a reader must not
+// be told "no such path" while a cache that may hold it is down.
+func (g *Substituters) first(ctx context.Context, key string, lookup func(*Store) (*PathInfo, error)) (*PathInfo, error) {
+	if len(g.caches) == 1 {
+		return lookup(g.caches[0])
+	}
+	type answer struct {
+		pi  *PathInfo
+		err error
+	}
+	answers := make([]chan answer, len(g.caches))
+	for i, s := range g.caches {
+		ch := make(chan answer, 1)
+		answers[i] = ch
+		if err := s.skipping(); err != nil {
+			pi, lerr := s.localInfo(key)
+			if lerr != nil {
+				lerr = err
+			}
+			ch <- answer{pi, lerr}
+			continue
+		}
+		go func() {
+			pi, err := lookup(s)
+			ch <- answer{pi, err}
+		}()
+	}
+	var best error
+	for i, s := range g.caches {
+		a := <-answers[i]
+		if a.err == nil {
+			s.markUp()
+			return a.pi, nil
+		}
+		if ctx.Err() != nil {
+			return nil, a.err // the caller gave up: no verdict on the cache
+		}
+		switch {
+		case isAnswer(a.err):
+			s.markUp()
+		case !errors.Is(a.err, errSkipped):
+			s.markDown(a.err)
+		}
+		if best == nil || severity(a.err) > severity(best) {
+			best = a.err
+		}
+	}
+	return nil, best
+}
+
+// isAnswer reports whether err is the cache's verdict on a path rather
+// than a failure to get one.
+func isAnswer(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrUntrusted) || errors.Is(err, ErrCorrupt)
+}
+
+func severity(err error) int {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return 0
+	case errors.Is(err, ErrUntrusted):
+		return 1
+	case errors.Is(err, ErrCorrupt):
+		return 2
+	}
+	return 3
+}
+
+// Paths calls fn once for every trusted store path some listable cache
+// holds, with the PathInfo Resolve would give. Caches that cannot be
+// listed (plain HTTP) or fail are left out, with a warning for the
+// latter; it fails only when no cache could be listed.
+func (g *Substituters) Paths(ctx context.Context, fn func(*PathInfo)) error {
+	if len(g.caches) == 1 {
+		return g.caches[0].Paths(ctx, fn)
+	}
+	type found struct {
+		rank int
+		p    *PathInfo
+	}
+	var (
+		mu      sync.Mutex // protects byHash, exact
+		byHash  = map[string]found{}
+		exact   = true // every cache was listed: ranks decide, no lookup
+		listed  int
+		lastErr error
+	)
+	for rank, s := range g.caches {
+		err := s.Paths(ctx, func(p *PathInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			if f, ok := byHash[p.Path.Hash]; !ok || rank < f.rank {
+				byHash[p.Path.Hash] = found{rank, p}
+			}
+		})
+		switch {
+		case err == nil:
+			listed++
+		case errors.Is(err, ErrNotListable):
+			exact = false
+		default:
+			exact = false
+			lastErr = err
+			g.log.Warn("listing a cache failed; its paths are left out of the store's root listing", "cache", s.URL(), "err", err)
+		}
+	}
+	if listed == 0 {
+		if lastErr == nil {
+			lastErr = ErrNotListable
+		}
+		return lastErr
+	}
+	for h, f := range byHash {
+		p := f.p
+		if !exact && f.rank > 0 {
+			// A cache that was not listed may hold it at a better rank.
+			var err error
+			if p, err = g.ResolveHash(ctx, h); err != nil {
+				continue
+			}
+		}
+		fn(p)
+	}
+	return ctx.Err()
+}
+
+// The operations on a resolved path go to the cache that resolved it.
+
+// Root is Store.Root in p's cache.
+func (g *Substituters) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
+	return g.of(p).Root(ctx, p)
+}
+
+// Lookup is Store.Lookup in p's cache.
+func (g *Substituters) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node, error) {
+	return g.of(p).Lookup(ctx, p, sub)
+}
+
+// Listing is Store.Listing in p's cache.
+func (g *Substituters) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
+	return g.of(p).Listing(ctx, p)
+}
+
+// VerifiedListing is Store.VerifiedListing in p's cache.
+func (g *Substituters) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
+	return g.of(p).VerifiedListing(ctx, p)
+}
+
+// OpenFile is Store.OpenFile in p's cache.
+func (g *Substituters) OpenFile(ctx context.Context, p *PathInfo, sub string) (*LocalFile, error) {
+	return g.of(p).OpenFile(ctx, p, sub)
+}
+
+// OpenVerified is Store.OpenVerified in p's cache.
+func (g *Substituters) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*LocalFile, *nar.Node, error) {
+	return g.of(p).OpenVerified(ctx, p, sub)
+}
+
+// OpenChunked is Store.OpenChunked in p's cache.
+func (g *Substituters) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*ChunkedFile, error) {
+	return g.of(p).OpenChunked(ctx, p, sub)
+}
+
+// Prefetch is Store.Prefetch in p's cache.
+func (g *Substituters) Prefetch(ctx context.Context, p *PathInfo) (indexed bool, err error) {
+	return g.of(p).Prefetch(ctx, p)
+}
+
+// of is the cache that resolved p; a PathInfo made elsewhere (tests) goes
+// to the first.
+func (g *Substituters) of(p *PathInfo) *Store {
+	if p.src != nil {
+		return p.src
+	}
+	return g.caches[0]
+}
+
+// priorityOf is the URL's ?priority= if it has one, else the cache's own.
+func priorityOf(u *backend.StoreURL, fromCache int) (int, error) {
+	v := u.Params.Get("priority")
+	if v == "" {
+		return fromCache, nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: priority=%q is not an integer", u, v)
+	}
+	return p, nil
+}
