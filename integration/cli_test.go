@@ -105,7 +105,8 @@ func TestCLIErrors(t *testing.T) {
 		{"missing mountpoint", []string{"mount", cd, key, cache, "/nonexistent/mnt"}, "does not exist"},
 		{"busy mountpoint", []string{"mount", cd, key, cache, busy.Dir}, "busy"},
 		{"cat a directory", []string{"cat", cd, key, cache, c.app + "/bin"}, "not a regular file"},
-		{"wrong arguments", []string{"mount", cache}, "accepts 2 arg"},
+		{"wrong arguments", []string{"mount", cache}, "want [STORE-URL…] MOUNTPOINT"},
+		{"URL after the path", []string{"ls", cd, key, c.app, cache}, "give the store URLs first"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

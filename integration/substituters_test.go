@@ -2,6 +2,7 @@ package integration
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -105,7 +106,8 @@ func TestMountSubstituters(t *testing.T) {
 	ownURL := "file://" + own
 	// public at priority 10 beats own's 40 from nix-cache-info.
 	pubURL := pub.URL + "?priority=10"
-	m := mountNarfs(t, pubURL, env, ownURL)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	m := mountNarfs(t, pubURL, env, "--metrics-listen", addr, ownURL)
 
 	// Disjoint: app only in public, the trees only in own.
 	out, err := bashC(t, "cat "+m.Dir+"/"+c.app+"/bin/app")
@@ -128,6 +130,13 @@ func TestMountSubstituters(t *testing.T) {
 	}
 	if n := pub.requests("nar/"); n == 0 {
 		t.Errorf("lib was read, but the preferred public cache got no NAR request")
+	}
+	// Upstream metrics per cache: each cache's own NAR bytes.
+	samples, _ := scrapeMetrics(t, addr)
+	for _, u := range []string{pub.URL, ownURL} {
+		if v := sum(samples, "narfs_upstream_bytes_total", `cache="`+u, `kind="nar"`); v <= 0 {
+			t.Errorf("narfs_upstream_bytes_total of cache %s, kind nar: %v after reads from it", u, v)
+		}
 	}
 
 	// The CLI takes the same URLs, and info names the cache.
@@ -153,9 +162,9 @@ func TestMountSubstituters(t *testing.T) {
 	if !strings.Contains(out, "Cache:       "+pub.URL) {
 		t.Errorf("own at Priority 40 before public at 0: info says\n%s", out)
 	}
-	out, _, _ = narfs(t, env, "info", ownURL+"?priority=1", pub.URL, lib)
+	out, _, _ = narfs(t, env, "info", pub.URL+"?priority=50", ownURL, lib)
 	if !strings.Contains(out, "Cache:       "+ownURL) {
-		t.Errorf("own at ?priority=1 before public at 0: info says\n%s", out)
+		t.Errorf("public at ?priority=50 before own at 40: info says\n%s", out)
 	}
 
 	// No URL: nix.conf's substituters and extra-substituters.
