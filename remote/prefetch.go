@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
@@ -33,11 +34,24 @@ func (s *Store) lookahead(p *PathInfo) {
 	if s.cfg.NoReferenceLookahead {
 		return
 	}
+	// Of several substituters, the first is asked first, as a reader's
+	// lookup would; a miss passes the reference down the order.
+	q := s
+	if s.group != nil {
+		q = s.group.caches[0]
+	}
 	for _, ref := range p.NarInfo.References {
 		if ref == p.Path {
 			continue
 		}
-		s.lookq.add(ref.Hash, func(ctx context.Context) { s.lookAt(ctx, ref) })
+		q.lookq.add(ref.Hash, func(ctx context.Context) { q.lookAt(ctx, ref) })
+	}
+}
+
+// lookNext passes a reference's lookahead to the next substituter.
+func (s *Store) lookNext(ref storepath.StorePath) {
+	if n := s.group.next(s); n != nil {
+		n.lookq.add(ref.Hash, func(ctx context.Context) { n.lookAt(ctx, ref) })
 	}
 }
 
@@ -48,13 +62,21 @@ func (s *Store) lookAt(ctx context.Context, ref storepath.StorePath) {
 		s.lookq.forget(ref.Hash)
 		return
 	}
+	if s.skipping() != nil {
+		s.lookq.forget(ref.Hash)
+		s.lookNext(ref)
+		return
+	}
 	// Wait for the shared lookups to end rather than for ctx: Close
 	// cancels them, and waits for this job, so nothing is asked of the
 	// cache once it returned.
 	ctx = context.WithoutCancel(ctx)
 	pi, err := s.info(ctx, ref.Hash)
 	if err == nil && pi.Path != ref {
-		return // Resolve would refuse it: nothing to look ahead
+		err = fmt.Errorf("%s: %w", ref, ErrNotFound) // Resolve would refuse it
+	}
+	if isAnswer(err) {
+		s.lookNext(ref)
 	}
 	if err == nil {
 		s.lookahead(pi)
@@ -93,13 +115,20 @@ func (s *Store) prefetchReferences(p *PathInfo) {
 			continue
 		}
 		s.prefetchq.add(ref.Hash, func(ctx context.Context) {
-			info, err := s.Resolve(ctx, ref.String())
+			// Of several substituters, the one a reader would get.
+			var info *PathInfo
+			var err error
+			if s.group != nil {
+				info, err = s.group.Resolve(ctx, ref.String())
+			} else {
+				info, err = s.Resolve(ctx, ref.String())
+			}
 			if err == nil {
 				var indexed bool
-				if indexed, err = s.prefetch(ctx, info); err == nil && indexed {
+				if indexed, err = info.src.prefetch(ctx, info); err == nil && indexed {
 					// Whole NARs queue their references when fetched;
 					// indexed paths do it here.
-					s.prefetchReferences(info)
+					info.src.prefetchReferences(info)
 				}
 			}
 			if err != nil && !errors.Is(err, ErrNotFound) && s.bg.Err() == nil {

@@ -44,6 +44,9 @@ type Store struct {
 	priority  int    // lower is asked first (nix-cache-info, ?priority=)
 
 	down downState // skipping the cache after a failure (Substituters)
+	// group is the Substituters the store is one of (nil when opened
+	// alone); set before the first lookup, read-only after.
+	group *Substituters
 
 	stats counters
 	// noRanges is set once the cache failed to answer a ranged request

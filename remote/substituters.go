@@ -71,7 +71,25 @@ func OpenSubstituters(ctx context.Context, storeURLs []string, cfg Config) (*Sub
 	}
 	// Stable: equal priorities keep the order given, as in Nix.
 	slices.SortStableFunc(g.caches, func(a, b *Store) int { return cmp.Compare(a.priority, b.priority) })
+	if len(g.caches) > 1 {
+		for _, s := range g.caches {
+			s.group = g
+		}
+	}
 	return g, nil
+}
+
+// next is the cache after s in the order, nil for the last (or a store
+// of no group).
+func (g *Substituters) next(s *Store) *Store {
+	if g == nil {
+		return nil
+	}
+	i := slices.Index(g.caches, s)
+	if i < 0 || i+1 >= len(g.caches) {
+		return nil
+	}
+	return g.caches[i+1]
 }
 
 // Caches is the caches in the order they are asked.

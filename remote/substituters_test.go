@@ -358,3 +358,27 @@ func TestStatsAddCoversEveryField(t *testing.T) {
 	}
 	check(reflect.ValueOf(sum), "Stats")
 }
+
+// A reference the first cache lacks is looked ahead in the next: walking
+// a closure spread over two caches costs no round trip per path either.
+func TestSubstitutersLookaheadCrossesCaches(t *testing.T) {
+	a, b := twoCaches(t, pathApp, pathLib) // app only in a, lib (its reference) only in b
+	g := openSubs(t, trustedConfig(t), fileURL(t, a, ""), fileURL(t, b, ""))
+	if _, err := g.Resolve(context.Background(), pathApp); err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := g.Caches()[0], g.Caches()[1]
+	waitIdle(t, ca.lookq)
+	waitIdle(t, cb.lookq)
+	if _, ok := cb.narinfos.Get(hashPart(pathLib)); !ok {
+		t.Errorf("app's reference lib, only in the second cache, was not looked up ahead there")
+	}
+	// A reader's lookup now needs no request to the second cache.
+	before := cb.Stats().NarinfoGets
+	if got := answeredBy(t, g, pathLib); got != "xz" {
+		t.Errorf("lib came from %s", got)
+	}
+	if n := cb.Stats().NarinfoGets - before; n != 0 {
+		t.Errorf("%d narinfo requests for a path looked up ahead", n)
+	}
+}
