@@ -138,6 +138,11 @@ func TestMountSubstituters(t *testing.T) {
 			t.Errorf("narfs_upstream_bytes_total of cache %s, kind nar: %v after reads from it", u, v)
 		}
 	}
+	// narfs stats breaks the traffic down by cache.
+	out, err = bashC(t, narfsBin+" stats --metrics-url http://"+addr)
+	if err != nil || !strings.Contains(out, "  "+pub.URL) || !strings.Contains(out, "  "+ownURL+": ") {
+		t.Errorf("narfs stats of a mount of two caches: %v\n%s", err, out)
+	}
 
 	// The CLI takes the same URLs, and info names the cache.
 	out, _, code := narfs(t, env, "info", ownURL, pubURL, lib)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,6 +87,22 @@ next:
 	return sum
 }
 
+// labelValues is the distinct values of label in a family, sorted.
+func labelValues(fams map[string]*dto.MetricFamily, name, label string) []string {
+	var vals []string
+	if f := fams[name]; f != nil {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && !slices.Contains(vals, l.GetValue()) {
+					vals = append(vals, l.GetValue())
+				}
+			}
+		}
+	}
+	slices.Sort(vals)
+	return vals
+}
+
 func printStats(w io.Writer, fams map[string]*dto.MetricFamily) {
 	v := func(name string, match ...string) float64 { return metricSum(fams, name, match...) }
 	n := func(name string, match ...string) uint64 { return uint64(v(name, match...)) }
@@ -102,6 +119,12 @@ func printStats(w io.Writer, fams map[string]*dto.MetricFamily) {
 		fmt.Fprintf(w, "%s %d", k, n("narfs_upstream_requests_total", "kind", k))
 	}
 	fmt.Fprintf(w, "), errors %d\n", n("narfs_upstream_errors_total"))
+	if caches := labelValues(fams, "narfs_upstream_requests_total", "cache"); len(caches) > 1 {
+		for _, c := range caches {
+			fmt.Fprintf(w, "  %s: %d requests, %d errors, %s\n", c, n("narfs_upstream_requests_total", "cache", c),
+				n("narfs_upstream_errors_total", "cache", c), humanize.IBytes(n("narfs_upstream_bytes_total", "cache", c)))
+		}
+	}
 	up, served := n("narfs_upstream_bytes_total"), n("narfs_served_bytes_total")
 	fmt.Fprintf(w, "upstream bytes:        %s (%d)\n", humanize.IBytes(up), up)
 	fmt.Fprintf(w, "bytes served:          %s (%d; reads the kernel serves itself are not counted)\n", humanize.IBytes(served), served)

@@ -336,3 +336,43 @@ func TestOldLayoutDropped(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A data file published beside an entry's NAR counts against the cap, in
+// this process and after a restart, and pushes older entries out.
+func TestPublishedDataIsAccounted(t *testing.T) {
+	dir := t.TempDir()
+	c := open(t, dir, 20)
+	old, _ := put(t, c, "old", "0123456789")
+	old.Release()
+	e, err := put(t, c, "blob", "abcde")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := c.Usage(); u != 15 {
+		t.Fatalf("usage %d before publishing, want 15", u)
+	}
+	err = e.PublishData("f-0", func(f *os.File) error {
+		_, err := f.WriteString("0123456789")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := c.Usage(); u != 15 {
+		t.Errorf("usage %d after publishing 10 bytes into a 20-byte cap holding 15, want 15 (old evicted, blob now 15)", u)
+	}
+	if _, err := c.Acquire("old"); !errors.Is(err, ErrMiss) {
+		t.Errorf("the older entry survived the growth past the cap: %v", err)
+	}
+	// Publishing the same name again (another reader won) adds nothing.
+	e.PublishData("f-0", func(f *os.File) error { _, err := f.WriteString("0123456789"); return err })
+	if u := c.Usage(); u != 15 {
+		t.Errorf("usage %d after a duplicate publish, want 15", u)
+	}
+	e.Release()
+	c.Close()
+	c2 := open(t, dir, 20)
+	if u := c2.Usage(); u != 15 {
+		t.Errorf("usage %d after a restart, want the grown 15", u)
+	}
+}

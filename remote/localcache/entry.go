@@ -3,8 +3,10 @@ package localcache
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -227,9 +229,13 @@ func (h *Entry) PublishData(name string, write func(f *os.File) error) error {
 	}
 	f := os.NewFile(uintptr(fd), tmp)
 	err = write(f)
+	var size int64
 	if err == nil {
 		if serr := f.Sync(); serr != nil {
 			err = fmt.Errorf("%w: %w", ErrLocal, serr)
+		}
+		if fi, serr := f.Stat(); serr == nil {
+			size = fi.Size()
 		}
 	}
 	f.Close()
@@ -240,10 +246,57 @@ func (h *Entry) PublishData(name string, write func(f *os.File) error) error {
 			unix.Unlinkat(h.e.dirFd, tmp, 0)
 		} else if err != nil {
 			err = fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
+		} else {
+			h.grow(size)
 		}
 	}
 	if err != nil {
 		unix.Unlinkat(h.e.dirFd, tmp, 0)
+	}
+	return err
+}
+
+// grow accounts n more bytes to the entry (a file published beside its
+// NAR duplicates bytes the blob keeps too), in memory and in its meta, so
+// that the size cap covers them, and evicts others past the cap.
+func (h *Entry) grow(n int64) {
+	c := h.c
+	c.mu.Lock()
+	if n <= 0 || h.e.size > math.MaxInt64-n {
+		c.mu.Unlock()
+		return
+	}
+	h.e.size += n
+	c.total += n
+	size := h.e.size
+	gone := c.evictLocked(h.e.key)
+	c.seq++
+	tmp := fmt.Sprintf("meta.tmp.%d.%d", os.Getpid(), c.seq)
+	c.mu.Unlock()
+	removeAll(gone)
+	// Best effort: another process's grow may race this one (one of the
+	// two is lost until the entry is next read); the cap is approximate
+	// across processes anyway.
+	if err := writeAt(h.e.dirFd, tmp, []byte(strconv.FormatInt(size, 10)+"\n")); err == nil {
+		if unix.Renameat(h.e.dirFd, tmp, h.e.dirFd, "meta") != nil {
+			unix.Unlinkat(h.e.dirFd, tmp, 0)
+		}
+	}
+}
+
+// writeAt creates name beneath dirFd with data.
+func writeAt(dirFd int, name string, data []byte) error {
+	fd, err := unix.Openat(dirFd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		unix.Unlinkat(dirFd, name, 0)
 	}
 	return err
 }
