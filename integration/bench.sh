@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: the decoder benchmarks of nar/compress, then TestBenchReport
-# (narfs vs real Nix and the native disk), assembled into BENCHMARKS.md.
+# (narfs vs real Nix and the native disk), assembled into integration/BENCHMARKS.md.
 # Run as root from the repository (make bench builds bin/narfs first).
-# NARFS_BENCH_MD=path writes the report elsewhere (default BENCHMARKS.md).
+# NARFS_BENCH_MD=path writes the report elsewhere (default integration/BENCHMARKS.md).
 # NARFS_BENCH_ONLY=indexed runs only measures 10–14 (per-file reads of a
 # cache written by narfs push); NARFS_BENCH_RUNS=N sets the runs per figure.
 # NARFS_BENCH_NARSERVE=path/to/nar-serve (or nar-serve on PATH) adds
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out_md=${NARFS_BENCH_MD:-BENCHMARKS.md}
+out_md=${NARFS_BENCH_MD:-integration/BENCHMARKS.md}
 work=$(mktemp -d /tmp/narfs-bench-run.XXXXXX)
 # The Go test stops its own mounts and servers (t.Cleanup); should it be
 # killed, this trap lazily unmounts the narfs mounts left below $work (its
