@@ -3,6 +3,9 @@
 # (narfs vs real Nix and the native disk), assembled into integration/BENCHMARKS.md.
 # Run as root from the repository (make bench builds bin/narfs first).
 # NARFS_BENCH_MD=path writes the report elsewhere (default integration/BENCHMARKS.md).
+# NARFS_BENCH_LINKS=loopback,s3-region limits the links cold figures are
+# taken on (default loopback, s3-region and wan: integration/linkshape).
+# NARFS_BENCH_ONLY=stock runs only measures 15 and 17 (stock caches).
 # NARFS_BENCH_ONLY=indexed runs only measures 10–14 (per-file reads of a
 # cache written by narfs push); NARFS_BENCH_RUNS=N sets the runs per figure.
 # NARFS_BENCH_NARSERVE=path/to/nar-serve (or nar-serve on PATH) adds
@@ -43,7 +46,7 @@ fi
 echo "== narfs vs Nix (integration TestBenchReport)" >&2
 TMPDIR="$work" NARFS_BENCH=1 NARFS_BENCH_OUT="$work/table.md" NARFS_BENCH_DECODE="$work/decode.txt" \
   NARFS_BENCH_BIN="$PWD/bin/narfs" \
-  go test -count=1 -timeout 40m -run '^TestBenchReport$' -v ./integration/ >&2
+  go test -count=1 -timeout 100m -run '^TestBenchReport$' -v ./integration/ >&2
 
 elapsed=$(( $(date +%s) - start ))
 {

@@ -29,7 +29,7 @@ import (
 
 // idxVersion names the indexed workload; change it when idxPythonNix or
 // the way the paths are made changes meaningfully.
-const idxVersion = "idx-v1"
+const idxVersion = "idx-v2"
 
 // idxPython is the interpreter the Python closure is made of (Debian's:
 // libpython is linked in, the stdlib is one directory).
@@ -59,8 +59,13 @@ let
 in { inherit python libs stdlib; }
 `
 
-// idxRandomSize is the size of the one file of the random path.
-const idxRandomSize = 64 << 20
+// idxRandomSize is the size of the one file of the random path;
+// idxBigRandomSize that of the stock cache's large NAR that zstd barely
+// shrinks (measure 15: there the download is the whole cost).
+const (
+	idxRandomSize    = 64 << 20
+	idxBigRandomSize = 256 << 20
+)
 
 // idxWorkload is the store paths of the indexed measures and their caches.
 type idxWorkload struct {
@@ -68,11 +73,12 @@ type idxWorkload struct {
 	PublicKey string   `json:"public_key"`
 	Go        string   `json:"go"`         // base name: nix-store --add /usr/local/go
 	Random    string   `json:"random"`     // base name: random.bin, idxRandomSize bytes
+	BigRandom string   `json:"big_random"` // base name: random.bin, idxBigRandomSize bytes (stock cache only)
 	Python    string   `json:"python"`     // base name: bin/python3; "" if it could not be made
 	Stdlib    string   `json:"stdlib"`     // base name: lib/python3.11
 	PyAll     []string `json:"py_all"`     // base names of the Python closure
 	PyErr     string   `json:"py_err"`     // why there is no Python closure
-	Stock     string   `json:"stock"`      // nix copy cache (zstd) of Go and Random
+	Stock     string   `json:"stock"`      // nix copy cache (zstd) of Go, Random, BigRandom and PyAll
 	BuildTime string   `json:"build_time"` // how long making the paths took
 	Indexed   string   `json:"-"`          // narfs push cache, written afresh by every run
 	PushTime  string   `json:"-"`
@@ -89,8 +95,7 @@ type idxLink struct {
 // indexed runs measures 10–14 and adds their rows to b.idxRows.
 func (b *bench) indexed() {
 	t := b.t
-	w := idxLoadOrBuild(t)
-	b.idx = w
+	w := b.idxWorkload()
 	srv, stock := serveCounting(t, w.Indexed), serveCounting(t, w.Stock)
 	shaped := func(upstream string) string {
 		px, err := linkshape.Start(upstream, linkshape.S3Region)
@@ -111,6 +116,14 @@ func (b *bench) indexed() {
 	b.idxWarm(srv, stock, links)
 }
 
+// idxWorkload loads (or builds) the indexed workload once per run.
+func (b *bench) idxWorkload() *idxWorkload {
+	if b.idx == nil {
+		b.idx = idxLoadOrBuild(b.t)
+	}
+	return b.idx
+}
+
 func (b *bench) pythonDesc() string {
 	if b.idx.Python == "" {
 		return "no Python closure (" + b.idx.PyErr + ")"
@@ -125,25 +138,8 @@ func (b *bench) idxGo(srv *countingCache, links []idxLink) {
 	w := b.idx
 	h := b.scratch()
 	defer os.RemoveAll(h)
-	hello := filepath.Join(h, "hello")
-	if err := os.MkdirAll(hello, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(hello, "go.mod"), []byte("module hello\n\ngo 1.21\n"), 0o644)
-	os.WriteFile(filepath.Join(hello, "main.go"), []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n"), 0o644)
-	// A clean environment: no GOROOT, the toolchain's own version, HOME
-	// and the build cache in a fresh directory (removed before each run).
-	goEnv := func(goroot string) string {
-		return fmt.Sprintf("env -i PATH=/usr/bin:/bin HOME='%s' GOCACHE='%s/cache' GOPATH='%s/gopath' GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=0 '%s/bin/go'", h, h, h, goroot)
-	}
-	resetHome := func() {
-		os.RemoveAll(filepath.Join(h, "cache"))
-		os.RemoveAll(filepath.Join(h, "gopath"))
-	}
-	version := func(goroot string) string { return goEnv(goroot) + " version >/dev/null" }
-	build := func(goroot string) string {
-		return fmt.Sprintf("cd '%s' && %s build -o '%s/hello.bin' . && '%s/hello.bin' >/dev/null", hello, goEnv(goroot), h, h)
-	}
+	g := newGoRun(t, h)
+	version, build, resetHome := g.version, g.build, g.reset
 	goBytes, indexBytes := b.fileObjectBytes(w.Go, "bin/go")
 	buildRuns := min(b.runs, 3)
 	for _, l := range links {
@@ -203,6 +199,46 @@ func (b *bench) idxGo(srv *countingCache, links []idxLink) {
 			secs(median(narfsB)), fmt.Sprintf("%s (nix copy %s)", secs(median(nixB)), secs(median(nixCopy))),
 			fmt.Sprintf("time %.2f", rb), "(reported)", "", ""})
 	}
+}
+
+// goRun makes the command lines that run the Go toolchain of a store
+// path in a clean environment: no GOROOT, the toolchain's own version,
+// HOME and the build cache in a directory of their own (reset empties it).
+type goRun struct{ home, hello string }
+
+func newGoRun(t *testing.T, home string) *goRun {
+	g := &goRun{home: home, hello: filepath.Join(home, "hello")}
+	if err := os.MkdirAll(g.hello, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(g.hello, "go.mod"), []byte("module hello\n\ngo 1.21\n"), 0o644)
+	os.WriteFile(filepath.Join(g.hello, "main.go"), []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n"), 0o644)
+	return g
+}
+
+func (g *goRun) env(goroot string) string {
+	h := g.home
+	return fmt.Sprintf("env -i PATH=/usr/bin:/bin HOME='%s' GOCACHE='%s/cache' GOPATH='%s/gopath' GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=0 '%s/bin/go'", h, h, h, goroot)
+}
+
+func (g *goRun) reset() {
+	os.RemoveAll(filepath.Join(g.home, "cache"))
+	os.RemoveAll(filepath.Join(g.home, "gopath"))
+}
+
+// version is `go version`; build is `go build` of hello world and its run.
+func (g *goRun) version(goroot string) string { return g.env(goroot) + " version >/dev/null" }
+
+func (g *goRun) build(goroot string) string {
+	return fmt.Sprintf("cd '%s' && %s build -o '%s/hello.bin' . && '%s/hello.bin' >/dev/null", g.hello, g.env(goroot), g.home, g.home)
+}
+
+// pythonImports imports a few stdlib modules with the Python closure of
+// store (a mount or a Nix root's store) bound over /nix/store in a private
+// mount namespace.
+func (w *idxWorkload) pythonImports(store string) string {
+	return fmt.Sprintf(`unshare -m bash -c "mount --bind '%s' /nix/store && PYTHONHOME=/nix/store/%s PYTHONDONTWRITEBYTECODE=1 /nix/store/%s/bin/python3 -c 'import json, email, http.client, sqlite3'"`,
+		store, w.Stdlib, w.Python)
 }
 
 // idxFirstByte: measure 11, the first byte of small files of the Go path
@@ -323,10 +359,7 @@ func (b *bench) idxPythonImports(srv *countingCache, links []idxLink) {
 		b.addIdx(benchRow{"13", "Python imports (json, email, http.client, sqlite3) from a pushed closure", "not available: " + w.PyErr, "", "", "≤ 0.3", "", ""})
 		return
 	}
-	run := func(store string) string {
-		return fmt.Sprintf(`unshare -m bash -c "mount --bind '%s' /nix/store && PYTHONHOME=/nix/store/%s PYTHONDONTWRITEBYTECODE=1 /nix/store/%s/bin/python3 -c 'import json, email, http.client, sqlite3'"`,
-			store, w.Stdlib, w.Python)
-	}
+	run := w.pythonImports
 	for _, l := range links {
 		var narfsT, nixT, copyT []time.Duration
 		var fetched, reqs []int64
@@ -608,7 +641,7 @@ func idxLoadOrBuild(t *testing.T) *idxWorkload {
 }
 
 func idxValid(w *idxWorkload) bool {
-	paths := []string{w.Go, w.Random}
+	paths := []string{w.Go, w.Random, w.BigRandom}
 	paths = append(paths, w.PyAll...)
 	for _, p := range paths {
 		if _, err := sh(w.Dir, "nix-store", "--check-validity", "/nix/store/"+p); err != nil {
@@ -636,33 +669,23 @@ func idxBuild(t *testing.T, dir, expr string, libErr error) (*idxWorkload, error
 	}
 	w.Go = filepath.Base(out)
 
-	rdir := filepath.Join(dir, "narfs-bench-random")
-	if err := os.MkdirAll(rdir, 0o755); err != nil {
+	if w.Random, err = addRandomPath(dir, "narfs-bench-random", idxRandomSize, 'n'); err != nil {
 		return nil, err
 	}
-	f, err := os.Create(filepath.Join(rdir, "random.bin"))
-	if err != nil {
+	if w.BigRandom, err = addRandomPath(dir, "narfs-bench-big-random", idxBigRandomSize, 'b'); err != nil {
 		return nil, err
 	}
-	_, err = io.CopyN(f, rand.NewChaCha8([32]byte{'n', 'a', 'r', 'f', 's'}), idxRandomSize)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	if out, err = sh(dir, "nix-store", "--add", rdir); err != nil {
-		return nil, err
-	}
-	w.Random = filepath.Base(out)
-	os.RemoveAll(rdir)
 
 	if err := buildPython(dir, expr, libErr, w); err != nil {
 		w.PyErr = err.Error()
 		t.Logf("no Python closure: %v", err)
 	}
 	stock := fmt.Sprintf("file://%s?compression=zstd&write-nar-listing=true&secret-key=%s", w.Stock, filepath.Join(dir, "sk"))
-	if err := nixCopyTo(dir, stock, "/nix/store/"+w.Go, "/nix/store/"+w.Random); err != nil {
+	stockPaths := []string{"/nix/store/" + w.Go, "/nix/store/" + w.Random, "/nix/store/" + w.BigRandom}
+	for _, p := range w.PyAll {
+		stockPaths = append(stockPaths, "/nix/store/"+p)
+	}
+	if err := nixCopyTo(dir, stock, stockPaths...); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(w.Stock, "done"), nil, 0o644); err != nil {
@@ -671,6 +694,32 @@ func idxBuild(t *testing.T, dir, expr string, libErr error) (*idxWorkload, error
 	w.BuildTime = time.Since(start).Round(time.Second).String()
 	t.Logf("built indexed workload %s in %s", dir, w.BuildTime)
 	return w, nil
+}
+
+// addRandomPath adds a store path named name holding random.bin, size
+// bytes of a seeded ChaCha8 stream, and returns its base name.
+func addRandomPath(dir, name string, size int64, seed byte) (string, error) {
+	rdir := filepath.Join(dir, name)
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(rdir)
+	f, err := os.Create(filepath.Join(rdir, "random.bin"))
+	if err != nil {
+		return "", err
+	}
+	_, err = io.CopyN(f, rand.NewChaCha8([32]byte{'n', 'a', 'r', 'f', 's', seed}), size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	out, err := sh(dir, "nix-store", "--add", rdir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Base(out), nil
 }
 
 // buildPython makes the Python closure with nix-build and checks that it

@@ -25,9 +25,9 @@ func TestBenchReport(t *testing.T) {
 	requireE2E(t)
 	only := os.Getenv("NARFS_BENCH_ONLY")
 	switch only {
-	case "", "indexed":
+	case "", "indexed", "stock":
 	default:
-		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed or nothing", only)
+		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed, stock or nothing", only)
 	}
 	b := newBench(t, only == "")
 	if only == "" {
@@ -39,7 +39,12 @@ func TestBenchReport(t *testing.T) {
 		b.memoryOverall()        // measure 7 (whole run)
 		b.decoders()             // measure 8
 	}
-	b.indexed() // measures 10–14
+	if only != "stock" {
+		b.indexed() // measures 10–14
+	}
+	if only != "indexed" {
+		b.stock() // measures 15 and 17
+	}
 	report := b.table()
 	fmt.Println(report)
 	if out := os.Getenv("NARFS_BENCH_OUT"); out != "" {
@@ -61,9 +66,12 @@ type bench struct {
 	nixCopy map[string][]time.Duration // compression → nix copy of the closure
 	rows    []benchRow
 
-	idx      *idxWorkload // measures 10–14 (bench_indexed_test.go)
+	idx      *idxWorkload // measures 10–15, 17 (bench_indexed_test.go)
 	idxIntro string
 	idxRows  []benchRow
+
+	stockIntro string // measures 15 and 17 (bench_stock_test.go)
+	stockRows  []benchRow
 }
 
 type benchRow struct {
@@ -129,12 +137,14 @@ func (b *bench) tarAll(dir string) string {
 }
 
 // coldReadsAndClosure: measure 1 (first byte of a small file whose closure
-// is the whole workload) and measure 3 (tar of the whole closure), narfs
-// cold over http and s3 (and over http with --prefetch-references) against
-// `nix copy` of the closure over http. Each run is a fresh mount, a fresh
-// cache dir and an empty page cache; the contenders alternate so drift hits
-// them alike. For zstd, a warm tar through the mount and a tar of Nix's
-// extracted tree show how much of measure 3 is FUSE rather than fetching.
+// is the whole workload), measure 3 (tar of the whole closure) and measure
+// 16 (`narfs prefetch --closure`), narfs cold against `nix copy` of the
+// closure, on every link of benchProfiles (narfs and Nix through the same
+// proxy). On loopback narfs also reads from s3 (versitygw) and without
+// passthrough. Each run is a fresh mount, a fresh cache dir and an empty
+// page cache; the contenders alternate so drift hits them alike. For zstd
+// on loopback, a warm tar through the mount and a tar of Nix's extracted
+// tree show how much of measure 3 is FUSE rather than fetching.
 func (b *bench) coldReadsAndClosure() {
 	t := b.t
 	type contender struct {
@@ -142,105 +152,178 @@ func (b *bench) coldReadsAndClosure() {
 		s3          bool
 		passthrough bool
 		extra       []string
+		shaped      bool // run on shaped links too
 	}
 	contenders := []contender{
-		{"http", false, true, nil},
-		{"s3", true, true, nil},
-		{"prefetch", false, true, []string{"--prefetch-references"}},
-		{"nopt", false, false, nil}, // measure 3 only: passthrough's cost on many small files
+		{"http", false, true, nil, true},
+		{"s3", true, true, nil, false},
+		{"prefetch", false, true, []string{"--prefetch-references"}, true},
+		{"nopt", false, false, nil, false}, // measure 3 only: passthrough's cost on many small files
 	}
+	profiles := benchProfiles(t)
 	smallSize := fileSize(t, "/nix/store/"+b.w.SmallFile)
 	for _, c := range benchCompressions {
 		srv := b.http[c.name]
-		var nixT, warmT, nativeT, hotT, nativeHotT, startup []time.Duration
-		var nixAmp []float64
-		first, tar := map[string][]time.Duration{}, map[string][]time.Duration{}
-		firstAmp, tarAmp := map[string][]float64{}, map[string][]float64{}
+		links := linksTo(t, srv.URL, profiles)
+		all := map[string]*closureSamples{}
+		for _, l := range links {
+			all[l.name] = &closureSamples{first: map[string][]time.Duration{}, tar: map[string][]time.Duration{},
+				firstAmp: map[string][]float64{}, tarAmp: map[string][]float64{}}
+		}
 		for i := range b.runs {
-			root := b.scratch()
-			dropCaches(t)
-			before := srv.snapshot()
-			nixT = append(nixT, b.nixCopyClosure(srv.URL, root))
-			nixAmp = append(nixAmp, float64(srv.since(before).allBytes)/float64(b.w.FileBytes))
-			for _, k := range contenders {
-				url, env := srv.URL, []string(nil)
-				if k.s3 {
-					url, env = b.s3[c.name], b.s3env
-				}
-				if k.name != "nopt" {
-					// Measure 1.
+			for _, l := range links {
+				s := all[l.name]
+				root := b.scratch()
+				dropCaches(t)
+				before := srv.snapshot()
+				s.nix = append(s.nix, b.nixCopyClosure(l.url, root))
+				s.nixAmp = append(s.nixAmp, float64(srv.since(before).allBytes)/float64(b.w.FileBytes))
+				for _, k := range contenders {
+					if l.shaped() && !k.shaped {
+						continue
+					}
+					url, env := l.url, []string(nil)
+					if k.s3 {
+						url, env = b.s3[c.name], b.s3env
+					}
+					if k.name != "nopt" {
+						// Measure 1.
+						cache := b.scratch()
+						m := benchMount(t, url, b.w.PublicKey, cache, env, k.passthrough, k.extra...)
+						dropCaches(t)
+						before := srv.snapshot()
+						d := timed(t, fmt.Sprintf("cat '%s/%s' >/dev/null", m.Dir, b.w.SmallFile))
+						s.startup = append(s.startup, m.startup)
+						fetched := float64(srv.since(before).allBytes)
+						st := m.stop(t)
+						if k.s3 {
+							fetched = float64(st.UpstreamBytes)
+						}
+						s.first[k.name], s.firstAmp[k.name] = append(s.first[k.name], d), append(s.firstAmp[k.name], fetched/float64(smallSize))
+						os.RemoveAll(cache)
+					}
+					// Measure 3.
 					cache := b.scratch()
 					m := benchMount(t, url, b.w.PublicKey, cache, env, k.passthrough, k.extra...)
 					dropCaches(t)
 					before := srv.snapshot()
-					d := timed(t, fmt.Sprintf("cat '%s/%s' >/dev/null", m.Dir, b.w.SmallFile))
-					startup = append(startup, m.startup)
+					d := timed(t, b.tarAll(m.Dir))
 					fetched := float64(srv.since(before).allBytes)
+					if c.name == "zstd" && k.name == "http" && !l.shaped() {
+						native := filepath.Join(root, "nix", "store")
+						timed(t, b.tarAll(m.Dir)) // both sides' files in the page cache
+						timed(t, b.tarAll(native))
+						s.hot = append(s.hot, timed(t, b.tarAll(m.Dir)))
+						s.nativeHot = append(s.nativeHot, timed(t, b.tarAll(native)))
+						dropCaches(t)
+						s.warm = append(s.warm, timed(t, b.tarAll(m.Dir)))
+						dropCaches(t)
+						s.native = append(s.native, timed(t, b.tarAll(native)))
+					}
 					st := m.stop(t)
 					if k.s3 {
 						fetched = float64(st.UpstreamBytes)
 					}
-					first[k.name], firstAmp[k.name] = append(first[k.name], d), append(firstAmp[k.name], fetched/float64(smallSize))
+					s.tar[k.name], s.tarAmp[k.name] = append(s.tar[k.name], d), append(s.tarAmp[k.name], fetched/float64(b.w.FileBytes))
 					os.RemoveAll(cache)
 				}
-				// Measure 3.
+				// Measure 16: narfs prefetch --closure, then a mount of its
+				// cache dir reads the closure with no NAR request.
 				cache := b.scratch()
-				m := benchMount(t, url, b.w.PublicKey, cache, env, k.passthrough, k.extra...)
 				dropCaches(t)
-				before := srv.snapshot()
-				d := timed(t, b.tarAll(m.Dir))
-				fetched := float64(srv.since(before).allBytes)
-				if c.name == "zstd" && k.name == "http" {
-					native := filepath.Join(root, "nix", "store")
-					timed(t, b.tarAll(m.Dir)) // both sides' files in the page cache
-					timed(t, b.tarAll(native))
-					hotT = append(hotT, timed(t, b.tarAll(m.Dir)))
-					nativeHotT = append(nativeHotT, timed(t, b.tarAll(native)))
-					dropCaches(t)
-					warmT = append(warmT, timed(t, b.tarAll(m.Dir)))
-					dropCaches(t)
-					nativeT = append(nativeT, timed(t, b.tarAll(native)))
-				}
-				st := m.stop(t)
-				if k.s3 {
-					fetched = float64(st.UpstreamBytes)
-				}
-				tar[k.name], tarAmp[k.name] = append(tar[k.name], d), append(tarAmp[k.name], fetched/float64(b.w.FileBytes))
+				s.pf = append(s.pf, timed(t, fmt.Sprintf("'%s' prefetch --closure --cache-dir '%s' --trusted-public-keys '%s' --log-level warn '%s' /nix/store/%s >/dev/null",
+					benchBinary(t), cache, b.w.PublicKey, l.url, b.w.Root)))
+				m := benchMount(t, l.url, b.w.PublicKey, cache, nil, true)
+				before = srv.snapshot()
+				timed(t, b.tarAll(m.Dir))
+				s.pfNarGets = append(s.pfNarGets, int64(narGets(srv.since(before))))
+				m.stop(t)
 				os.RemoveAll(cache)
-			}
-			if c.name == "zstd" && i == b.runs-1 {
-				b.native = filepath.Join(root, "nix", "store")
-			} else {
-				os.RemoveAll(root)
+
+				if c.name == "zstd" && !l.shaped() && i == b.runs-1 {
+					b.native = filepath.Join(root, "nix", "store")
+				} else {
+					os.RemoveAll(root)
+				}
 			}
 		}
-		b.nixCopy[c.name] = nixT
-		nix := median(nixT)
-		r1 := ratio(median(first["http"]), nix)
-		b.add(benchRow{"1", "First byte, cold (" + c.name + "): `cat` of root's 21-byte README vs `nix copy` of its closure",
-			fmt.Sprintf("%s (s3: %s); mount start-up, not included: %s", secs(median(first["http"])), secs(median(first["s3"])), secs(median(startup))),
-			"nix copy " + secs(nix),
-			fmt.Sprintf("%.3f (s3: %.3f)", r1, ratio(median(first["s3"]), nix)), "≤ 0.10", verdict(r1 <= 0.10),
-			fmt.Sprintf("narfs %.0f× (s3 %.0f×), Nix %.0f×", median(firstAmp["http"]), median(firstAmp["s3"]), median(nixAmp)*float64(b.w.FileBytes)/float64(smallSize))})
-		r3 := ratio(median(tar["http"]), nix)
-		rp := ratio(median(tar["prefetch"]), nix)
-		target, ok := "≤ 0.8", r3 <= 0.8
-		if c.name == "xz" {
-			target, ok = "≤ 1.0", r3 <= 1.0
+		for _, l := range links {
+			s := all[l.name]
+			b.closureRows(c.name, l, s, smallSize)
+			if c.name == "zstd" && !l.shaped() {
+				b.add(benchRow{"3w", "Diagnostic: the same `tar c`, warm (NARs fetched), through the mount vs on Nix's extracted tree; page cache hot, then dropped",
+					fmt.Sprintf("hot %s, dropped %s", secs(median(s.hot)), secs(median(s.warm))),
+					fmt.Sprintf("native hot %s, dropped %s", secs(median(s.nativeHot)), secs(median(s.native))),
+					fmt.Sprintf("hot %.2f, dropped %.2f", ratio(median(s.hot), median(s.nativeHot)), ratio(median(s.warm), median(s.native))), "(reported)", "", "0 (warm)"})
+			}
+			rp := ratio(median(s.pf), median(s.nix))
+			b.add(benchRow{"16", fmt.Sprintf("`narfs prefetch --closure` (%s, %s) of the %d paths vs `nix copy` of them; then a mount of its cache dir reads them all", c.name, l.name, len(b.w.All)),
+				fmt.Sprintf("%s; NAR requests of the tar after it: %d (max of runs %d)", secs(median(s.pf)), median(s.pfNarGets), slicesMax(s.pfNarGets)),
+				"nix copy " + secs(median(s.nix)), fmt.Sprintf("%.2f", rp), "≤ 1.0, then 0 NAR requests",
+				verdict(rp <= 1.0 && slicesMax(s.pfNarGets) == 0), ""})
 		}
-		b.add(benchRow{"3", fmt.Sprintf("Whole closure, cold (%s): `tar c` of %d paths, root first, vs `nix copy`", c.name, len(b.w.All)),
-			fmt.Sprintf("%s (s3: %s; --prefetch-references: %s; --passthrough=false: %s)",
-				secs(median(tar["http"])), secs(median(tar["s3"])), secs(median(tar["prefetch"])), secs(median(tar["nopt"]))),
-			"nix copy " + secs(nix),
-			fmt.Sprintf("%.2f (s3: %.2f; prefetch: %.2f; no passthrough: %.2f)", r3, ratio(median(tar["s3"]), nix), rp, ratio(median(tar["nopt"]), nix)), target, verdict(ok) + fmt.Sprintf(" (prefetch: %s)", verdict(rp <= 0.8 || c.name == "xz" && rp <= 1.0)),
-			fmt.Sprintf("narfs %.2f (s3 %.2f, prefetch %.2f), Nix %.2f", median(tarAmp["http"]), median(tarAmp["s3"]), median(tarAmp["prefetch"]), median(nixAmp))})
-		if c.name == "zstd" {
-			b.add(benchRow{"3w", "Diagnostic: the same `tar c`, warm (NARs extracted), through the mount vs on Nix's extracted tree; page cache hot, then dropped",
-				fmt.Sprintf("hot %s, dropped %s", secs(median(hotT)), secs(median(warmT))),
-				fmt.Sprintf("native hot %s, dropped %s", secs(median(nativeHotT)), secs(median(nativeT))),
-				fmt.Sprintf("hot %.2f, dropped %.2f", ratio(median(hotT), median(nativeHotT)), ratio(median(warmT), median(nativeT))), "(reported)", "", "0 (warm)"})
+		if l := links[0]; !l.shaped() {
+			b.nixCopy[c.name] = all[l.name].nix
 		}
 	}
+}
+
+// closureSamples are the figures of measures 1, 3 and 16 on one link.
+type closureSamples struct {
+	nix, warm, native, hot, nativeHot, startup, pf []time.Duration
+	nixAmp                                         []float64
+	first, tar                                     map[string][]time.Duration // by contender
+	firstAmp, tarAmp                               map[string][]float64
+	pfNarGets                                      []int64
+}
+
+// closureRows adds measures 1 and 3 of one compression on one link.
+func (b *bench) closureRows(comp string, l benchLink, s *closureSamples, smallSize int64) {
+	nix := median(s.nix)
+	first, tar, firstAmp, tarAmp, nixAmp, startup := s.first, s.tar, s.firstAmp, s.tarAmp, s.nixAmp, s.startup
+	s3 := func(f string, xs map[string][]time.Duration) string {
+		if l.shaped() {
+			return ""
+		}
+		return fmt.Sprintf(f, secs(median(xs["s3"])))
+	}
+	s3r := func(f string, xs map[string][]time.Duration) string {
+		if l.shaped() {
+			return ""
+		}
+		return fmt.Sprintf(f, ratio(median(xs["s3"]), nix))
+	}
+	r1 := ratio(median(first["http"]), nix)
+	b.add(benchRow{"1", fmt.Sprintf("First byte, cold (%s, %s): `cat` of root's 21-byte README vs `nix copy` of its closure", comp, l.name),
+		fmt.Sprintf("%s%s (--prefetch-references: %s); mount start-up, not included: %s", secs(median(first["http"])), s3("; s3: %s", first), secs(median(first["prefetch"])), secs(median(startup))),
+		"nix copy " + secs(nix),
+		fmt.Sprintf("%.3f%s", r1, s3r(" (s3: %.3f)", first)), "≤ 0.10", verdict(r1 <= 0.10),
+		fmt.Sprintf("narfs %.0f×, Nix %.0f×", median(firstAmp["http"]), median(nixAmp)*float64(b.w.FileBytes)/float64(smallSize))})
+	r3, rp := ratio(median(tar["http"]), nix), ratio(median(tar["prefetch"]), nix)
+	extra := ""
+	if !l.shaped() {
+		extra = fmt.Sprintf("; s3: %s, --passthrough=false: %s", secs(median(tar["s3"])), secs(median(tar["nopt"])))
+	}
+	ratios := fmt.Sprintf("%.2f (--prefetch-references: %.2f", r3, rp)
+	if !l.shaped() {
+		ratios += fmt.Sprintf("; s3: %.2f; no passthrough: %.2f", ratio(median(tar["s3"]), nix), ratio(median(tar["nopt"]), nix))
+	}
+	b.add(benchRow{"3", fmt.Sprintf("Whole closure, cold (%s, %s): `tar c` of %d paths, root first, vs `nix copy`", comp, l.name, len(b.w.All)),
+		fmt.Sprintf("%s (--prefetch-references: %s%s)", secs(median(tar["http"])), secs(median(tar["prefetch"])), extra),
+		"nix copy " + secs(nix), ratios + ")", "≤ 1.2; --prefetch-references ≤ 0.8",
+		fmt.Sprintf("%s (prefetch: %s)", verdict(r3 <= 1.2), verdict(rp <= 0.8)),
+		fmt.Sprintf("narfs %.2f (prefetch %.2f), Nix %.2f", median(tarAmp["http"]), median(tarAmp["prefetch"]), median(nixAmp))})
+}
+
+// narGets counts the NAR objects a server was asked for.
+func narGets(tr traffic) int {
+	n := 0
+	for k, v := range tr.gets {
+		if strings.HasPrefix(k, "nar/") {
+			n += v
+		}
+	}
+	return n
 }
 
 // coldMetadata: measure 2, `ls -lR` of an unfetched path with a .ls.
@@ -483,6 +566,11 @@ func (b *bench) table() string {
 		s.WriteString("## Indexed caches: per-file reads (measures 10–14)\n\n")
 		s.WriteString(b.idxIntro)
 		writeRows(&s, b.idxRows)
+	}
+	if len(b.stockRows) > 0 {
+		s.WriteString("\n## Stock caches at wire speed (measures 15 and 17)\n\n")
+		s.WriteString(b.stockIntro)
+		writeRows(&s, b.stockRows)
 	}
 	return s.String()
 }

@@ -65,7 +65,10 @@ type Config struct {
 	Backend   backend.Options
 	// Parallel tunes the parallel ranged download of a NAR object larger
 	// than Parallel.FirstPart (1 MiB); SingleStream reads every NAR with
-	// one GET instead.
+	// one GET instead. Without a Parallel.Pool, all downloads of a Store
+	// (of all caches of a Substituters) share one of Parallel.Budget
+	// bytes: concurrent fetches (prefetch jobs, many readers) hold no
+	// more part memory together than one does.
 	Parallel     backend.ParallelOptions
 	SingleStream bool
 }
@@ -80,6 +83,17 @@ func DefaultCacheDir() string {
 }
 
 func (c *Config) setDefaults() {
+	if c.Parallel.Pool == nil {
+		budget := c.Parallel.Budget
+		if budget <= 0 {
+			budget = backend.DefaultParallelBudget
+		}
+		part := c.Parallel.MaxPart
+		if part <= 0 {
+			part = backend.DefaultPartSize
+		}
+		c.Parallel.Pool = backend.NewPartPool(min(part, budget), budget)
+	}
 	if c.CacheDir == "" {
 		c.CacheDir = DefaultCacheDir()
 	}

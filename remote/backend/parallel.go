@@ -14,16 +14,20 @@ type ParallelOptions struct {
 	// FirstPart is the size of the first request (default 1 MiB): an
 	// object no larger costs one request.
 	FirstPart int64
-	// MaxPart caps the size of one part (default Budget/MaxConcurrency).
+	// MaxPart caps the size of one part (default Budget/MaxConcurrency);
+	// with a Pool, the pool's PartSize.
 	MaxPart int64
 	// MinPart is the smallest part worth a request of its own (default
 	// 256 KiB), except the object's last.
 	MinPart int64
-	// MaxConcurrency caps the requests in flight (default 8).
+	// MaxConcurrency caps the requests in flight (default 16).
 	MaxConcurrency int
 	// Budget caps the bytes of all parts requested and not yet read by
-	// the caller (default 32 MiB): the reader's memory.
+	// the caller (default 24 MiB): the reader's memory.
 	Budget int64
+	// Pool lends the part buffers; readers sharing one hold its bound
+	// together (default: a pool of the reader's own, of Budget bytes).
+	Pool *PartPool
 	// MaxResumes is how many times in a row one part's body may fail
 	// without delivering a byte before the reader fails (default 5). A
 	// resumption that makes progress resets the count; the context's
@@ -34,12 +38,21 @@ type ParallelOptions struct {
 	RetryBaseDelay time.Duration
 }
 
-// DefaultParallelBudget is ParallelOptions.Budget's default.
-const DefaultParallelBudget = 32 << 20
+// DefaultParallelBudget is ParallelOptions.Budget's default, and
+// DefaultPartSize the part size it is cut in (MaxPart's default with the
+// default MaxConcurrency). On a link with a 20 ms time to first byte and
+// 90 MB/s per request (S3 in-region), a 1 MiB part spends 20 ms waiting
+// and 12 ms streaming, and 16 of them in flight move ~530 MB/s (~6× one
+// stream) in 16 MiB; larger parts move more per request but need more
+// memory for the same rate.
+const (
+	DefaultParallelBudget = 16 << 20
+	DefaultPartSize       = 1 << 20
+)
 
 func (o ParallelOptions) withDefaults() ParallelOptions {
 	if o.MaxConcurrency <= 0 {
-		o.MaxConcurrency = 8
+		o.MaxConcurrency = 16
 	}
 	if o.Budget <= 0 {
 		o.Budget = DefaultParallelBudget
@@ -48,8 +61,15 @@ func (o ParallelOptions) withDefaults() ParallelOptions {
 		o.MaxPart = o.Budget / int64(o.MaxConcurrency)
 	}
 	o.MaxPart = max(min(o.MaxPart, o.Budget), 1)
+	if o.Pool != nil {
+		o.MaxPart = o.Pool.PartSize()
+	}
 	if o.FirstPart <= 0 {
 		o.FirstPart = 1 << 20
+	}
+	o.FirstPart = min(o.FirstPart, o.MaxPart)
+	if o.Pool == nil {
+		o.Pool = NewPartPool(o.MaxPart, o.Budget)
 	}
 	o.FirstPart = min(o.FirstPart, o.MaxPart)
 	if o.MinPart <= 0 {
@@ -141,17 +161,16 @@ type parallelReader struct {
 	partSize  int64      // size of the next part before tail splitting
 	opened    bool       // a response arrived: ranges work
 	err       error      // the first failure; fails the reader
-	free      [][]byte   // buffers of read parts, for reuse
-	freeBytes int64
 }
 
 // part is one range. Its worker writes buf[filled:] and publishes filled
 // under parallelReader.mu; the reader reads buf[:filled].
 type part struct {
-	off, n int64
-	buf    []byte
-	filled int64 // protected by parallelReader.mu
-	done   bool  // protected by parallelReader.mu
+	off, n  int64
+	buf     []byte // from opts.Pool
+	charged bool   // buf counts against the pool's bound
+	filled  int64  // protected by parallelReader.mu
+	done    bool   // protected by parallelReader.mu
 }
 
 func (r *parallelReader) Read(p []byte) (int, error) {
@@ -202,26 +221,8 @@ func (r *parallelReader) releaseHeadLocked() {
 	r.parts = r.parts[1:]
 	r.pos = 0
 	r.buffered -= head.n
-	if r.freeBytes+int64(cap(head.buf)) <= r.opts.Budget {
-		r.free = append(r.free, head.buf)
-		r.freeBytes += int64(cap(head.buf))
-	}
+	r.opts.Pool.put(head.buf, head.charged)
 	head.buf = nil
-}
-
-// bufferLocked returns a buffer of n bytes, reusing a free one if it fits.
-func (r *parallelReader) bufferLocked(n int64) []byte {
-	for i, b := range r.free {
-		if int64(cap(b)) >= n {
-			r.free[i] = r.free[len(r.free)-1]
-			r.free = r.free[:len(r.free)-1]
-			r.freeBytes -= int64(cap(b))
-			return b[:n]
-		}
-	}
-	// None fits: let the old ones go so memory stays within Budget twice.
-	r.free, r.freeBytes = nil, 0
-	return make([]byte, n)
 }
 
 // nextSizeLocked is the size of the next part.
@@ -246,7 +247,13 @@ func (r *parallelReader) scheduleLocked() {
 		if len(r.parts) > 0 && r.buffered+n > r.opts.Budget {
 			return
 		}
-		p := &part{off: r.next, n: n, buf: r.bufferLocked(n)}
+		// A reader holding no part always gets a buffer; others wait
+		// for their own parts to free one when the pool is spent.
+		buf, charged := r.opts.Pool.get(len(r.parts) == 0)
+		if buf == nil {
+			return
+		}
+		p := &part{off: r.next, n: n, buf: buf[:n], charged: charged}
 		r.next += n
 		r.buffered += n
 		r.partSize = min(2*r.partSize, r.opts.MaxPart)
@@ -378,7 +385,11 @@ func (r *parallelReader) Close() error {
 	r.cancel(errClosed)
 	r.wg.Wait()
 	r.mu.Lock()
-	r.parts, r.free = nil, nil
+	for _, p := range r.parts {
+		r.opts.Pool.put(p.buf, p.charged)
+		p.buf = nil
+	}
+	r.parts = nil
 	r.mu.Unlock()
 	return nil
 }
