@@ -152,15 +152,15 @@ type parallelReader struct {
 	pos    int64 // bytes of parts[0] already returned
 	closed bool
 
-	mu        sync.Mutex // protects the fields below
-	parts     []*part    // scheduled and not entirely read, in order
-	next      int64      // offset of the next part to schedule
-	active    int        // parts whose worker is running
-	buffered  int64      // bytes of parts, the memory in use
-	window    int        // parts allowed in flight
-	partSize  int64      // size of the next part before tail splitting
-	opened    bool       // a response arrived: ranges work
-	err       error      // the first failure; fails the reader
+	mu       sync.Mutex // protects the fields below
+	parts    []*part    // scheduled and not entirely read, in order
+	next     int64      // offset of the next part to schedule
+	active   int        // parts whose worker is running
+	buffered int64      // bytes of parts, the memory in use
+	window   int        // parts allowed in flight
+	partSize int64      // size of the next part before tail splitting
+	opened   bool       // a response arrived: ranges work
+	err      error      // the first failure; fails the reader
 }
 
 // part is one range. Its worker writes buf[filled:] and publishes filled
