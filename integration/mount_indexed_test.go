@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/chunkindex"
@@ -25,7 +26,9 @@ func TestMountIndexed(t *testing.T) {
 		t.Run(comp, func(t *testing.T) {
 			dir := pushClosure(t, c, "--compression", comp)
 			h := serveHTTP(t, dir)
-			m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey)
+			// The fixture's paths are small: by ranges only, as a large
+			// path is read (TestMountIndexedSmallPathWhole: the default).
+			m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey, "--indexed-whole-max=0")
 			// ls -lR of everything: no NAR object is fetched.
 			for _, p := range c.all {
 				if out, err := bashC(t, "ls -lR '"+filepath.Join(m.Dir, p)+"' >/dev/null"); err != nil {
@@ -59,6 +62,41 @@ func TestMountIndexed(t *testing.T) {
 				t.Errorf("an index narfs push wrote was not used:\n%s", m.Log())
 			}
 		})
+	}
+}
+
+// TestMountIndexedSmallPathWhole: with the default --indexed-whole-max, a
+// small indexed path is fetched whole in the background from the first
+// read of one of its files, in a few requests of up to 2 MiB; then every
+// file of it reads as in /nix/store with no further request.
+func TestMountIndexedSmallPathWhole(t *testing.T) {
+	c := nixClosure(t)
+	dir := pushClosure(t, c, "--compression", "zstd")
+	h := serveHTTP(t, dir)
+	m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey)
+	big := largestPath(t, c)
+	ni, _ := pushedIndex(t, dir, big)
+	small := smallFileOf(t, filepath.Join("/nix/store", big))
+	if got, want := readFile(t, filepath.Join(m.Dir, big, small)), readFile(t, filepath.Join("/nix/store", big, small)); string(got) != string(want) {
+		t.Fatalf("%s/%s: wrong contents", big, small)
+	}
+	maxReqs := int(ni.FileSize/(2<<20)) + 2
+	deadline := time.Now().Add(10 * time.Second)
+	for h.narBytes() < ni.FileSize && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := h.narBytes(); got != ni.FileSize {
+		t.Fatalf("after one read, %d of the object's %d bytes fetched", got, ni.FileSize)
+	}
+	n := h.narGets()
+	if n > maxReqs {
+		t.Errorf("the fill took %d requests for %d bytes, want at most %d", n, ni.FileSize, maxReqs)
+	}
+	if out, err := bashC(t, "diff -r --no-dereference '/nix/store/"+big+"' '"+filepath.Join(m.Dir, big)+"'"); err != nil {
+		t.Errorf("%s differs through the mount: %v\n%s", big, err, out)
+	}
+	if got := h.narGets(); got != n {
+		t.Errorf("reading the filled path made %d more requests", got-n)
 	}
 }
 

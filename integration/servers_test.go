@@ -19,21 +19,26 @@ import (
 // httpCache serves a cache directory on 127.0.0.1 and counts GETs by key
 // and the body bytes it sent.
 type httpCache struct {
-	URL  string
-	sent atomic.Int64
-	mu   sync.Mutex
-	get  map[string]int
+	URL     string
+	sent    atomic.Int64
+	narSent atomic.Int64
+	mu      sync.Mutex
+	get     map[string]int
 }
 
 // sentCounter counts the body bytes written to a response.
 type sentCounter struct {
 	http.ResponseWriter
-	n *atomic.Int64
+	n   *atomic.Int64
+	nar *atomic.Int64 // also, for a NAR file
 }
 
 func (w sentCounter) Write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	w.n.Add(int64(n))
+	if w.nar != nil {
+		w.nar.Add(int64(n))
+	}
 	return n, err
 }
 
@@ -45,12 +50,19 @@ func serveHTTP(t testing.TB, dir string) *httpCache {
 		h.mu.Lock()
 		h.get[strings.TrimPrefix(r.URL.Path, "/")]++
 		h.mu.Unlock()
-		files.ServeHTTP(sentCounter{w, &h.sent}, r)
+		sc := sentCounter{ResponseWriter: w, n: &h.sent}
+		if strings.HasPrefix(r.URL.Path, "/nar/") {
+			sc.nar = &h.narSent
+		}
+		files.ServeHTTP(sc, r)
 	}))
 	t.Cleanup(srv.Close)
 	h.URL = srv.URL
 	return h
 }
+
+// narBytes is the body bytes sent of NAR files.
+func (h *httpCache) narBytes() int64 { return h.narSent.Load() }
 
 // narGets counts requests for NAR files.
 func (h *httpCache) narGets() int {

@@ -71,6 +71,11 @@ type Config struct {
 	// more part memory together than one does.
 	Parallel     backend.ParallelOptions
 	SingleStream bool
+	// IndexedWholeMax: an indexed path stored in at most this many bytes
+	// is fetched whole, in the background, from its first read on
+	// (default DefaultIndexedWholeMax; negative: never, only what reads
+	// need and their readahead).
+	IndexedWholeMax int64
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/narfs, ~/.cache/narfs, or
@@ -83,6 +88,9 @@ func DefaultCacheDir() string {
 }
 
 func (c *Config) setDefaults() {
+	if c.IndexedWholeMax == 0 {
+		c.IndexedWholeMax = DefaultIndexedWholeMax
+	}
 	if c.Parallel.Pool == nil {
 		budget := c.Parallel.Budget
 		if budget <= 0 {

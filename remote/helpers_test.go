@@ -135,6 +135,14 @@ func trustedConfig(t testing.TB) Config {
 	return Config{TrustedKeys: testPublicKeys(t), RequireSigs: true, CacheDir: t.TempDir(), Logger: quietLogger()}
 }
 
+// byRanges is trustedConfig for tests of what reads of indexed paths
+// fetch: the fixtures' paths are small, and would be fetched whole.
+func byRanges(t testing.TB) Config {
+	cfg := trustedConfig(t)
+	cfg.IndexedWholeMax = -1
+	return cfg
+}
+
 // openStore opens the cache in dir as file://dir (plus query, if any).
 func openStore(t testing.TB, dir, query string, cfg Config) *Store {
 	t.Helper()

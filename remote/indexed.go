@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/narfs/narfs/nar"
@@ -130,6 +131,28 @@ type blobRef struct {
 	raMu      sync.Mutex
 	lastSmall int // chunk of the last small file's first read, -1 none
 	smallRA   int // chunks fetched after a small file's own
+
+	filling atomic.Bool // a small path's fill has been started
+}
+
+// DefaultIndexedWholeMax is Config.IndexedWholeMax's default: an indexed
+// path whose stored object is at most this large is fetched whole, in the
+// background, in parallel, from its first read on (each chunk still
+// verified before it is served; readers wait only for their own chunks).
+// Reads of such a path (a Python stdlib, a directory of libraries) tend
+// to touch much of it, one file after another, and each miss would be a
+// round trip; 16 parallel requests of at most 2 MiB cost about one.
+// Larger paths (a Go toolchain) are read by ranges.
+const DefaultIndexedWholeMax = 32 << 20
+
+// fill starts requests for every missing chunk of a path stored in at
+// most limit bytes, once per open blob, and waits for none.
+func (r *blobRef) fill(ctx context.Context, limit int64) {
+	x := r.b.Index()
+	if x.FileSize > limit || r.filling.Swap(true) {
+		return
+	}
+	r.b.Ensure(ctx, 0, 0, len(x.Chunks))
 }
 
 // maxSmallRA bounds smallRA: 8 chunks is ~8 MiB, a few round trips'
@@ -432,6 +455,8 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	base := f.node.NarOffset
 	first, last := x.Span(base+off, n)
 	_, raLast := x.Span(base+off, min(size-off, n+window))
+	// The reader's own chunks are asked for first, then a small path's
+	// fill, then the wait for the reader's chunks.
 	if whole {
 		// A file of moderate size is asked for whole at its first read:
 		// a program's pages fault in out of order, and each would
@@ -442,8 +467,11 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 		if size < chunkindex.TargetChunk && !f.ref.b.Complete(ff, fl) {
 			fl = min(fl+f.ref.smallReadahead(ff), len(x.Chunks))
 		}
-		f.ref.b.Ensure(ctx, ff, ff, fl) // starts the requests, waits for none
+		f.ref.b.Ensure(ctx, ff, ff, max(fl, raLast)) // starts the requests, waits for none
+	} else {
+		f.ref.b.Ensure(ctx, first, first, raLast)
 	}
+	f.ref.fill(ctx, f.s.cfg.IndexedWholeMax)
 	if err := f.ref.b.Ensure(ctx, first, last, raLast); err != nil {
 		if errors.Is(err, blob.ErrChunk) {
 			f.s.stats.corrupt.Add(1)

@@ -114,7 +114,7 @@ func TestIndexedReadsOnlyTheFile(t *testing.T) {
 	for _, comp := range []string{"zstd", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			c := makeIndexedCache(t, pathTree, comp)
-			s := openStore(t, c.dir, "", trustedConfig(t))
+			s := openStore(t, c.dir, "", byRanges(t))
 			p := mustResolve(t, s, pathTree)
 			// Metadata from the index: no .ls, no NAR.
 			l, err := s.Listing(context.Background(), p)
@@ -333,7 +333,7 @@ func TestIndexedRestartAndSharedCache(t *testing.T) {
 
 func TestIndexedConcurrentReaders(t *testing.T) {
 	c := makeIndexedCache(t, pathTree, "zstd")
-	s := openStore(t, c.dir, "", trustedConfig(t))
+	s := openStore(t, c.dir, "", byRanges(t))
 	p := mustResolve(t, s, pathTree)
 	files := filesOf(c.listing)
 	var large string
@@ -437,6 +437,62 @@ func TestIndexedLargeFileGetsItsOwnFile(t *testing.T) {
 			t.Error("a partly read file got a file of its own")
 		}
 		pf.Close()
+	}
+}
+
+// A path stored in at most IndexedWholeMax bytes is fetched whole in the
+// background from its first read, in requests of at most 2 MiB (not one
+// per file), every chunk verified; a larger one only as reads need.
+func TestIndexedSmallPathFetchedWhole(t *testing.T) {
+	c := makeIndexedCache(t, pathTree, "zstd")
+	files := filesOf(c.listing)
+	var small string
+	for name, n := range files {
+		if n.Size > 0 && n.Size < 4096 {
+			small = name
+			break
+		}
+	}
+	for _, whole := range []bool{true, false} {
+		t.Run(fmt.Sprintf("whole=%v", whole), func(t *testing.T) {
+			cfg := trustedConfig(t)
+			if !whole {
+				cfg.IndexedWholeMax = int64(len(c.object)) - 1
+			}
+			s := openStore(t, c.dir, "", cfg)
+			p := mustResolve(t, s, pathTree)
+			got, err := readChunked(t, s, p, small)
+			if err != nil || !bytes.Equal(got, contentsOf(c, files[small])) {
+				t.Fatalf("small file: %v", err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for whole && s.Stats().ChunkBytes < int64(len(c.object)) && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			st := s.Stats()
+			if !whole {
+				if st.ChunkBytes >= int64(len(c.object)) {
+					t.Fatalf("a path above the limit was fetched whole (%d bytes)", st.ChunkBytes)
+				}
+				return
+			}
+			if st.ChunkBytes != int64(len(c.object)) {
+				t.Fatalf("fetched %d of the object's %d bytes", st.ChunkBytes, len(c.object))
+			}
+			if maxReqs := int64(len(c.object))/(2<<20) + 2; st.NarGets > maxReqs {
+				t.Errorf("%d requests for a %d-byte object, want at most %d", st.NarGets, len(c.object), maxReqs)
+			}
+			// Every file now reads with no request, all bytes right.
+			for name, n := range files {
+				got, err := readChunked(t, s, p, name)
+				if err != nil || !bytes.Equal(got, contentsOf(c, n)) {
+					t.Fatalf("%s after the fill: %v", name, err)
+				}
+			}
+			if got := s.Stats().NarGets; got != st.NarGets {
+				t.Errorf("reads after the fill made %d requests", got-st.NarGets)
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ type globalFlags struct {
 	cacheDir    string
 	cacheSize   int64
 	listingMem  int64
+	wholeMax    int64
 	trustedKeys string
 	requireSigs bool
 	logLevel    string
@@ -62,6 +64,8 @@ Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...)
 	pf.Var((*byteSize)(&g.cacheSize), "cache-size", "extracted NARs to keep in --cache-dir, least recently used go first: bytes, or 100MB, 1.5GB (decimal), 512MiB, 10GiB (binary); a bare K, M, G, T is binary, as in Nix")
 	g.listingMem = 256 << 20
 	pf.Var((*byteSize)(&g.listingMem), "listing-memory", "memory for store path listings kept in RAM (a single unverified .ls may take a quarter of it)")
+	g.wholeMax = remote.DefaultIndexedWholeMax
+	pf.Var((*zeroableSize)(&g.wholeMax), "indexed-whole-max", "a path with a chunk index (narfs push) stored in at most this many bytes is fetched whole, in parallel, in the background, from its first read (reads wait only for their own chunks); larger ones only as reads need. 0: never")
 	pf.StringVar(&g.trustedKeys, "trusted-public-keys", "", "space-separated `name:base64` keys (default: trusted-public-keys of $NIX_CONF_DIR/nix.conf or /etc/nix/nix.conf, else Nix's default cache.nixos.org-1)")
 	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -124,6 +128,7 @@ func (g *globalFlags) openStore(ctx context.Context, storeURLs []string, log *sl
 		NoReferenceLookahead: !g.lookahead,
 		VerifiedMetadataOnly: g.noListings,
 		Timeout:              g.timeout,
+		IndexedWholeMax:      cmp.Or(g.wholeMax, -1),
 		OnRequest:            g.onRequest,
 		Backend:              backend.Options{Logger: log},
 	})

@@ -66,3 +66,19 @@ func parseByteSize(v string) (int64, error) {
 	}
 	return int64(n), nil
 }
+
+// zeroableSize is a byteSize that may also be 0, for limits where 0
+// turns the behaviour off.
+type zeroableSize byteSize
+
+func (s *zeroableSize) Set(v string) error {
+	if strings.TrimSpace(v) == "0" {
+		*s = 0
+		return nil
+	}
+	return (*byteSize)(s).Set(v)
+}
+
+func (s zeroableSize) String() string { return byteSize(s).String() }
+
+func (s *zeroableSize) Type() string { return "size" }

@@ -88,3 +88,17 @@ func TestCacheSizeFlag(t *testing.T) {
 		t.Errorf("usage does not show the default as 10GiB:\n%s", usage)
 	}
 }
+
+func TestZeroableSize(t *testing.T) {
+	var s zeroableSize
+	for v, want := range map[string]int64{"0": 0, " 0 ": 0, "32MiB": 32 << 20, "1K": 1024} {
+		if err := s.Set(v); err != nil || int64(s) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", v, s, err, want)
+		}
+	}
+	for _, v := range []string{"-1", "x", ""} {
+		if err := s.Set(v); err == nil {
+			t.Errorf("Set(%q) accepted", v)
+		}
+	}
+}
