@@ -96,6 +96,21 @@ How each figure is taken:
   and DT_RPATH; PYTHONHOME = the stdlib path; run as `unshare -m` with the mount (or the `nix
   copy` root's store) bound over /nix/store.
 - Measure 14: both caches warmed by one read, then `cat` with the page cache dropped, alternating.
+- Links (measures 1, 3, 15, 16, 17): "loopback" is the counting server itself; "s3-region"
+  (20 ms to the first byte of every response, 90 MB/s per request) and "wan" (60 ms, 25 MB/s) put
+  an integration/linkshape proxy in front of it, and `nix copy` is given the same proxy's URL.
+  The proxy runs on the same 2 CPUs as narfs and Nix.
+- Measure 6: the NAR object may arrive in parallel ranged parts; one fetch = the object's bytes
+  served exactly once, whatever the number of requests.
+- Measure 15: the first read of a file of a cold path from a stock cache needs its whole NAR
+  fetched and verified; rate = object bytes ÷ that time. One stream = `curl` of the same object
+  through the same link; on loopback the reference is `zstd -dc` of the object (the C decoder
+  alone, reading the local file).
+- Measure 16: `narfs prefetch --closure` into an empty cache dir, page cache dropped, vs `nix
+  copy` of the same closure; then a mount of that cache dir runs the `tar` of measure 3 and the
+  server counts its NAR requests.
+- Measure 17: the commands of measures 10 and 13 on the stock cache (`nix copy`, zstd): narfs
+  fetches whole NARs; reference = `nix copy` of the program's closure plus the same command.
 EOF
 } > "$out_md"
 echo "== wrote $out_md (${elapsed} s)" >&2

@@ -234,8 +234,14 @@ func (r *parallelReader) nextSizeLocked() int64 {
 	if r.next > 0 && spread < n {
 		n = max(spread, r.opts.MinPart)
 	}
-	if left-n < r.opts.MinPart {
-		n = left // no runt part at the end
+	if rest := left - n; rest > 0 && rest < r.opts.MinPart {
+		// No runt part at the end: the tail in one part if a buffer
+		// holds it, else in two halves.
+		if left <= r.opts.MaxPart {
+			n = left
+		} else {
+			n = (left + 1) / 2
+		}
 	}
 	return min(n, left)
 }
@@ -253,6 +259,7 @@ func (r *parallelReader) scheduleLocked() {
 		if buf == nil {
 			return
 		}
+		n = min(n, int64(len(buf))) // a part never outgrows its buffer
 		p := &part{off: r.next, n: n, buf: buf[:n], charged: charged}
 		r.next += n
 		r.buffered += n

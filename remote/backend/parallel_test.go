@@ -240,6 +240,34 @@ func TestParallelReaderSizes(t *testing.T) {
 	}
 }
 
+// TestParallelReaderDefaultSizes: with the default options (a pool of
+// 1 MiB buffers) no part outgrows its buffer, whatever the object's tail.
+func TestParallelReaderDefaultSizes(t *testing.T) {
+	const mib = 1 << 20
+	for _, size := range []int{mib + 1, mib + 100<<10, mib + 256<<10, 2*mib - 1, 2*mib + 100<<10, 3*mib + 255<<10, 17*mib + 5, 40*mib + 300<<10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			checkNoGoroutineLeak(t)
+			f := &fakeRanges{data: testData(size)}
+			pool := NewPartPool(DefaultPartSize, DefaultParallelBudget)
+			r := NewParallelReader(context.Background(), f, "nar/x.nar", int64(size), ParallelOptions{Pool: pool})
+			got, err := readAllChunks(r)
+			r.Close()
+			if err != nil || !bytes.Equal(got, f.data) {
+				t.Fatalf("read %d bytes (%v), not the object's %d", len(got), err, size)
+			}
+			checkTiles(t, f, int64(size))
+			for _, q := range f.reqs {
+				if q[1] > DefaultPartSize {
+					t.Errorf("a part of %d bytes, buffers are %d", q[1], DefaultPartSize)
+				}
+			}
+			if lent, _ := pool.stats(); lent != 0 {
+				t.Errorf("%d buffers still lent after Close", lent)
+			}
+		})
+	}
+}
+
 // TestParallelReaderBrokenBodies: every body breaks part way; each part
 // is resumed from its last byte and nothing is fetched twice.
 func TestParallelReaderBrokenBodies(t *testing.T) {
