@@ -26,10 +26,18 @@ package compress
 // decoder too, so errors, and the output before them, do not depend on the
 // path a frame took.
 //
-// Memory: frames in flight (their compressed bytes, and their decoded bytes
-// until Read has handed them out) count against zstdFrameBudget, which the
-// scanner waits for before taking on another frame. A streamed frame costs
-// the streaming decoder's window, as before.
+// Memory: frames in flight (their compressed bytes until decoded, and their
+// decoded bytes until Read has handed them out) count against
+// zstdFrameBudget, which the scanner waits for once it has read a frame, so
+// at most one more frame's compressed bytes (≤ zstdMaxFrame plus block
+// headers) wait outside it. A streamed frame costs the streaming decoder's
+// window, as before, plus what the scanner had read of it (≤ 33 MiB).
+// Buffers are recycled through sync.Pools, which the GC empties.
+//
+// Cost: input without several frames pays a copy of its compressed bytes
+// (up to ~11 MiB for a single frame without a declared size, which is read
+// ahead before it is found too large to hold), and output of a frame held
+// in memory starts once the whole frame has arrived.
 
 import (
 	"bufio"
@@ -94,6 +102,7 @@ type zframe struct {
 	out       []byte
 	err       error         // the worker's
 	done      chan struct{} // closed by the worker
+	need      int           // bytes it decodes to, at most
 	outUnits  int           // budget held by the decoded bytes
 	compUnits int           // budget held by comp until decoded
 
@@ -111,10 +120,7 @@ type zstdFrames struct {
 	jobs   chan *zframe  // scanner → workers
 	budget chan struct{} // one token per zstdBudgetUnit in flight
 	quit   chan struct{} // closed by Close
-	free   chan []byte   // decoded buffers for reuse
-	// freeComp holds compressed buffers for reuse.
-	freeComp chan []byte
-	nstart   int // workers started (scanner only)
+	nstart int           // workers started (scanner only)
 
 	// Read's state.
 	cur     []byte
@@ -127,14 +133,12 @@ type zstdFrames struct {
 
 func newZstdFrames(r io.Reader, workers int) *zstdFrames {
 	return &zstdFrames{
-		br:       bufio.NewReaderSize(r, 256<<10),
-		workers:  workers,
-		order:    make(chan *zframe, zstdMaxQueue),
-		jobs:     make(chan *zframe, zstdMaxQueue),
-		budget:   make(chan struct{}, zstdFrameBudget/zstdBudgetUnit),
-		quit:     make(chan struct{}),
-		free:     make(chan []byte, zstdMaxWorkers),
-		freeComp: make(chan []byte, zstdMaxWorkers),
+		br:      bufio.NewReaderSize(r, 64<<10),
+		workers: workers,
+		order:   make(chan *zframe, zstdMaxQueue),
+		jobs:    make(chan *zframe, zstdMaxQueue),
+		budget:  make(chan struct{}, zstdFrameBudget/zstdBudgetUnit),
+		quit:    make(chan struct{}),
 	}
 }
 
@@ -222,12 +226,7 @@ func (z *zstdFrames) finishHead() {
 	for range units {
 		<-z.budget
 	}
-	if f.out != nil {
-		select {
-		case z.free <- f.out[:0]:
-		default:
-		}
-	}
+	putBuf(&zstdOutBufs, f.out)
 	f.comp, f.out = nil, nil
 }
 
@@ -308,17 +307,15 @@ func (z *zstdFrames) work() {
 				close(f.done)
 				continue
 			}
-			var buf []byte
-			select {
-			case buf = <-z.free:
-			default:
+			// Decode into a buffer that fits, so that DecodeAll never
+			// grows it: growing copies, and leaves garbage.
+			buf := getBuf(&zstdOutBufs)
+			if cap(buf) < f.need {
+				buf = make([]byte, 0, f.need)
 			}
 			f.out, f.err = dec.DecodeAll(f.comp, buf)
 			if f.err == nil {
-				select {
-				case z.freeComp <- f.comp[:0]:
-				default:
-				}
+				putBuf(&zstdCompBufs, f.comp)
 				f.comp = nil
 				for range f.compUnits {
 					<-z.budget
@@ -326,6 +323,24 @@ func (z *zstdFrames) work() {
 			}
 			close(f.done)
 		}
+	}
+}
+
+// zstdOutBufs and zstdCompBufs recycle the buffers of decoded and
+// compressed frames across streams: Nix's frames are all the same size,
+// and fresh 16 MiB buffers cost page faults and zeroing.
+var zstdOutBufs, zstdCompBufs sync.Pool
+
+func getBuf(p *sync.Pool) []byte {
+	if b, ok := p.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+func putBuf(p *sync.Pool, b []byte) {
+	if cap(b) > 0 {
+		p.Put(&b)
 	}
 }
 
@@ -410,11 +425,7 @@ func (z *zstdFrames) nextFrame() (*zframe, error) {
 	}
 
 	// Read the frame into memory until it ends or turns out too large.
-	var comp []byte
-	select {
-	case comp = <-z.freeComp:
-	default:
-	}
+	comp := getBuf(&zstdCompBufs)
 	for {
 		if len(comp) == cap(comp) {
 			comp = slices.Grow(comp, max(64<<10, len(comp)))
@@ -434,7 +445,11 @@ func (z *zstdFrames) nextFrame() (*zframe, error) {
 			return &zframe{live: io.MultiReader(bytes.NewReader(comp), fr)}, nil
 		}
 	}
-	return &zframe{comp: comp, outUnits: units(int(fr.bound)), compUnits: units(len(comp))}, nil
+	need := int(fr.bound)
+	if hasFCS {
+		need = int(fcs)
+	}
+	return &zframe{comp: comp, need: need, outUnits: units(need), compUnits: units(len(comp))}, nil
 }
 
 // handOff streams the rest of the input, from the bytes read already, with
