@@ -244,9 +244,10 @@ func TestZstdFramesInputError(t *testing.T) {
 func TestZstdFramesCloseStopsGoroutines(t *testing.T) {
 	data := sample(4 << 20)
 	for name, in := range map[string][]byte{
-		"small frames":  multiFrame(t, data, 64<<10, 64<<10, 64<<10, 64<<10, 1<<20, 1<<20),
-		"one frame":     zstdFrame(t, data, false, true),
-		"garbage after": append(multiFrame(t, data, 1<<20, 1<<20), sample(1000)...),
+		"small frames":   multiFrame(t, data, 64<<10, 64<<10, 64<<10, 64<<10, 1<<20, 1<<20),
+		"one frame":      zstdFrame(t, data, false, true),
+		"garbage after":  append(multiFrame(t, data, 1<<20, 1<<20), sample(1000)...),
+		"streamed frame": append(zstdFrame(t, make([]byte, zstdMaxFrame+1<<20), true, false), zstdFrame(t, data, true, false)...),
 	} {
 		for _, readFirst := range []int{0, 1000, 2 << 20} {
 			t.Run(fmt.Sprintf("%s/read %d", name, readFirst), func(t *testing.T) {
