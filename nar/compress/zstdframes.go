@@ -35,9 +35,9 @@ package compress
 // Buffers are recycled through sync.Pools, which the GC empties.
 //
 // Cost: input without several frames pays a copy of its compressed bytes
-// (up to ~11 MiB for a single frame without a declared size, which is read
-// ahead before it is found too large to hold), and output of a frame held
-// in memory starts once the whole frame has arrived.
+// (a single frame without a declared size is read ahead until its blocks
+// add up to zstdMaxFirstFrame, ~1 MiB compressed), and the output of a frame
+// held in memory starts once the whole frame has arrived.
 
 import (
 	"bufio"
@@ -55,6 +55,11 @@ const (
 	// zstdMaxFrame is the largest frame decoded in memory; larger ones are
 	// streamed. Nix's frames are 16 MiB.
 	zstdMaxFrame = 32 << 20
+	// zstdMaxFirstFrame is the limit for a first frame without a declared
+	// size. Most NARs are one such frame (what Nix wrote before it cut
+	// frames, and zstd -c): it streams after a short read-ahead, as before,
+	// rather than after reading up to 11 MiB.
+	zstdMaxFirstFrame = 4 << 20
 	// zstdFrameBudget bounds the bytes of frames in flight: with 16 MiB
 	// frames, one being read out and two being decoded.
 	zstdFrameBudget = 64 << 20
@@ -121,6 +126,9 @@ type zstdFrames struct {
 	budget chan struct{} // one token per zstdBudgetUnit in flight
 	quit   chan struct{} // closed by Close
 	nstart int           // workers started (scanner only)
+	nframe int           // frames scanned (scanner only)
+
+	outBufs, compBufs bufList
 
 	// Read's state.
 	cur     []byte
@@ -139,6 +147,9 @@ func newZstdFrames(r io.Reader, workers int) *zstdFrames {
 		jobs:    make(chan *zframe, zstdMaxQueue),
 		budget:  make(chan struct{}, zstdFrameBudget/zstdBudgetUnit),
 		quit:    make(chan struct{}),
+
+		outBufs:  newBufList(&zstdOutPool),
+		compBufs: newBufList(&zstdCompPool),
 	}
 }
 
@@ -226,7 +237,7 @@ func (z *zstdFrames) finishHead() {
 	for range units {
 		<-z.budget
 	}
-	putBuf(&zstdOutBufs, f.out)
+	z.outBufs.put(f.out)
 	f.comp, f.out = nil, nil
 }
 
@@ -235,6 +246,10 @@ func (z *zstdFrames) Close() error {
 	case <-z.quit:
 	default:
 		close(z.quit)
+		// Buffers still in flight are the GC's; a worker may yet put one
+		// back, which then stays with this stream's garbage.
+		z.outBufs.release()
+		z.compBufs.release()
 	}
 	if z.stream != nil {
 		z.stream.Close()
@@ -309,13 +324,13 @@ func (z *zstdFrames) work() {
 			}
 			// Decode into a buffer that fits, so that DecodeAll never
 			// grows it: growing copies, and leaves garbage.
-			buf := getBuf(&zstdOutBufs)
+			buf := z.outBufs.get()
 			if cap(buf) < f.need {
 				buf = make([]byte, 0, f.need)
 			}
 			f.out, f.err = dec.DecodeAll(f.comp, buf)
 			if f.err == nil {
-				putBuf(&zstdCompBufs, f.comp)
+				z.compBufs.put(f.comp)
 				f.comp = nil
 				for range f.compUnits {
 					<-z.budget
@@ -326,21 +341,54 @@ func (z *zstdFrames) work() {
 	}
 }
 
-// zstdOutBufs and zstdCompBufs recycle the buffers of decoded and
-// compressed frames across streams: Nix's frames are all the same size,
-// and fresh 16 MiB buffers cost page faults and zeroing.
-var zstdOutBufs, zstdCompBufs sync.Pool
+// bufList recycles the buffers of decoded or compressed frames: Nix's
+// frames are all the same size, and fresh 16 MiB buffers cost page faults
+// and zeroing. A stream keeps a few for itself (a sync.Pool loses its
+// contents at every GC, and 16 MiB buffers make GCs frequent) and leaves
+// them to the pool, shared by streams, when it closes.
+type bufList struct {
+	own  chan []byte
+	pool *sync.Pool
+}
 
-func getBuf(p *sync.Pool) []byte {
-	if b, ok := p.Get().(*[]byte); ok {
+var zstdOutPool, zstdCompPool sync.Pool
+
+func newBufList(pool *sync.Pool) bufList {
+	return bufList{own: make(chan []byte, zstdMaxWorkers), pool: pool}
+}
+
+func (l bufList) get() []byte {
+	select {
+	case b := <-l.own:
+		return b
+	default:
+	}
+	if b, ok := l.pool.Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
 	return nil
 }
 
-func putBuf(p *sync.Pool, b []byte) {
-	if cap(b) > 0 {
-		p.Put(&b)
+func (l bufList) put(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	select {
+	case l.own <- b[:0]:
+	default:
+		l.pool.Put(&b)
+	}
+}
+
+// release hands the stream's buffers to the pool.
+func (l bufList) release() {
+	for {
+		select {
+		case b := <-l.own:
+			l.pool.Put(&b)
+		default:
+			return
+		}
 	}
 }
 
@@ -419,13 +467,18 @@ func (z *zstdFrames) nextFrame() (*zframe, error) {
 	if single {
 		window = max(fcs, 1<<10)
 	}
+	z.nframe++
 	fr := &frameReader{br: z.br, pending: hdr[:hlen:hlen], window: window, checksum: fhd&(1<<2) != 0}
 	if window > zstdMaxFrame || hasFCS && fcs > zstdMaxFrame {
 		return &zframe{live: fr}, nil
 	}
 
 	// Read the frame into memory until it ends or turns out too large.
-	comp := getBuf(&zstdCompBufs)
+	limit := uint64(zstdMaxFrame)
+	if z.nframe == 1 && !hasFCS {
+		limit = zstdMaxFirstFrame
+	}
+	comp := z.compBufs.get()
 	for {
 		if len(comp) == cap(comp) {
 			comp = slices.Grow(comp, max(64<<10, len(comp)))
@@ -440,7 +493,7 @@ func (z *zstdFrames) nextFrame() (*zframe, error) {
 		} else if err != nil {
 			return nil, err
 		}
-		if fr.passthrough || fr.bound > zstdMaxFrame {
+		if fr.passthrough || fr.bound > limit {
 			// Not ours to parse, or too large to hold: stream it.
 			return &zframe{live: io.MultiReader(bytes.NewReader(comp), fr)}, nil
 		}
