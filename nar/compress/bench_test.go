@@ -24,19 +24,26 @@ type benchCase struct {
 	algo     string   // Compression value
 	compress []string // C command line making the file from stdin
 	cTool    []string // C command line decoding it, for the reference run
+	// file, if set, names the case whose file this one decodes: only the
+	// C tool differs.
+	file string
 }
 
 var benchCases = []benchCase{
-	{"xz", "xz", []string{"xz", "-6", "-c"}, []string{"xz", "-dc"}},
+	{"xz", "xz", []string{"xz", "-6", "-c"}, []string{"xz", "-dc"}, ""},
 	// Nix's parallel-compression: liblzma multi-threaded, 24 MiB blocks here.
-	{"xz-multiblock", "xz", []string{"xz", "-6", "-T2", "--block-size=24MiB", "-c"}, []string{"xz", "-T0", "-dc"}},
-	{"zstd", "zstd", []string{"zstd", "-q", "-c"}, []string{"zstd", "-q", "-dc"}},
-	{"bzip2", "bzip2", []string{"bzip2", "-9", "-c"}, []string{"bzip2", "-dc"}},
-	{"bzip2-lbzip2", "bzip2", []string{"bzip2", "-9", "-c"}, []string{"lbzip2", "-dc"}},
+	{"xz-multiblock", "xz", []string{"xz", "-6", "-T2", "--block-size=24MiB", "-c"}, []string{"xz", "-T0", "-dc"}, ""},
+	{"zstd", "zstd", []string{"zstd", "-q", "-c"}, []string{"zstd", "-q", "-dc"}, ""},
+	// Independent 16 MiB frames, as Nix writes: the CLI on each 16 MiB
+	// piece, concatenated. -T0 shows the CLI does not decode in parallel.
+	{"zstd-frames", "zstd", []string{"split", "-b", "16M", "--filter=zstd -q -c"}, []string{"zstd", "-q", "-dc"}, ""},
+	{"zstd-frames-T0", "zstd", nil, []string{"zstd", "-q", "-T0", "-dc"}, "zstd-frames"},
+	{"bzip2", "bzip2", []string{"bzip2", "-9", "-c"}, []string{"bzip2", "-dc"}, ""},
+	{"bzip2-lbzip2", "bzip2", nil, []string{"lbzip2", "-dc"}, "bzip2"},
 	// Quality 9, not brotli's default 11, which takes minutes on 100 MB.
-	{"br", "br", []string{"brotli", "-q", "9", "-c"}, []string{"brotli", "-dc"}},
-	{"gzip", "gzip", []string{"gzip", "-6", "-c"}, []string{"gzip", "-dc"}},
-	{"lz4", "lz4", []string{"lz4", "-q", "-c"}, []string{"lz4", "-q", "-dc"}},
+	{"br", "br", []string{"brotli", "-q", "9", "-c"}, []string{"brotli", "-dc"}, ""},
+	{"gzip", "gzip", []string{"gzip", "-6", "-c"}, []string{"gzip", "-dc"}, ""},
+	{"lz4", "lz4", []string{"lz4", "-q", "-c"}, []string{"lz4", "-q", "-dc"}, ""},
 }
 
 // benchDir caches the NAR and its compressed forms across runs.
@@ -96,10 +103,15 @@ func benchNAR(b *testing.B) string {
 // the C tool on first use.
 func benchFile(b *testing.B, c benchCase) string {
 	nar := benchNAR(b)
-	path := filepath.Join(benchDir(b), fmt.Sprintf("go-dist.nar.%s", c.name))
-	if c.name == "bzip2-lbzip2" {
-		path = filepath.Join(benchDir(b), "go-dist.nar.bzip2")
+	if c.file != "" {
+		for _, o := range benchCases {
+			if o.name == c.file {
+				return benchFile(b, o)
+			}
+		}
+		b.Fatalf("no bench case %q", c.file)
 	}
+	path := filepath.Join(benchDir(b), fmt.Sprintf("go-dist.nar.%s", c.name))
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
@@ -155,15 +167,21 @@ func drain(r io.Reader) (n int64, peakHeap uint64, err error) {
 // BenchmarkDecode compares NewReader fed through an io.Reader (Name) and
 // an *os.File (Name-file), its pure-Go path (Name-go) and the C tool run
 // directly (Name-C) on the same file; MB/s are of the
-// decompressed NAR, so the ratios are comparable.
+// decompressed NAR, so the ratios are comparable. For zstd, Name-serial is
+// the single-threaded streaming decoder that zstdFrames replaced.
 func BenchmarkDecode(b *testing.B) {
 	for _, c := range benchCases {
-		if c.name != "bzip2-lbzip2" {
+		if c.file == "" {
 			b.Run(c.name, func(b *testing.B) { benchOurs(b, c, true, false) })
 			if len(algorithms[c.algo].tools) > 0 {
 				b.Run(c.name+"-file", func(b *testing.B) { benchOurs(b, c, true, true) })
 			}
 			b.Run(c.name+"-go", func(b *testing.B) { benchOurs(b, c, false, false) })
+			if c.algo == "zstd" {
+				b.Run(c.name+"-serial", func(b *testing.B) {
+					benchOpen(b, c, false, func(r io.Reader) (io.ReadCloser, error) { return newZstdWorkers(r, 1), nil })
+				})
+			}
 		}
 		b.Run(c.name+"-C", func(b *testing.B) { benchTool(b, c) })
 	}
@@ -173,6 +191,11 @@ func BenchmarkDecode(b *testing.B) {
 // input is the file itself if asFile (file:// caches), or else the file
 // hidden behind an io.Reader (HTTP bodies), which a child gets through a pipe.
 func benchOurs(b *testing.B, c benchCase, useTools, asFile bool) {
+	benchOpen(b, c, asFile, func(r io.Reader) (io.ReadCloser, error) { return newReader(c.algo, r, useTools) })
+}
+
+// benchOpen decodes with open.
+func benchOpen(b *testing.B, c benchCase, asFile bool, open func(io.Reader) (io.ReadCloser, error)) {
 	path := benchFile(b, c)
 	b.SetBytes(benchNARSize)
 	var before, after runtime.MemStats
@@ -190,7 +213,7 @@ func benchOurs(b *testing.B, c benchCase, useTools, asFile bool) {
 		if asFile {
 			in = f
 		}
-		rc, err := newReader(c.algo, in, useTools)
+		rc, err := open(in)
 		if err != nil {
 			b.Fatal(err)
 		}

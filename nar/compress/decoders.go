@@ -9,7 +9,6 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
@@ -130,12 +129,19 @@ func newGzip(r io.Reader) io.ReadCloser {
 	})
 }
 
+// newZstd decodes the frames of multi-frame zstd in parallel (see
+// zstdframes.go) when there is more than one CPU to do it with.
 func newZstd(r io.Reader) io.ReadCloser {
+	return newZstdWorkers(r, zstdWorkers())
+}
+
+func newZstdWorkers(r io.Reader, workers int) io.ReadCloser {
 	return newDecoder("zstd", r, func(src io.Reader) (io.Reader, func(), error) {
-		zr, err := zstd.NewReader(src,
-			zstd.WithDecoderMaxWindow(maxZstdWindow),
-			zstd.WithDecoderConcurrency(zstdConcurrency),
-		)
+		if workers >= 2 {
+			zf := newZstdFrames(src, workers)
+			return zf, func() { zf.Close() }, nil
+		}
+		zr, err := newZstdStream(src)
 		if err != nil {
 			return nil, nil, err
 		}

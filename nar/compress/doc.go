@@ -26,6 +26,12 @@
 // the fallback when no tool is installed or none starts; tests run every
 // implementation on the same inputs.
 //
+// zstd made of several independent frames (Nix writes 16 MiB frames, narfs
+// push one per chunk group, and concatenated files are valid zstd) decodes
+// its frames in parallel on up to min(GOMAXPROCS, 4) goroutines, in order;
+// frames over 32 MiB, and all input with GOMAXPROCS 1, decode as a stream
+// on the reader's goroutine as before (zstdframes.go).
+//
 // # Errors
 //
 // Corrupt or truncated input makes Read fail; it never ends in a silent
@@ -38,9 +44,11 @@
 //
 // Memory stays bounded whatever the input size: nothing buffers a whole
 // stream. The Go heap of a stream stays under 20 MiB for every format with
-// the windows Nix writes; zstd windows are capped at 128 MiB (zstd's own
-// default limit) and .lzma dictionaries at 256 MiB, against mangled
-// headers. A child xz needs about 10 MiB for single-block files and up to
+// the windows Nix writes, except multi-frame zstd decoded in parallel: its
+// frames in flight, compressed and decoded, are held to a 64 MiB budget
+// (plus the compressed bytes of one frame waiting for it, at most 33 MiB).
+// zstd windows are capped at 128 MiB (zstd's own default limit) and .lzma
+// dictionaries at 256 MiB, against mangled headers. A child xz needs about 10 MiB for single-block files and up to
 // xzMTMemlimit (128 MiB) for multi-block ones, where it trades memory for
 // threads.
 //
