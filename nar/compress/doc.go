@@ -28,8 +28,8 @@
 //
 // zstd made of several independent frames (Nix writes 16 MiB frames, narfs
 // push one per chunk group, and concatenated files are valid zstd) decodes
-// its frames in parallel on up to min(GOMAXPROCS, 4) goroutines, in order;
-// frames over 32 MiB, and all input with GOMAXPROCS 1, decode as a stream
+// its frames in parallel on up to min(GOMAXPROCS-1, 4) goroutines, in order;
+// frames over 32 MiB, and all input with GOMAXPROCS 2 or less (a fetch keeps two cores busy already), decode as a stream
 // on the reader's goroutine as before (zstdframes.go).
 //
 // # Errors
@@ -45,7 +45,7 @@
 // Memory stays bounded whatever the input size: nothing buffers a whole
 // stream. The Go heap of a stream stays under 20 MiB for every format with
 // the windows Nix writes, except multi-frame zstd decoded in parallel: its
-// frames in flight, compressed and decoded, are held to a 64 MiB budget
+// frames in flight, compressed and decoded, are held to a 32 MiB budget
 // (plus the compressed bytes of one frame waiting for it, at most 33 MiB).
 // zstd windows are capped at 128 MiB (zstd's own default limit) and .lzma
 // dictionaries at 256 MiB, against mangled headers. A child xz needs about 10 MiB for single-block files and up to

@@ -61,8 +61,10 @@ const (
 	// rather than after reading up to 11 MiB.
 	zstdMaxFirstFrame = 4 << 20
 	// zstdFrameBudget bounds the bytes of frames in flight: with 16 MiB
-	// frames, one being read out and two being decoded.
-	zstdFrameBudget = 64 << 20
+	// frames, one being read out and one being decoded (a fetch's memory
+	// stays within 64 MiB; smaller frames, as narfs push writes, get more
+	// workers busy).
+	zstdFrameBudget = 32 << 20
 	// zstdBudgetUnit is the granularity of the budget.
 	zstdBudgetUnit = 1 << 20
 	// zstdMaxWorkers caps the decoding goroutines of one stream.
@@ -79,8 +81,11 @@ const (
 )
 
 // zstdWorkers is how many frames one stream decodes at a time; below 2
-// NewReader uses the plain streaming decoder.
-func zstdWorkers() int { return min(runtime.GOMAXPROCS(0), zstdMaxWorkers) }
+// NewReader uses the plain streaming decoder. A fetch already keeps two
+// cores busy (decompression, hashing, parsing and writing overlap), and on
+// two cores parallel frames measured no faster and cost 20–30% more CPU:
+// the workers take the cores beyond those two.
+func zstdWorkers() int { return min(runtime.GOMAXPROCS(0)-1, zstdMaxWorkers) }
 
 // zstdDecodeAll is the decoder the workers of every stream share; DecodeAll
 // is safe for concurrent use and keeps zstdMaxWorkers block decoders.
