@@ -29,8 +29,9 @@
 // zstd made of several independent frames (Nix writes 16 MiB frames, narfs
 // push one per chunk group, and concatenated files are valid zstd) decodes
 // its frames in parallel on up to min(GOMAXPROCS-1, 4) goroutines, in order;
-// frames over 32 MiB, and all input with GOMAXPROCS 2 or less (a fetch keeps two cores busy already), decode as a stream
-// on the reader's goroutine as before (zstdframes.go).
+// frames over 32 MiB, and all input with GOMAXPROCS 2 or less (a fetch
+// keeps two cores busy already), decode as a stream on the reader's
+// goroutine as before (zstdframes.go).
 //
 // # Errors
 //
