@@ -262,16 +262,27 @@ func BenchmarkFetchStages(b *testing.B) {
 			}
 			mbps(b, int64(len(comp)))
 		})
-		b.Run("download/"+link.name+"/parallel", func(b *testing.B) {
-			for b.Loop() {
-				r := backend.NewParallelReader(context.Background(), be, "obj", int64(len(comp)), backend.ParallelOptions{})
-				if _, err := io.Copy(io.Discard, r); err != nil {
-					b.Fatal(err)
+		// The default, and other part sizes and counts for comparison.
+		for _, v := range []struct {
+			name string
+			o    backend.ParallelOptions
+		}{
+			{"parallel", backend.ParallelOptions{}},
+			{"parallel-1MiBx32", backend.ParallelOptions{MaxPart: 1 << 20, MaxConcurrency: 32, Budget: 32 << 20}},
+			{"parallel-2MiBx16", backend.ParallelOptions{MaxPart: 2 << 20, MaxConcurrency: 16, Budget: 32 << 20}},
+			{"parallel-4MiBx8", backend.ParallelOptions{MaxPart: 4 << 20, MaxConcurrency: 8, Budget: 32 << 20}},
+		} {
+			b.Run("download/"+link.name+"/"+v.name, func(b *testing.B) {
+				for b.Loop() {
+					r := backend.NewParallelReader(context.Background(), be, "obj", int64(len(comp)), v.o)
+					if _, err := io.Copy(io.Discard, r); err != nil {
+						b.Fatal(err)
+					}
+					r.Close()
 				}
-				r.Close()
-			}
-			mbps(b, int64(len(comp)))
-		})
+				mbps(b, int64(len(comp)))
+			})
+		}
 	}
 }
 
