@@ -12,10 +12,10 @@ const (
 	// burst is the most a bucket holds: what a body may send at once at its
 	// start or after its reader paused, and how much of a late wake-up
 	// the bucket makes up.
-	burst = 64 << 10
+	burst = 128 << 10
 	// chunk is the most a paced body hands on per Read: the step in which
 	// bodies sharing a Total bucket take turns.
-	chunk = 16 << 10
+	chunk = 64 << 10
 	// minSleep is the shortest wait a body sleeps; shorter debts are left
 	// to grow. Go's timers overshoot short waits by up to a millisecond on
 	// a busy machine (epoll's granularity), which at 90 MB/s is more than
