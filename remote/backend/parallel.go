@@ -101,8 +101,10 @@ var errClosed = errors.New("parallel reader closed")
 // requests in flight and yields them in order.
 //
 // It starts with one request of FirstPart bytes, so a small object costs
-// one request; once its response headers arrive the window opens to two
-// parts, and it doubles with each part completed, up to MaxConcurrency.
+// one request; once its response headers arrive (the server serves ranges)
+// the window opens to MaxConcurrency at once: the object's size is known,
+// and on a link with a 20 ms time to first byte each doubling step of a
+// slow start would cost a round trip.
 // Parts grow from FirstPart to MaxPart as they are scheduled, and the
 // object's tail is split across the window (never below MinPart) so the
 // last parts finish together. Parts requested and not yet read never
@@ -225,14 +227,19 @@ func (r *parallelReader) releaseHeadLocked() {
 	head.buf = nil
 }
 
+// spreadMin is the smallest part the tail is split into.
+const spreadMin = 1 << 20
+
 // nextSizeLocked is the size of the next part.
 func (r *parallelReader) nextSizeLocked() int64 {
 	left := r.size - r.next
 	n := r.partSize
-	// Spread the tail over the window rather than ending on one long part.
+	// Spread the tail over the window rather than ending on one long
+	// part, in parts of at least spreadMin (smaller ones would each pay a
+	// time to first byte for little).
 	spread := (left + int64(r.opts.MaxConcurrency) - 1) / int64(r.opts.MaxConcurrency)
 	if r.next > 0 && spread < n {
-		n = max(spread, r.opts.MinPart)
+		n = max(spread, min(n, spreadMin), r.opts.MinPart)
 	}
 	if rest := left - n; rest > 0 && rest < r.opts.MinPart {
 		// No runt part at the end: the tail in one part if a buffer
@@ -292,7 +299,6 @@ func (r *parallelReader) fetch(p *part) {
 		}
 	} else {
 		p.done = true
-		r.window = min(2*r.window, r.opts.MaxConcurrency)
 		// The reader may be waiting on an earlier part: keep the
 		// window full without it.
 		r.scheduleLocked()
@@ -326,7 +332,7 @@ func (r *parallelReader) fetchPart(p *part) error {
 		r.mu.Lock()
 		if !r.opened {
 			r.opened = true
-			r.window = max(r.window, min(2, r.opts.MaxConcurrency))
+			r.window = r.opts.MaxConcurrency
 			r.scheduleLocked()
 		}
 		r.mu.Unlock()
