@@ -33,7 +33,7 @@ var warmWalkOps = []string{"lookup", "getattr", "opendir", "readdir", "open", "r
 // each, an OPENDIR per directory) when its bytes come from the page
 // cache. Runs alternate, each timed tar right after an untimed one of the
 // same tree, so that a cache drop elsewhere on the machine is undone
-// before it counts. The FUSE operations per file of the timed runs come
+// before it counts, and redone when caches were dropped during it. The FUSE operations per file of the timed runs come
 // from the daemon's metrics. The tar is piped to cat: GNU tar does not
 // read files it writes to /dev/null.
 func (b *bench) warmWalk() {
@@ -55,17 +55,33 @@ func (b *bench) warmWalk() {
 	timed(t, mounted)                // fetches the NAR and fills the page cache
 	opsTotal := map[string]float64{} // by op, over the timed runs
 	var narfsT, nativeT []time.Duration
+	redone := 0
+	// warmRun times script right after an untimed run of it, again while
+	// the kernel's caches were dropped in between (by anything on the
+	// machine: another benchmark's dropCaches), up to 5 times a run.
+	warmRun := func(script string, each func()) time.Duration {
+		for try := 0; ; try++ {
+			timed(t, script)
+			d0 := cacheDrops(t)
+			if each != nil {
+				each()
+			}
+			d := timed(t, script)
+			if cacheDrops(t) == d0 || try == 5 {
+				return d
+			}
+			redone++
+		}
+	}
 	for range b.runs {
-		timed(t, mounted)
-		s0, _ := scrapeMetrics(t, addr)
-		narfsT = append(narfsT, timed(t, mounted))
+		var s0 map[string]float64
+		narfsT = append(narfsT, warmRun(mounted, func() { s0, _ = scrapeMetrics(t, addr) }))
 		s1, _ := scrapeMetrics(t, addr)
 		for _, op := range warmWalkOps {
 			k := `op="` + op + `"`
 			opsTotal[op] += sum(s1, "narfs_fuse_operations_total", k) - sum(s0, "narfs_fuse_operations_total", k)
 		}
-		timed(t, native)
-		nativeT = append(nativeT, timed(t, native))
+		nativeT = append(nativeT, warmRun(native, nil))
 	}
 	m.stop(t)
 	files := countFiles(t, "/nix/store/"+w.Go)
@@ -78,5 +94,22 @@ func (b *bench) warmWalk() {
 	r := ratio(median(narfsT), median(nativeT))
 	b.addIdx(benchRow{"15", fmt.Sprintf("Warm walk: `tar` of the Go toolchain (%d files, stock zstd cache, fetched and read once before, page cache hot) through the mount vs /nix/store (%d runs each, alternating)", files, b.runs),
 		secs(median(narfsT)), "native " + secs(median(nativeT)), fmt.Sprintf("%.2f×", r), "≤ 3×", verdict(r <= 3),
-		"FUSE ops per file of a timed walk: " + strings.Join(ops, ", ")})
+		fmt.Sprintf("FUSE ops per file of a timed walk: %s (%d runs redone after a cache drop)", strings.Join(ops, ", "), redone)})
+}
+
+// cacheDrops is how often the kernel's caches were dropped since boot
+// (drop_caches writes, by anyone).
+func cacheDrops(t testing.TB) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "drop_") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, " ")
 }
