@@ -4,6 +4,7 @@ import (
 	"context"
 	"path"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +21,14 @@ type dirNode struct {
 	fs.Inode
 	ref *storePathRef
 	sub string
+
+	// The sorted entries of the listing node they were made from: every
+	// OPENDIR of a walk (find, tar, ls -R: one per directory per walk)
+	// hands them out again. A new listing node (verification) makes them
+	// anew.
+	mu      sync.Mutex
+	listed  *nar.Node
+	entries []fuse.DirEntry
 }
 
 // dir returns the directory's listing node with its entries.
@@ -63,6 +72,16 @@ func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (_ fs.FileHan
 	if errno != 0 {
 		return nil, 0, errno
 	}
+	return fs.NewListDirStream(d.direntries(dir)), fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// direntries returns the entries of dir, sorted; callers only read them.
+func (d *dirNode) direntries(dir *nar.Node) []fuse.DirEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.listed == dir {
+		return d.entries
+	}
 	names := make([]string, 0, len(dir.Entries))
 	for n := range dir.Entries {
 		names = append(names, n)
@@ -73,7 +92,8 @@ func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (_ fs.FileHan
 		c := dir.Entries[n]
 		entries[i] = fuse.DirEntry{Name: n, Mode: fileMode(c), Ino: inodeNumber(d.ref.info.Path.Hash, path.Join(d.sub, n))}
 	}
-	return fs.NewListDirStream(entries), fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	d.listed, d.entries = dir, entries
+	return entries
 }
 
 var _ = (fs.NodeGetattrer)((*dirNode)(nil))

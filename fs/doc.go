@@ -12,6 +12,10 @@
 // supports FUSE passthrough (Linux ≥ 6.9, as root) reads of files of 1 MiB
 // and more go straight to the verified file in the local cache without a
 // round trip through narfs; smaller ones cost one READ, then the page cache.
+// Every open still costs an OPEN and a RELEASE (the kernel's no-open mode
+// would spare both but allows no passthrough), so they are made cheap: a
+// small file of a fetched path opens from its NAR's open blob (package
+// remote), and a directory keeps its sorted entries for OPENDIR.
 //
 // # Verification
 //

@@ -54,6 +54,10 @@ func (f *fileNode) released() {
 	f.opens--
 }
 
+// display is the file's absolute path, for logs (made only when one is
+// written: opens are hot).
+func (f *fileNode) display() string { return f.ref.display(f.sub) }
+
 var _ = (fs.NodeOpener)((*fileNode)(nil))
 
 func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ uint32, errno syscall.Errno) {
@@ -70,7 +74,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ u
 		if lf := cf.Own(); lf != nil {
 			// A large file fetched completely before: read from its own
 			// copy, by the kernel itself where passthrough is on.
-			h := &fileHandle{file: lf, closer: cf, m: r.st.metrics, log: r.st.log, name: r.display(f.sub), node: f}
+			h := &fileHandle{file: lf, closer: cf, m: r.st.metrics, log: r.st.log, node: f}
 			if f.admit(r.st.passthrough) {
 				return &passthroughHandle{h}, openFlags, 0
 			}
@@ -81,7 +85,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ u
 		// (While passthrough opens of it run, the file has a file of its
 		// own, so it is not here.)
 		f.admit(false)
-		return &chunkedHandle{f: cf, log: r.st.log, name: r.display(f.sub), m: r.st.metrics, node: f}, openFlags, 0
+		return &chunkedHandle{f: cf, log: r.st.log, m: r.st.metrics, node: f}, openFlags, 0
 	}
 	if !errors.Is(err, remote.ErrNotIndexed) {
 		return nil, 0, toErrno(r.st.log, "open", r.display(f.sub), err)
@@ -99,7 +103,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ u
 		// OPEN) makes the first read past it ask again.
 		f.NotifyContent(0, 0)
 	}
-	h := &fileHandle{file: file, m: r.st.metrics, log: r.st.log, name: r.display(f.sub), node: f}
+	h := &fileHandle{file: file, m: r.st.metrics, log: r.st.log, node: f}
 	if f.admit(r.st.passthrough && vn.Size >= passthroughMinSize && file.Own()) {
 		return &passthroughHandle{h}, openFlags, 0
 	}
@@ -137,8 +141,7 @@ type fileHandle struct {
 	closer io.Closer // closes file, when something else owns it
 	m      Metrics
 	log    *slog.Logger
-	name   string
-	node   *fileNode
+	node   *fileNode // its display is the name in logs
 }
 
 var _ = (fs.FileReader)((*fileHandle)(nil))
@@ -150,11 +153,11 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	// large file (the NAR blob) can come back short in the middle.
 	n, err := h.file.ReadAt(dest, off)
 	if err != nil && err != io.EOF {
-		h.log.Error("read failed", "path", h.name, "offset", off, "err", err)
+		h.log.Error("read failed", "path", h.node.display(), "offset", off, "err", err)
 		return nil, syscall.EIO
 	}
 	if want := min(int64(len(dest)), max(h.file.Size-off, 0)); int64(n) < want {
-		h.log.Error("read failed: the local cache file is shorter than the verified listing says", "path", h.name, "offset", off, "got", n, "want", want)
+		h.log.Error("read failed: the local cache file is shorter than the verified listing says", "path", h.node.display(), "offset", off, "got", n, "want", want)
 		return nil, syscall.EIO
 	}
 	h.m.Served(int64(n))
@@ -192,7 +195,6 @@ func (h *passthroughHandle) PassthroughFd() (int, bool) {
 type chunkedHandle struct {
 	f    *remote.ChunkedFile
 	log  *slog.Logger
-	name string
 	m    Metrics
 	node *fileNode
 }
@@ -204,7 +206,7 @@ func (h *chunkedHandle) Read(ctx context.Context, dest []byte, off int64) (_ fus
 	// Read, not spliced (see fileHandle.Read).
 	n, err := h.f.ReadAt(ctx, dest, off)
 	if err != nil && err != io.EOF {
-		return nil, toErrno(h.log, "read", h.name, err)
+		return nil, toErrno(h.log, "read", h.node.display(), err)
 	}
 	h.m.Served(int64(n))
 	return fuse.ReadResultData(dest[:n]), 0

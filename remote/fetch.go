@@ -140,6 +140,10 @@ func (s *Store) OpenFile(ctx context.Context, p *PathInfo, sub string) (*LocalFi
 // from the verified NAR of this very path, never by a .ls, and the open
 // cannot follow a symlink or leave the entry.
 func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*LocalFile, *nar.Node, error) {
+	if f, n, ok := s.openWarm(p, sub); ok {
+		return f, n, nil
+	}
+	drops := s.cache.Drops() // before the entry is found: see shareWarm
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -153,6 +157,9 @@ func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*Loc
 			return nil, nil, err
 		}
 		f, n, err := s.openIn(p, e, sub)
+		if err == nil && !f.Own() {
+			f = s.shareWarm(e.Key(), f, drops)
+		}
 		e.Release()
 		if !errors.Is(err, localcache.ErrMiss) || attempt >= 2 {
 			return f, n, err
@@ -199,6 +206,9 @@ type LocalFile struct {
 	File *os.File
 	Base int64
 	Size int64
+	// release, when set, ends this reader's use of a File shared with
+	// others (a warm blob) instead of closing it.
+	release func()
 }
 
 // Own reports whether the file has a file of its own (the kernel can
@@ -223,8 +233,14 @@ func (f *LocalFile) ReadAt(p []byte, off int64) (int, error) {
 // Reader reads the file from its start.
 func (f *LocalFile) Reader() io.Reader { return io.NewSectionReader(f, 0, f.Size) }
 
-// Close closes the file.
-func (f *LocalFile) Close() error { return f.File.Close() }
+// Close closes the file, or ends this reader's share of it.
+func (f *LocalFile) Close() error {
+	if f.release != nil {
+		f.release()
+		return nil
+	}
+	return f.File.Close()
+}
 
 // entryListing is the verified listing of an entry: from memory, else
 // from the file written beside it when the NAR was verified.

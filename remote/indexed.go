@@ -299,8 +299,8 @@ type ChunkedFile struct {
 // index, without fetching anything but the index. Paths without one give
 // ErrNotIndexed: use OpenVerified.
 func (s *Store) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*ChunkedFile, error) {
-	ctx, cancel := s.opContext(ctx)
-	defer cancel()
+	// listing bounds its own wait (opContext); a known listing costs no
+	// context, which matters when every open asks here first.
 	kl, err := s.listing(ctx, p, false)
 	if err != nil && !errors.Is(err, errNeedNAR) {
 		return nil, err

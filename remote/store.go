@@ -66,6 +66,9 @@ type Store struct {
 	hooksMu    sync.Mutex // protects onVerified
 	onVerified []func(*PathInfo, *nar.Listing)
 
+	warmMu sync.Mutex           // protects warm and every warmBlob's mutable fields
+	warm   map[string]*warmBlob // entry key → open blob of a fetched stock path
+
 	blobsMu sync.Mutex          // protects blobs
 	blobs   map[string]*blobRef // chunked key → open blob of an indexed path
 	// publishSem bounds the copies of complete large files of indexed
@@ -114,6 +117,7 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 		recordNS: recordNamespace(u.String()),
 
 		blobs:           map[string]*blobRef{},
+		warm:            map[string]*warmBlob{},
 		publishSem:      make(chan struct{}, 1),
 		lookaheadPaused: newNegativeCache(lookaheadPauseMin),
 	}
@@ -214,6 +218,7 @@ func (s *Store) Close() error {
 		delete(s.blobs, k)
 	}
 	s.blobsMu.Unlock()
+	s.closeWarm()
 	if s.ownsCache {
 		s.cache.Close()
 	}

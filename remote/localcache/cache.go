@@ -52,6 +52,7 @@ type Cache struct {
 	sweeping *time.Timer          // runs sweep while held is not empty
 
 	hits, misses, evictions atomic.Int64 // Acquires that found the entry or not; entries evicted
+	drops                   atomic.Int64 // entries gone from the index or the disk, for any reason
 }
 
 type entry struct {
@@ -311,6 +312,7 @@ func (c *Cache) dropLocked(el *list.Element) {
 	c.lru.Remove(el)
 	delete(c.entries, e.key)
 	c.total -= e.size
+	c.drops.Add(1)
 }
 
 // Forget drops the index entry for key if its files vanished.
@@ -336,6 +338,12 @@ func (c *Cache) Usage() int64 {
 func (c *Cache) Counts() (hits, misses, evictions int64) {
 	return c.hits.Load(), c.misses.Load(), c.evictions.Load()
 }
+
+// Drops changes whenever an entry this process knew leaves its index or
+// is removed from the disk (evicted, forgotten, broken): a caller that
+// keeps a descriptor of an entry's file without a pin (cheaper than an
+// Acquire per use) re-checks with Acquire when it moved.
+func (c *Cache) Drops() int64 { return c.drops.Load() }
 
 // Close releases nothing but marks the cache closed; pins still held
 // keep their locks until released.
@@ -418,6 +426,7 @@ func (c *Cache) renameAwayLocked(key string) (string, bool) {
 		return "", false
 	}
 	c.seq++
+	c.drops.Add(1)
 	to := filepath.Join(c.dir, "tmp", fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq))
 	if err := os.Rename(dir, to); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
