@@ -5,7 +5,7 @@
 # NARFS_BENCH_MD=path writes the report elsewhere (default integration/BENCHMARKS.md).
 # NARFS_BENCH_LINKS=loopback,s3-region limits the links cold figures are
 # taken on (default loopback, s3-region and wan: integration/linkshape).
-# NARFS_BENCH_ONLY=stock runs only measures 15 and 17 (stock caches).
+# NARFS_BENCH_ONLY=stock runs only measures 15, 17 and 18 (stock caches).
 # NARFS_BENCH_ONLY=indexed runs only measures 10–14 (per-file reads of a
 # cache written by narfs push); NARFS_BENCH_RUNS=N sets the runs per figure.
 # NARFS_BENCH_NARSERVE=path/to/nar-serve (or nar-serve on PATH) adds
@@ -109,6 +109,10 @@ How each figure is taken:
 - Measure 16: `narfs prefetch --closure` into an empty cache dir, page cache dropped, vs `nix
   copy` of the same closure; then a mount of that cache dir runs the `tar` of measure 3 and the
   server counts its NAR requests.
+- Measure 18 (integration/bench_walk_test.go): the Go toolchain path from the stock cache,
+  fetched and read once, then `tar` through the mount and of /nix/store alternately, each timed
+  run right after an untimed one (redone if the kernel's caches were dropped meanwhile); FUSE
+  operations per file from the daemon's metrics.
 - Measure 17: the commands of measures 10 and 13 on the stock cache (`nix copy`, zstd): narfs
   fetches whole NARs; reference = `nix copy` of the program's closure plus the same command.
 EOF

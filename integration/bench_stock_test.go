@@ -7,13 +7,13 @@ import (
 	"time"
 )
 
-// Stock caches at wire speed (measures 15 and 17): caches written by `nix
+// Stock caches at wire speed (measures 15, 17 and 18): caches written by `nix
 // copy`, with no chunk index, so the unit is the whole store path, fetched
 // (parallel ranged parts), decompressed, hashed and written as one blob
 // before any byte is served — on every link of benchProfiles, narfs and
 // Nix through the same proxy.
 
-// stock runs measures 15 and 17 on the stock cache of the indexed
+// stock runs measures 15, 17 and 18 on the stock cache of the indexed
 // workload and adds their rows to b.stockRows.
 func (b *bench) stock() {
 	t := b.t
@@ -25,6 +25,7 @@ func (b *bench) stock() {
 	b.stockLargeNAR(srv, links, w.BigRandom, "random.bin", "a NAR zstd cannot shrink")
 	b.stockLargeNAR(srv, links, w.Go, "VERSION", "the Go toolchain")
 	b.stockPrograms(srv, links)
+	b.warmWalk() // measure 18
 }
 
 func (b *bench) linkNames() string {

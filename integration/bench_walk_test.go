@@ -17,7 +17,7 @@ func TestBenchWarmWalk(t *testing.T) {
 	requireE2E(t)
 	b := newBench(t, false)
 	b.warmWalk()
-	for _, r := range b.idxRows {
+	for _, r := range b.stockRows {
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.num, r.measure, r.narfs, r.reference, r.result, r.target, r.met, r.amp)
 	}
 }
@@ -33,16 +33,12 @@ var warmWalkOps = []string{"lookup", "getattr", "opendir", "readdir", "open", "r
 // each, an OPENDIR per directory) when its bytes come from the page
 // cache. Runs alternate, each timed tar right after an untimed one of the
 // same tree, so that a cache drop elsewhere on the machine is undone
-// before it counts, and redone when caches were dropped during it. The FUSE operations per file of the timed runs come
-// from the daemon's metrics. The tar is piped to cat: GNU tar does not
+// before it counts, and redone when caches were dropped during it. The FUSE operations per
+// file of the timed runs come from the daemon's metrics. The tar is piped to cat: GNU tar does not
 // read files it writes to /dev/null.
 func (b *bench) warmWalk() {
 	t := b.t
-	w := b.idx
-	if w == nil {
-		w = idxLoadOrBuild(t)
-		b.idx = w
-	}
+	w := b.idxWorkload()
 	stock := serveCounting(t, w.Stock)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cache := b.scratch()
@@ -92,7 +88,7 @@ func (b *bench) warmWalk() {
 		}
 	}
 	r := ratio(median(narfsT), median(nativeT))
-	b.addIdx(benchRow{"15", fmt.Sprintf("Warm walk: `tar` of the Go toolchain (%d files, stock zstd cache, fetched and read once before, page cache hot) through the mount vs /nix/store (%d runs each, alternating)", files, b.runs),
+	b.addStock(benchRow{"18", fmt.Sprintf("Warm walk: `tar` of the Go toolchain (%d files, stock zstd cache, fetched and read once before, page cache hot) through the mount vs /nix/store (%d runs each, alternating)", files, b.runs),
 		secs(median(narfsT)), "native " + secs(median(nativeT)), fmt.Sprintf("%.2f×", r), "≤ 3×", verdict(r <= 3),
 		fmt.Sprintf("FUSE ops per file of a timed walk: %s (%d runs redone after a cache drop)", strings.Join(ops, ", "), redone)})
 }
