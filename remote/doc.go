@@ -65,7 +65,10 @@
 // GETs, adjacent ones coalesced and more ahead while reads are
 // sequential, verifies each chunk's SHA-256 before any byte of it is
 // served, and keeps it in a sparse per-NAR blob (package blob). A chunk
-// that fails is an error of its reads only.
+// that fails is an error of its reads only. A path stored in at most
+// Config.IndexedWholeMax bytes is fetched whole in the background from its
+// first read, in parallel requests, as reads of small paths tend to touch
+// much of them one file after another.
 //
 // # Time
 //

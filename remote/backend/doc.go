@@ -39,9 +39,14 @@
 //
 // NewParallelReader reads one object as GetRange parts in flight, in
 // order, like mountpoint-s3's prefetcher: one FirstPart request first (a
-// small object costs one), then a window that doubles as parts complete,
-// up to MaxConcurrency, with parts requested and not yet read bounded by
-// Budget. A part whose body breaks is resumed from its last byte. Its
+// small object costs one), then, once the server has answered with a
+// range, MaxConcurrency parts in flight, with parts requested and not yet
+// read bounded by Budget. Part buffers come from a PartPool, which
+// readers may share so that all downloads of a process together hold a
+// bounded amount of memory, reused rather than left to the garbage
+// collector; a reader holding none always gets one, so no download waits
+// for another's memory. A part whose body breaks is resumed from its last
+// byte. Its
 // requests carry a context mark that makes http refuse a 200 or a
 // Content-Encoding (and s3 a stored Content-Encoding) with ErrUnsupported
 // instead of working around it, so the caller can read the object with
