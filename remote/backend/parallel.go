@@ -23,7 +23,7 @@ type ParallelOptions struct {
 	// MaxConcurrency caps the requests in flight (default 16).
 	MaxConcurrency int
 	// Budget caps the bytes of all parts requested and not yet read by
-	// the caller (default 24 MiB): the reader's memory.
+	// the caller (default 16 MiB): the reader's memory.
 	Budget int64
 	// Pool lends the part buffers; readers sharing one hold its bound
 	// together (default: a pool of the reader's own, of Budget bytes).
@@ -71,7 +71,6 @@ func (o ParallelOptions) withDefaults() ParallelOptions {
 	if o.Pool == nil {
 		o.Pool = NewPartPool(o.MaxPart, o.Budget)
 	}
-	o.FirstPart = min(o.FirstPart, o.MaxPart)
 	if o.MinPart <= 0 {
 		o.MinPart = 256 << 10
 	}
@@ -106,8 +105,8 @@ var errClosed = errors.New("parallel reader closed")
 // and on a link with a 20 ms time to first byte each doubling step of a
 // slow start would cost a round trip.
 // Parts grow from FirstPart to MaxPart as they are scheduled, and the
-// object's tail is split across the window (never below MinPart) so the
-// last parts finish together. Parts requested and not yet read never
+// object's tail is split across the window (in parts of at least 1 MiB,
+// or MaxPart if smaller) so the last parts finish together. Parts requested and not yet read never
 // total more than Budget bytes, so a slow reader stops the downloads
 // instead of buffering the object.
 //
