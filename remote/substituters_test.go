@@ -370,6 +370,15 @@ func TestSubstitutersLookaheadCrossesCaches(t *testing.T) {
 	ca, cb := g.Caches()[0], g.Caches()[1]
 	waitIdle(t, ca.lookq)
 	waitIdle(t, cb.lookq)
+	// Resolve returned with a's answer; b was asked for app at the same
+	// time, and its miss may still be on the way: let it land before
+	// counting b's requests.
+	for deadline := time.Now().Add(10 * time.Second); cb.negative.get(hashPart(pathApp)) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("the second cache's lookup of app never ended")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if _, ok := cb.narinfos.Get(hashPart(pathLib)); !ok {
 		t.Errorf("app's reference lib, only in the second cache, was not looked up ahead there")
 	}
