@@ -66,6 +66,16 @@ func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, size in
 	if s.failed.get("index/"+p.Path.Hash) != nil {
 		return nil, fmt.Errorf("index %s: %w (failed recently)", url, chunkindex.ErrInvalid)
 	}
+	if object := s.takeIndexAlias(ctx, p.Path.Hash); object != nil {
+		kl, err := s.acceptIndex(ctx, p, object)
+		if err == nil {
+			s.recordIndex(p, object)
+			return kl, nil
+		}
+		// Stale (the path was indexed anew since) or foreign: not an
+		// error of the path's own index, which is fetched next.
+		s.log.Debug("index alias not usable; fetching the narinfo's", "path", p.Path.String(), "err", err)
+	}
 	object, err := backend.ReadAll(ctx, s.be, url, size)
 	if err != nil {
 		if errors.Is(err, backend.ErrTooLarge) {
@@ -78,10 +88,16 @@ func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, size in
 		s.failed.add("index/"+p.Path.Hash, err, corruptMemo, corruptMemo)
 		return nil, fmt.Errorf("index %s: %w", url, err)
 	}
+	s.recordIndex(p, object)
+	return kl, nil
+}
+
+// recordIndex keeps an accepted index object beside the path's records,
+// for restarts without the cache.
+func (s *Store) recordIndex(p *PathInfo, object []byte) {
 	if err := s.cache.PutRecord(s.recordNS, p.Path.Hash+".nidx", object); err != nil {
 		s.log.Warn("recording chunk index locally", "path", p.Path.String(), "err", err)
 	}
-	return kl, nil
 }
 
 // acceptIndex checks an index object: the signature first (nothing of an

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -142,6 +143,7 @@ func (s *Store) lookupNarinfo(ctx context.Context, hash string) (*PathInfo, erro
 			return pi, nil
 		}
 	}
+	s.startIndexAlias(hash)
 	data, err := backend.ReadAll(ctx, s.be, hash+".narinfo", maxSmallObject)
 	if err != nil {
 		err = fmt.Errorf("narinfo %s: %w", hash, err)
@@ -183,6 +185,11 @@ func (s *Store) parseNarinfo(hash string, data []byte) (*PathInfo, error) {
 	if err != nil {
 		s.log.Info("untrusted path hidden", "path", ni.StorePath.String(), "err", err)
 		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
+	}
+	if _, ok := ni.Get(chunkindex.KeyURL); ok {
+		// A cache that indexes one path likely indexes the next: ask for
+		// their indexes together with their narinfos from now on.
+		s.aliases.on.Store(true)
 	}
 	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: trust, ca: ca, src: s}, nil
 }

@@ -82,6 +82,7 @@ type Store struct {
 	lookq           *workQueue
 	prefetchq       *workQueue
 	lookaheadPaused *negativeCache // "" → why lookahead pauses
+	aliases         indexAliases   // chunk indexes fetched with their narinfos
 	bg              context.Context
 	stopBG          context.CancelFunc
 }
@@ -182,6 +183,9 @@ func (s *Store) checkCacheInfo(ctx context.Context) (priority int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("open %s: nix-cache-info: %w", s.url, err)
 	}
+	if info.IndexAliases {
+		s.aliases.on.Store(true)
+	}
 	if info.StoreDir != "" && info.StoreDir != s.storeDir {
 		return 0, fmt.Errorf("open %s: binary cache is for Nix stores with prefix %q, not %q", s.url, info.StoreDir, s.storeDir)
 	}
@@ -210,6 +214,7 @@ func (s *Store) Close() error {
 	s.blobsMu.Unlock()
 	s.lookq.wait()
 	s.prefetchq.wait()
+	s.aliases.wg.Wait()
 	s.publishing.Wait()
 	s.blobsMu.Lock()
 	for k, r := range s.blobs {

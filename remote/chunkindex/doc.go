@@ -27,6 +27,16 @@
 // .ls), hashes what it got and checks a signature by a trusted key before
 // decompressing a byte of it.
 //
+// # Found with the narinfo
+//
+// A cache written by narfs also keeps each index under a name of its hash
+// part alone, index/<hash part>.nidx (AliasKey), and says so in
+// nix-cache-info ("NarfsIndexAliases: 1", a line Nix ignores). A reader of
+// such a cache fetches that copy in parallel with the narinfo, so a
+// lookup costs one round trip, not two; the copy is checked exactly as the
+// object the narinfo names, and one that does not verify (a path
+// re-indexed since, a foreign object) is ignored for the narinfo's.
+//
 // # The index object
 //
 // zstd of a text document:

@@ -31,6 +31,18 @@ const (
 	KeySig  = "NarfsIndexSig"
 )
 
+// CacheInfoKey is the nix-cache-info line ("NarfsIndexAliases: 1") by
+// which a cache says it keeps every index under AliasKey as well, so a
+// reader may fetch it together with the narinfo.
+const CacheInfoKey = "NarfsIndexAliases"
+
+// AliasKey is where a cache written by narfs keeps a copy of the index of
+// the path with hash part hash: a name known before the narinfo arrives.
+// The copy is trusted exactly like the object the narinfo names (its
+// signature is checked against the narinfo's NarfsIndexSig lines and its
+// content against the narinfo), so a stale or foreign one is only ignored.
+func AliasKey(hash string) string { return "index/" + hash + ".nidx" }
+
 // MaxChunk bounds one chunk's NAR bytes: a reader fetches and verifies a
 // chunk as a whole before serving any of it.
 const MaxChunk = 64 << 20

@@ -12,6 +12,9 @@ type CacheInfo struct {
 	StoreDir      string // "" when the cache does not say
 	WantMassQuery bool
 	Priority      int // lower is preferred; 0 when absent
+	// IndexAliases: the cache keeps narfs chunk indexes under names of
+	// the hash part (NarfsIndexAliases: 1; remote/chunkindex).
+	IndexAliases bool
 }
 
 // ParseCacheInfo decodes nix-cache-info the way Nix does: lines without ':'
@@ -34,6 +37,8 @@ func ParseCacheInfo(data []byte) (*CacheInfo, error) {
 			ci.StoreDir = value
 		case "WantMassQuery":
 			ci.WantMassQuery = value == "1"
+		case "NarfsIndexAliases":
+			ci.IndexAliases = value == "1"
 		case "Priority":
 			p, err := strconv.Atoi(value)
 			if err != nil {

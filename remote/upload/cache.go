@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -23,8 +24,12 @@ const (
 	typeIndex     = "application/x-narfs-index"
 )
 
-// CacheInfo is the nix-cache-info narfs writes into a cache that has none.
-const CacheInfo = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"
+// CacheInfo is the nix-cache-info narfs writes into a cache that has
+// none. Its last line tells narfs readers that indexes can be fetched
+// with the narinfo (chunkindex.AliasKey); Nix ignores it.
+const CacheInfo = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n" + aliasLine
+
+const aliasLine = chunkindex.CacheInfoKey + ": 1\n"
 
 // Cache is a binary cache opened for writing (Open), or for Verify
 // alone (W nil).
@@ -88,13 +93,38 @@ func (c *Cache) putObject(ctx context.Context, key string, r io.ReadSeeker, size
 	return c.W.Put(ctx, key, r, size, contentType)
 }
 
-// EnsureCacheInfo writes nix-cache-info if the cache has none.
+// EnsureCacheInfo writes nix-cache-info if the cache has none, and adds
+// the index-alias line to one that lacks it (every other line is kept).
 func (c *Cache) EnsureCacheInfo(ctx context.Context) error {
-	ok, _, err := c.exists(ctx, "nix-cache-info")
-	if err != nil || ok {
+	data, err := backend.ReadAll(ctx, c.B, "nix-cache-info", narinfo.MaxSize)
+	if errors.Is(err, backend.ErrNotFound) {
+		return c.putBytes(ctx, "nix-cache-info", []byte(CacheInfo), typeCacheInfo)
+	}
+	if err != nil {
 		return err
 	}
-	return c.putBytes(ctx, "nix-cache-info", []byte(CacheInfo), typeCacheInfo)
+	info, err := narinfo.ParseCacheInfo(data)
+	if err != nil {
+		return fmt.Errorf("nix-cache-info: %w", err)
+	}
+	if info.IndexAliases {
+		return nil
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		data = append(data, '\n')
+	}
+	return c.putBytes(ctx, "nix-cache-info", append(data, aliasLine...), typeCacheInfo)
+}
+
+// ensureAlias writes the index object under its alias key unless that
+// already holds it: caches indexed before aliases existed get them from
+// narfs index.
+func (c *Cache) ensureAlias(ctx context.Context, hash string, object []byte) error {
+	key := chunkindex.AliasKey(hash)
+	if old, err := backend.ReadAll(ctx, c.B, key, int64(len(object))); err == nil && bytes.Equal(old, object) {
+		return nil
+	}
+	return c.putBytes(ctx, key, object, typeIndex)
 }
 
 // readNarinfo fetches and parses <hash>.narinfo.

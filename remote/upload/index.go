@@ -41,6 +41,9 @@ func (c *Cache) IndexAll(ctx context.Context, hashes []string, opts IndexOptions
 	if opts.Jobs <= 0 {
 		opts.Jobs = 4
 	}
+	if err := c.EnsureCacheInfo(ctx); err != nil {
+		return fmt.Errorf("nix-cache-info: %w", err)
+	}
 	work := make(chan string)
 	var (
 		mu       sync.Mutex
@@ -87,30 +90,33 @@ func (c *Cache) Index(ctx context.Context, hash string, opts IndexOptions) Index
 		return r
 	}
 	r.Path = ni.StorePath.Abs(storeDirOf(ni))
-	if c.hasIndex(ctx, ni, opts.Key.Public()) {
+	if obj := c.validIndex(ctx, ni, opts.Key.Public()); obj != nil {
 		r.Skipped = true
+		r.Err = c.ensureAlias(ctx, ni.StorePath.Hash, obj)
 		return r
 	}
 	r.OldURL, r.NewURL, r.Err = c.index(ctx, ni, opts)
 	return r
 }
 
-// hasIndex reports whether the narinfo's index is valid and signed by
-// pub.
-func (c *Cache) hasIndex(ctx context.Context, ni *narinfo.NarInfo, pub narinfo.PublicKey) bool {
+// validIndex returns the narinfo's index object when it is valid and
+// signed by pub, else nil.
+func (c *Cache) validIndex(ctx context.Context, ni *narinfo.NarInfo, pub narinfo.PublicKey) []byte {
 	url, size, ok, err := chunkindex.Location(ni)
 	if !ok || err != nil {
-		return false
+		return nil
 	}
 	data, err := backend.ReadAll(ctx, c.B, url, size)
 	if err != nil {
-		return false
+		return nil
 	}
 	if _, err := chunkindex.Verify(ni, data, []narinfo.PublicKey{pub}); err != nil {
-		return false
+		return nil
 	}
-	x, err := chunkindex.Decode(data)
-	return err == nil && x.Matches(ni) == nil
+	if x, err := chunkindex.Decode(data); err != nil || x.Matches(ni) != nil {
+		return nil
+	}
+	return data
 }
 
 func (c *Cache) index(ctx context.Context, ni *narinfo.NarInfo, opts IndexOptions) (oldURL, newURL string, err error) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
 )
 
@@ -76,14 +77,26 @@ func TestIndexInPlace(t *testing.T) {
 				t.Errorf("old object %s after --prune: %v", before.URL, err)
 			}
 			checkIndex(t, c, after, pub)
+			ci, _ := os.ReadFile(filepath.Join(dir, "nix-cache-info"))
+			info, err := narinfo.ParseCacheInfo(ci)
+			if err != nil || !info.IndexAliases || info.StoreDir != "/nix/store" {
+				t.Errorf("nix-cache-info after index: %+v, %v", info, err)
+			}
+			// Nix reads the rewritten nix-cache-info and the new objects.
 			store := nixCopyFrom(t, "file://"+dir, f.publicKey, f.ref)
 			sameTree(t, store, f.ref)
 			sameTree(t, store, f.tree)
+			// A cache indexed before aliases existed gets them from a rerun.
+			alias := filepath.Join(dir, chunkindex.AliasKey(hashes[0]))
+			if err := os.Remove(alias); err != nil {
+				t.Fatal(err)
+			}
 			for _, r := range indexAll(t, c, IndexOptions{Key: f.key}, hashes...) {
 				if !r.Skipped {
 					t.Errorf("rerun indexed %s again", r.Path)
 				}
 			}
+			checkIndex(t, c, after, pub)
 		})
 	}
 }

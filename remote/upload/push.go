@@ -9,6 +9,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -209,6 +210,9 @@ func (c *Cache) putIndex(ctx context.Context, ni *narinfo.NarInfo, ch *chunked, 
 		return err
 	}
 	if err := c.putBytes(ctx, k, idx, typeIndex); err != nil {
+		return err
+	}
+	if err := c.putBytes(ctx, chunkindex.AliasKey(ni.StorePath.Hash), idx, typeIndex); err != nil {
 		return err
 	}
 	ls, err := encodeListing(l)

@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -117,6 +120,15 @@ func checkIndex(t *testing.T, c *Cache, ni *narinfo.NarInfo, pub narinfo.PublicK
 	}
 	if !problems.Indexed {
 		t.Errorf("verify %s found no index", ni.StorePath)
+	}
+	// The copy a reader fetches with the narinfo holds the same bytes.
+	url, size, _, _ := chunkindex.Location(ni)
+	want, err := backend.ReadAll(context.Background(), c.B, url, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := backend.ReadAll(context.Background(), c.B, chunkindex.AliasKey(ni.StorePath.Hash), size); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("index alias of %s: %v, equal %v", ni.StorePath, err, bytes.Equal(got, want))
 	}
 }
 

@@ -1,0 +1,102 @@
+package remote
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/chunkindex"
+)
+
+// Bounds of index aliases fetched ahead of their narinfo: one larger than
+// aliasMaxObject (an index of ~150k files) is fetched by the narinfo's URL
+// instead; at most aliasMaxPending are held, each for aliasKeep unless a
+// listing takes it sooner, so a hostile cache can pin at most their
+// product in memory.
+const (
+	aliasMaxObject  = 2 << 20
+	aliasMaxPending = 16
+	aliasKeep       = 30 * time.Second
+)
+
+// indexAliases fetches a path's chunk index under its hash-part name
+// (chunkindex.AliasKey) in parallel with its narinfo, for caches that keep
+// such copies: a lookup then costs one round trip instead of two. What
+// arrives is only a candidate; fetchIndex checks it exactly like the
+// object the narinfo names, and falls back to that object when it fails.
+type indexAliases struct {
+	// on: the cache keeps aliases (its nix-cache-info says so, or one of
+	// its narinfos named an index). Only decides whether to ask.
+	on atomic.Bool
+
+	mu      sync.Mutex
+	pending map[string]*aliasFetch // hash part → fetch
+	wg      sync.WaitGroup         // fetches in flight; Close waits
+}
+
+type aliasFetch struct {
+	done chan struct{}
+	obj  []byte // set before done closes
+	err  error
+}
+
+// startIndexAlias begins fetching the alias of hash, unless aliases are
+// off, one is already pending, the bound is reached or the Store closes.
+func (s *Store) startIndexAlias(hash string) {
+	a := &s.aliases
+	if !a.on.Load() {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s.bg.Err() != nil || a.pending[hash] != nil || len(a.pending) >= aliasMaxPending {
+		return
+	}
+	if a.pending == nil {
+		a.pending = map[string]*aliasFetch{}
+	}
+	f := &aliasFetch{done: make(chan struct{})}
+	a.pending[hash] = f
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := s.flightContext(s.bg)
+		f.obj, f.err = backend.ReadAll(ctx, s.be, chunkindex.AliasKey(hash), aliasMaxObject)
+		cancel()
+		close(f.done)
+		time.AfterFunc(aliasKeep, func() { a.drop(hash, f) })
+	}()
+}
+
+func (a *indexAliases) drop(hash string, f *aliasFetch) {
+	a.mu.Lock()
+	if a.pending[hash] == f {
+		delete(a.pending, hash)
+	}
+	a.mu.Unlock()
+}
+
+// takeIndexAlias returns the alias object fetched for hash, waiting for a
+// fetch in flight, or nil when none was started or it failed.
+func (s *Store) takeIndexAlias(ctx context.Context, hash string) []byte {
+	a := &s.aliases
+	a.mu.Lock()
+	f := a.pending[hash]
+	delete(a.pending, hash)
+	a.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil
+	}
+	if f.err != nil {
+		s.log.Debug("index alias not fetched; using the narinfo's", "hash", hash, "err", f.err)
+		return nil
+	}
+	return f.obj
+}
