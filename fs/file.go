@@ -32,6 +32,8 @@ type fileNode struct {
 	ioMu     sync.Mutex
 	opens    int  // handles open, until their RELEASE
 	passthru bool // their mode, while opens > 0
+
+	shared sharedHandle // reads without OPEN (Options.NoOpen)
 }
 
 // admit counts a new handle and says whether it may use passthrough
@@ -65,49 +67,98 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ u
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	r := f.ref
+	if f.ref.st.noOpen {
+		// The kernel stops sending OPEN and RELEASE for every file of the
+		// mount, keeps the page cache across opens, and reads come with
+		// no handle (Read).
+		return nil, 0, syscall.ENOSYS
+	}
 	// The contents are immutable: keep the page cache across opens. There
 	// is nothing to flush on close, so spare the kernel that round trip.
 	const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
+	h, errno := f.open(ctx, false)
+	return h, openFlags, errno
+}
+
+// open makes a handle on the file's verified contents. shared: for reads
+// without OPEN, where the kernel asked nothing before the read and no
+// handle can use passthrough.
+func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscall.Errno) {
+	r := f.ref
 	cf, err := r.st.store.OpenChunked(ctx, r.info, f.sub)
 	if err == nil {
 		if lf := cf.Own(); lf != nil {
 			// A large file fetched completely before: read from its own
 			// copy, by the kernel itself where passthrough is on.
 			h := &fileHandle{file: lf, closer: cf, m: r.st.metrics, log: r.st.log, node: f}
-			if f.admit(r.st.passthrough) {
-				return &passthroughHandle{h}, openFlags, 0
+			if f.admit(r.st.passthrough && !shared) {
+				return &passthroughHandle{h}, 0
 			}
-			return h, openFlags, 0
+			return h, 0
 		}
 		// A signed chunk index: nothing is fetched until a read, and then
 		// only the chunks it covers.
 		// (While passthrough opens of it run, the file has a file of its
 		// own, so it is not here.)
 		f.admit(false)
-		return &chunkedHandle{f: cf, log: r.st.log, m: r.st.metrics, node: f}, openFlags, 0
+		return &chunkedHandle{f: cf, log: r.st.log, m: r.st.metrics, node: f}, 0
 	}
 	if !errors.Is(err, remote.ErrNotIndexed) {
-		return nil, 0, toErrno(r.st.log, "open", r.display(f.sub), err)
+		return nil, toErrno(r.st.log, "open", r.display(f.sub), err)
 	}
 	file, vn, err := r.st.store.OpenVerified(ctx, r.info, f.sub)
 	if err != nil {
-		return nil, 0, toErrno(r.st.log, "open", r.display(f.sub), err)
+		return nil, toErrno(r.st.log, "open", r.display(f.sub), err)
 	}
 	if l, err := r.st.store.VerifiedListing(ctx, r.info); err == nil && r.setVerified(l) {
 		go r.st.invalidate(r)
 	}
 	if g := r.generation(); f.gen.Swap(g) != g {
 		// The size the kernel holds may be a lie's; it caps reads at it.
+		if shared {
+			// This read was sized by it. Invalidating from inside a read
+			// of the inode would wait for the page it is filling: drop
+			// the attributes after, and fail this one read rather than
+			// answer what the lie chose.
+			file.Close()
+			go f.NotifyContent(0, 0)
+			r.st.log.Error("the file's size was not what the unsigned .ls said; this read fails, the next ones see the verified file", "path", f.display())
+			return nil, syscall.EIO
+		}
 		// Dropping the attributes now (no lock is held on them during
 		// OPEN) makes the first read past it ask again.
 		f.NotifyContent(0, 0)
 	}
 	h := &fileHandle{file: file, m: r.st.metrics, log: r.st.log, node: f}
-	if f.admit(r.st.passthrough && vn.Size >= passthroughMinSize && file.Own()) {
-		return &passthroughHandle{h}, openFlags, 0
+	if f.admit(r.st.passthrough && !shared && vn.Size >= passthroughMinSize && file.Own()) {
+		return &passthroughHandle{h}, 0
 	}
-	return h, openFlags, 0
+	return h, 0
+}
+
+var _ = (fs.NodeReader)((*fileNode)(nil))
+
+// Read serves reads: through the handle of an OPEN, or, without OPEN
+// (Options.NoOpen), through the node's shared handle.
+func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if fh != nil {
+		return fh.(fs.FileReader).Read(ctx, dest, off)
+	}
+	h, errno := f.shared.acquire(ctx, f)
+	if errno != 0 {
+		return nil, errno
+	}
+	defer f.shared.release(f)
+	return h.(fs.FileReader).Read(ctx, dest, off)
+}
+
+var _ = (fs.NodeFlusher)((*fileNode)(nil))
+
+// Flush answers ENOSYS, after which the kernel sends no FLUSH at all: the
+// files are read-only. (Handles of OPEN carry FOPEN_NOFLUSH; opens
+// without OPEN would otherwise flush at every close.)
+func (f *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
 }
 
 var _ = (fs.NodeGetattrer)((*fileNode)(nil))
@@ -127,7 +178,10 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 
 var _ = (fs.NodeOnForgetter)((*fileNode)(nil))
 
-func (f *fileNode) OnForget() { f.ref.forgetRoot(f.sub) }
+func (f *fileNode) OnForget() {
+	f.shared.close(f, true)
+	f.ref.forgetRoot(f.sub)
+}
 
 // passthroughMinSize: smaller files are served from the page cache
 // (FOPEN_KEEP_CACHE) after one READ of at most maxRead bytes, which costs

@@ -17,7 +17,14 @@ type Options struct {
 	// Passthrough lets the kernel read cached files directly (Linux ≥ 6.9,
 	// root); off, every read is a FUSE request.
 	Passthrough bool
-	Debug       bool
+	// NoOpen answers the first OPEN with ENOSYS, after which the kernel
+	// sends no OPEN, RELEASE or FLUSH for any file of the mount (Linux's
+	// no-open mode) and keeps every file's page cache: a warm walk of
+	// many small files costs no round trip per file. Reads then all go
+	// through narfs (no passthrough), and an open never fails: errors
+	// of a cold path come with its first read.
+	NoOpen bool
+	Debug  bool
 	Logger      *slog.Logger
 	// Metrics, if set, is told every operation and the bytes served.
 	Metrics Metrics
@@ -32,12 +39,25 @@ const (
 	maxRead         = 1 << 20
 )
 
+// Server is a mounted narfs.
+type Server struct {
+	*fuse.Server
+	st *mountState
+}
+
+// Wait returns once the mount is gone and every file narfs held open for
+// it is closed.
+func (s *Server) Wait() {
+	s.Server.Wait()
+	s.st.closeShared()
+}
+
 // Mount serves store at mountpoint until the returned server is unmounted.
-func Mount(mountpoint string, store *remote.Substituters, o Options) (*fuse.Server, error) {
+func Mount(mountpoint string, store *remote.Substituters, o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	st := newMountState(store, o.Logger, o.Passthrough, o.Metrics)
+	st := newMountState(store, o.Logger, o)
 	root := st.root
 	et, nt := entryTimeout, negativeTimeout
 	opts := &fs.Options{
@@ -65,5 +85,5 @@ func Mount(mountpoint string, store *remote.Substituters, o Options) (*fuse.Serv
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	return server, nil
+	return &Server{Server: server, st: st}, nil
 }

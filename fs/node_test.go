@@ -42,7 +42,7 @@ func newTestRoot(t *testing.T, cache string) *rootNode {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	root := newMountState(store, discardLogger(), false, nil).root
+	root := newMountState(store, discardLogger(), Options{}).root
 	fs.NewNodeFS(root, &fs.Options{})
 	return root
 }

@@ -20,22 +20,28 @@ type mountState struct {
 	store       *remote.Substituters
 	log         *slog.Logger
 	passthrough bool
+	noOpen      bool // Options.NoOpen
 	metrics     Metrics
 	root        *rootNode
+
+	sharedMu sync.Mutex             // protects shared
+	shared   map[*fileNode]struct{} // nodes whose shared handle is open
 
 	mu       sync.Mutex               // protects the fields below
 	resolved map[string]struct{}      // base names looked up so far, for unlistable caches
 	refs     map[string]*storePathRef // hash part → the store path's shared state
 }
 
-func newMountState(store *remote.Substituters, log *slog.Logger, passthrough bool, m Metrics) *mountState {
+func newMountState(store *remote.Substituters, log *slog.Logger, o Options) *mountState {
+	m := o.Metrics
 	if m == nil {
 		m = noMetrics{}
 	}
 	st := &mountState{
-		store: store, log: log, passthrough: passthrough, metrics: m,
+		store: store, log: log, passthrough: o.Passthrough && !o.NoOpen, noOpen: o.NoOpen, metrics: m,
 		resolved: map[string]struct{}{},
 		refs:     map[string]*storePathRef{},
+		shared:   map[*fileNode]struct{}{},
 	}
 	st.root = &rootNode{st: st}
 	store.OnVerified(st.onVerified)
@@ -211,5 +217,31 @@ func (r *storePathRef) newChild(ctx context.Context, parent *fs.Inode, sub strin
 func (r *storePathRef) forgetRoot(sub string) {
 	if sub == "" {
 		r.st.forget(r)
+	}
+}
+
+func (st *mountState) sharedOpened(f *fileNode) {
+	st.sharedMu.Lock()
+	st.shared[f] = struct{}{}
+	st.sharedMu.Unlock()
+}
+
+func (st *mountState) sharedClosed(f *fileNode) {
+	st.sharedMu.Lock()
+	delete(st.shared, f)
+	st.sharedMu.Unlock()
+}
+
+// closeShared closes every shared handle, once the mount serves no more
+// reads and before the store closes.
+func (st *mountState) closeShared() {
+	st.sharedMu.Lock()
+	nodes := make([]*fileNode, 0, len(st.shared))
+	for f := range st.shared {
+		nodes = append(nodes, f)
+	}
+	st.sharedMu.Unlock()
+	for _, f := range nodes {
+		f.shared.close(f, true)
 	}
 }

@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,5 +42,42 @@ func TestMountPrefetchReferences(t *testing.T) {
 	}
 	if got := h.narGets(); got != want {
 		t.Errorf("%d NARs fetched after reading the root, want the whole closure (%d)", got, want)
+	}
+}
+
+// TestMountNoOpen: with --no-open the kernel asks narfs nothing when a
+// file is opened or closed: a cold walk reads every byte right (fetched
+// and verified at the first read), a program runs from the mount, and a
+// warm walk costs no OPEN, RELEASE, FLUSH or READ at all.
+func TestMountNoOpen(t *testing.T) {
+	c := nixClosure(t)
+	h := serveHTTP(t, c.caches["zstd"])
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey, "--metrics-listen", addr, "--no-open")
+	ref := nixExtract(t, "file://"+c.caches["zstd"], c.publicKey, []string{c.root})
+	for _, p := range c.all {
+		compareTrees(t, filepath.Join(ref, p), filepath.Join(m.Dir, p))
+	}
+	out, err := bashC(t, filepath.Join(m.Dir, c.app, "bin/app"))
+	if err != nil || !strings.HasPrefix(out, "app-ok\n") {
+		t.Fatalf("running from the mount: %q, %v", out, err)
+	}
+	ops := func() (open, read, release, flush float64) {
+		s, _ := scrapeMetrics(t, addr)
+		n := func(op string) float64 {
+			return sum(s, "narfs_fuse_operation_duration_seconds_count", `op="`+op+`"`)
+		}
+		return n("open"), n("read"), n("release"), n("flush")
+	}
+	open, read, release, flush := ops()
+	if release != 0 || flush != 0 || open == 0 || read == 0 {
+		t.Errorf("cold walk: %v opens of shared handles, %v reads, %v releases, %v flushes", open, read, release, flush)
+	}
+	for _, p := range c.all {
+		compareTrees(t, filepath.Join(ref, p), filepath.Join(m.Dir, p))
+	}
+	open2, read2, release2, flush2 := ops()
+	if open2 != open || read2 != read || release2 != 0 || flush2 != 0 {
+		t.Errorf("warm walk asked narfs: opens %v→%v, reads %v→%v, releases %v, flushes %v", open, open2, read, read2, release2, flush2)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/cobra"
 
 	narfs "github.com/narfs/narfs/fs"
@@ -78,6 +77,7 @@ caches at once. A cache that fails costs one --timeout and is then skipped for a
 	f := c.Flags()
 	f.BoolVar(&o.AllowOther, "allow-other", false, "let users other than the mounting one access the mount")
 	f.BoolVar(&o.Passthrough, "passthrough", true, "let the kernel read cached files directly (FUSE passthrough, Linux ≥ 6.9, root)")
+	f.BoolVar(&o.NoOpen, "no-open", false, "no OPEN or RELEASE round trip per opened file (the kernel's no-open mode): walks of many small files run near native speed once cached, but large files are read through narfs (no passthrough), and errors of a cold path come with its first read, not its open")
 	f.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
 	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and /healthz (e.g. 127.0.0.1:9150; off when empty)")
 	return c
@@ -107,7 +107,7 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURLs []
 	defer signal.Stop(sigs)
 	var (
 		mu     sync.Mutex
-		server *fuse.Server // set once mounted
+		server *narfs.Server // set once mounted
 	)
 	go func() {
 		for sig := range sigs {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -17,7 +18,8 @@ import (
 
 // serveMetrics listens on addr (before the mount, so a taken port fails
 // the start) and serves /metrics and /healthz, which answers 200 while
-// ready holds. stop shuts the server down.
+// ready holds, and Go's profiles under /debug/pprof/. stop shuts the
+// server down.
 func serveMetrics(addr string, ready *atomic.Bool, log *slog.Logger) (*metrics.Metrics, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -33,6 +35,11 @@ func serveMetrics(addr string, ready *atomic.Bool, log *slog.Logger) (*metrics.M
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	// Go's profiles, for finding where a slow walk spends its time; the
+	// listener is one the user chose to open, like the metrics.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
