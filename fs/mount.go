@@ -25,7 +25,7 @@ type Options struct {
 	// of a cold path come with its first read.
 	NoOpen bool
 	Debug  bool
-	Logger      *slog.Logger
+	Logger *slog.Logger
 	// Metrics, if set, is told every operation and the bytes served.
 	Metrics Metrics
 }
