@@ -91,7 +91,11 @@ How each figure is taken:
   covering bin/go + the index object).
 - Measure 11: nar-serve (numtide, built from source: the Go module proxy does not serve it)
   reads the stock `nix copy` cache of the same path, since it rejects narinfo lines it does not
-  know (`unknown key NarfsIndex`); it checks no signature.
+  know (`unknown key NarfsIndex`); it checks no signature. narfs's three requests take two round
+  trips: the index (its alias, `index/<hash>.nidx`) is asked for together with the narinfo.
+- Measure 18n: the walk of 18 on a `--no-open` mount (the kernel's no-open mode: no OPEN,
+  RELEASE or FLUSH per file, page cache kept; reads of large files then go through narfs, as
+  measure 4's "passthrough off").
 - Measure 13: the interpreter is /usr/bin/python3.11 patched with patchelf to a store ld-linux
   and DT_RPATH; PYTHONHOME = the stdlib path; run as `unshare -m` with the mount (or the `nix
   copy` root's store) bound over /nix/store.

@@ -159,6 +159,7 @@ func (b *bench) coldReadsAndClosure() {
 		{"s3", true, true, nil, false},
 		{"prefetch", false, true, []string{"--prefetch-references"}, true},
 		{"nopt", false, false, nil, false}, // measure 3 only: passthrough's cost on many small files
+		{"noopen", false, true, []string{"--no-open", "--prefetch-references"}, false}, // measure 3 only: no OPEN/RELEASE per file
 	}
 	profiles := benchProfiles(t)
 	smallSize := fileSize(t, "/nix/store/"+b.w.SmallFile)
@@ -186,7 +187,7 @@ func (b *bench) coldReadsAndClosure() {
 					if k.s3 {
 						url, env = b.s3[c.name], b.s3env
 					}
-					if k.name != "nopt" {
+					if k.name != "nopt" && k.name != "noopen" {
 						// Measure 1.
 						cache := b.scratch()
 						m := benchMount(t, url, b.w.PublicKey, cache, env, k.passthrough, k.extra...)
@@ -302,11 +303,11 @@ func (b *bench) closureRows(comp string, l benchLink, s *closureSamples, smallSi
 	r3, rp := ratio(median(tar["http"]), nix), ratio(median(tar["prefetch"]), nix)
 	extra := ""
 	if !l.shaped() {
-		extra = fmt.Sprintf("; s3: %s, --passthrough=false: %s", secs(median(tar["s3"])), secs(median(tar["nopt"])))
+		extra = fmt.Sprintf("; s3: %s, --passthrough=false: %s, --no-open --prefetch-references: %s", secs(median(tar["s3"])), secs(median(tar["nopt"])), secs(median(tar["noopen"])))
 	}
 	ratios := fmt.Sprintf("%.2f (--prefetch-references: %.2f", r3, rp)
 	if !l.shaped() {
-		ratios += fmt.Sprintf("; s3: %.2f; no passthrough: %.2f", ratio(median(tar["s3"]), nix), ratio(median(tar["nopt"]), nix))
+		ratios += fmt.Sprintf("; s3: %.2f; no passthrough: %.2f; --no-open --prefetch-references: %.2f", ratio(median(tar["s3"]), nix), ratio(median(tar["nopt"]), nix), ratio(median(tar["noopen"]), nix))
 	}
 	b.add(benchRow{"3", fmt.Sprintf("Whole closure, cold (%s, %s): `tar c` of %d paths, root first, vs `nix copy`", comp, l.name, len(b.w.All)),
 		fmt.Sprintf("%s (--prefetch-references: %s%s)", secs(median(tar["http"])), secs(median(tar["prefetch"])), extra),
