@@ -161,14 +161,17 @@ type blobRef struct {
 // Larger paths (a Go toolchain) are read by ranges.
 const DefaultIndexedWholeMax = 32 << 20
 
-// fill starts requests for every missing chunk of a path stored in at
-// most limit bytes, once per open blob, and waits for none.
-func (r *blobRef) fill(ctx context.Context, limit int64) {
+// fill starts background requests for every missing chunk of a path
+// stored in at most limit bytes, once per open blob, from chunk from on
+// (where the first reader is: what it reads next is likely near), and
+// waits for none. Their decoding takes at most Store.background's cores
+// at once; a read that needs one of their chunks hurries it.
+func (r *blobRef) fill(limit int64, from int) {
 	x := r.b.Index()
 	if x.FileSize > limit || r.filling.Swap(true) {
 		return
 	}
-	r.b.Ensure(ctx, 0, 0, len(x.Chunks))
+	r.b.Prefetch(0, len(x.Chunks), from)
 }
 
 // maxSmallRA bounds smallRA: 8 chunks is ~8 MiB, a few round trips'
@@ -229,6 +232,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 		FetchDeadline: s.fetchDeadline,
 		Logger:        s.log.With("path", p.Path.String()),
 		OnFetch:       func(n int64) { s.stats.chunkBytes.Add(n) },
+		Background:    s.background,
 	})
 	if err != nil {
 		bf.Close()
@@ -487,7 +491,7 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	} else {
 		f.ref.b.Ensure(ctx, first, first, raLast)
 	}
-	f.ref.fill(ctx, f.s.cfg.IndexedWholeMax)
+	f.ref.fill(f.s.cfg.IndexedWholeMax, last)
 	if err := f.ref.b.Ensure(ctx, first, last, raLast); err != nil {
 		if errors.Is(err, blob.ErrChunk) {
 			f.s.stats.corrupt.Add(1)

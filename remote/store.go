@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -75,6 +76,9 @@ type Store struct {
 	// paths into files of their own.
 	publishSem chan struct{}
 	publishing sync.WaitGroup // copies in progress; Close waits for them
+	// background holds the decoding slots of indexed paths' background
+	// fills (blob.Options.Background): all cores but one, at least one.
+	background chan struct{}
 
 	// Background work, stopped by Close: lookq looks up references'
 	// narinfos and listings ahead of readers, prefetchq fetches their data
@@ -120,6 +124,7 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 		blobs:           map[string]*blobRef{},
 		warm:            map[string]*warmBlob{},
 		publishSem:      make(chan struct{}, 1),
+		background:      make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 		lookaheadPaused: newNegativeCache(lookaheadPauseMin),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())

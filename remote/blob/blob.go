@@ -68,7 +68,21 @@ type Options struct {
 	// OnFetch is called with the stored bytes of each request started, for
 	// accounting (may be nil).
 	OnFetch func(n int64)
+	// Background, if set, holds the slots of background runs (Prefetch):
+	// one is taken from the response's headers to its last chunk, so that
+	// a background fetch of a whole path never takes every core from the
+	// reads that wait for their own chunks. A run whose chunk a reader
+	// waits for stops waiting for a slot.
+	Background chan struct{}
 }
+
+// run is one background request's claim on its chunks.
+type run struct {
+	urgent chan struct{} // closed once a reader waits for one of them
+	once   sync.Once
+}
+
+func (r *run) promote() { r.once.Do(func() { close(r.urgent) }) }
 
 type state uint8
 
@@ -85,6 +99,7 @@ type chunk struct {
 	err         error         // why it settled unverified
 	failedUntil time.Time
 	badClaim    bool // its mark was found to lie: fetch it
+	run         *run // the background run fetching it, nil for readers'
 }
 
 // Blob is one indexed NAR being read. Safe for concurrent use.
@@ -181,10 +196,13 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 			case inflight:
 				if i < last {
 					waits = append(waits, c.done)
+					if c.run != nil {
+						c.run.promote()
+					}
 				}
 				continue
 			case claimed:
-				c.st, c.done = inflight, make(chan struct{})
+				c.st, c.done, c.run = inflight, make(chan struct{}), nil
 				checks = append(checks, i)
 				if i < last {
 					waits = append(waits, c.done)
@@ -198,7 +216,7 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 				}
 				continue
 			}
-			c.st, c.done = inflight, make(chan struct{})
+			c.st, c.done, c.run = inflight, make(chan struct{}), nil
 			if i < last {
 				waits = append(waits, c.done)
 			}
@@ -213,7 +231,7 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 			b.check(i)
 		}
 		for _, r := range runs {
-			go b.fetch(r[0], r[1])
+			go b.fetch(r[0], r[1], nil)
 		}
 		if len(waits) == 0 {
 			return nil
@@ -246,6 +264,39 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 		// Chunks a failed request never reached, or claims that did not
 		// hold: ask again (ctx bounds how long), without readahead.
 		raLast = last
+	}
+}
+
+// Prefetch starts background requests (Options.Background) for the
+// missing chunks of [first, last), starting at from and wrapping around,
+// and waits for none. Chunks claimed by another process are left for the
+// reads that need them to check.
+func (b *Blob) Prefetch(first, last, from int) {
+	from = min(max(from, first), last)
+	var runs [][2]int
+	var claims []*run
+	b.mu.Lock()
+	now := time.Now()
+	for _, span := range [][2]int{{from, last}, {first, from}} {
+		for i := span[0]; i < span[1]; i++ {
+			c := &b.chunks[i]
+			if c.st != missing || now.Before(c.failedUntil) {
+				continue
+			}
+			n := len(runs)
+			if n > 0 && runs[n-1][1] == i && b.runBytes(runs[n-1][0], i+1) <= maxRun {
+				runs[n-1][1] = i + 1
+			} else {
+				runs = append(runs, [2]int{i, i + 1})
+				claims = append(claims, &run{urgent: make(chan struct{})})
+				n++
+			}
+			c.st, c.done, c.run = inflight, make(chan struct{}), claims[n-1]
+		}
+	}
+	b.mu.Unlock()
+	for k, r := range runs {
+		go b.fetch(r[0], r[1], claims[k])
 	}
 }
 
@@ -290,8 +341,8 @@ func (b *Blob) check(i int) {
 var chunkBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // fetch requests chunks [i, j) in one ranged GET and settles each as soon
-// as it is verified and written.
-func (b *Blob) fetch(i, j int) {
+// as it is verified and written. bg: a background run (Prefetch).
+func (b *Blob) fetch(i, j int, bg *run) {
 	defer func() {
 		if r := recover(); r != nil {
 			b.opts.Logger.Error("panic fetching chunks", "panic", r)
@@ -317,6 +368,19 @@ func (b *Blob) fetch(i, j int) {
 		return
 	}
 	defer rc.Close()
+	if bg != nil && b.opts.Background != nil {
+		select {
+		case b.opts.Background <- struct{}{}:
+			defer func() { <-b.opts.Background }()
+		case <-bg.urgent:
+		case <-ctx.Done():
+			b.settle(i, false, errRetry)
+			for k := i + 1; k < j; k++ {
+				b.settle(k, false, errRetry)
+			}
+			return
+		}
+	}
 	sp, op := chunkBufs.Get().(*[]byte), chunkBufs.Get().(*[]byte)
 	stored, out := (*sp)[:0], (*op)[:0]
 	defer func() {

@@ -101,6 +101,12 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) open(t *testing.T) *Blob {
 	t.Helper()
+	return f.openWith(t, Options{})
+}
+
+func (f *fixture) openWith(t *testing.T, o Options) *Blob {
+	t.Helper()
+	o.FetchDeadline = func(int64) time.Duration { return 5 * time.Second }
 	bf, err := os.OpenFile(filepath.Join(f.dir, BlobFile), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +117,7 @@ func (f *fixture) open(t *testing.T) *Blob {
 		t.Fatal(err)
 	}
 	mf.Truncate(int64(len(f.x.Chunks)))
-	b, err := New(context.Background(), f.x, bf, mf, f.src, Options{FetchDeadline: func(int64) time.Duration { return 5 * time.Second }})
+	b, err := New(context.Background(), f.x, bf, mf, f.src, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,5 +288,43 @@ func TestClaimsAreChecked(t *testing.T) {
 	}
 	if f.src.requests.Load() != before {
 		t.Error("verified chunks on disk were fetched again")
+	}
+}
+
+// TestPrefetchYieldsToReaders: background runs wait for a slot before
+// decoding, except a run holding a chunk a reader waits for; once slots
+// free up, the rest of the blob fills in.
+func TestPrefetchYieldsToReaders(t *testing.T) {
+	f := newFixture(t)
+	slots := make(chan struct{}, 1)
+	slots <- struct{}{} // every slot taken: background runs wait
+	b := f.openWith(t, Options{Background: slots})
+	b.Prefetch(0, len(f.x.Chunks), 0)
+	time.Sleep(50 * time.Millisecond)
+	if b.Complete(0, 1) {
+		t.Fatal("a background run decoded without a slot")
+	}
+	// A reader of the last file needs chunks of a waiting run.
+	got, err := f.read(t, b, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := f.file("d")
+	if !bytes.Equal(got, f.nar[n.NarOffset:n.NarOffset+n.Size]) {
+		t.Fatal("wrong bytes")
+	}
+	if b.Complete(0, 1) {
+		t.Error("runs no reader waited for did not wait for a slot")
+	}
+	<-slots
+	deadline := time.Now().Add(5 * time.Second)
+	for !b.Complete(0, len(f.x.Chunks)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the prefetch did not complete once a slot was free")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := f.src.requests.Load(); r > int64(len(f.x.Chunks)) {
+		t.Errorf("%d requests for %d chunks: chunks fetched twice", r, len(f.x.Chunks))
 	}
 }
