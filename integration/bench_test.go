@@ -158,7 +158,7 @@ func (b *bench) coldReadsAndClosure() {
 		{"http", false, true, nil, true},
 		{"s3", true, true, nil, false},
 		{"prefetch", false, true, []string{"--prefetch-references"}, true},
-		{"nopt", false, false, nil, false}, // measure 3 only: passthrough's cost on many small files
+		{"nopt", false, false, nil, false},                                             // measure 3 only: passthrough's cost on many small files
 		{"noopen", false, true, []string{"--no-open", "--prefetch-references"}, false}, // measure 3 only: no OPEN/RELEASE per file
 	}
 	profiles := benchProfiles(t)
