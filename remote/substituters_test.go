@@ -184,6 +184,7 @@ type flakyCache struct {
 	srv        *httptest.Server
 	down, hang atomic.Bool
 	narinfos   atomic.Int64
+	inflight   atomic.Int64 // requests not answered yet
 }
 
 func newFlakyCache(t *testing.T, dir string) *flakyCache {
@@ -193,6 +194,8 @@ func newFlakyCache(t *testing.T, dir string) *flakyCache {
 		if strings.HasSuffix(r.URL.Path, ".narinfo") {
 			c.narinfos.Add(1)
 		}
+		c.inflight.Add(1)
+		defer c.inflight.Add(-1)
 		if c.down.Load() && r.URL.Path != "/nix-cache-info" {
 			if c.hang.Load() {
 				<-r.Context().Done()
@@ -245,8 +248,13 @@ func TestSubstitutersCacheDown(t *testing.T) {
 		t.Errorf("a path only the down cache holds: %v, want an unavailable error", err)
 	}
 
-	// Back up: after the skip it is asked again and wins its paths.
+	// Back up: after the skip it is asked again and wins its paths. A
+	// lookup sent while it hung (the lookahead's, of references) is
+	// shared by later callers until it times out: let those end first.
 	fa.down.Store(false)
+	for deadline := time.Now().Add(3 * cfg.Timeout); fa.inflight.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	g.Caches()[0].down.mu.Lock()
 	g.Caches()[0].down.until = time.Time{}
 	g.Caches()[0].down.mu.Unlock()
