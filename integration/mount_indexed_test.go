@@ -239,7 +239,9 @@ func TestMountIndexInvalid(t *testing.T) {
 			big := largestPath(t, c)
 			ni := readNarinfo(t, filepath.Join(dir, hashOf(big)+".narinfo"))
 			idxKey, _, _, _ := chunkindex.Location(ni)
+			// The alias is a copy of the same object: spoiled alike.
 			spoil(t, dir, filepath.Join(dir, idxKey))
+			spoil(t, dir, filepath.Join(dir, chunkindex.AliasKey(hashOf(big))))
 			key := c.publicKey
 			if name == "other key" {
 				// The path stays trusted through the narinfo's Sig; the
