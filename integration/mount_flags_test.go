@@ -62,12 +62,26 @@ func TestMountNoOpen(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "app-ok\n") {
 		t.Fatalf("running from the mount: %q, %v", out, err)
 	}
-	ops := func() (open, read, release, flush float64) {
+	// An operation is counted after its reply is sent: the reader can
+	// be done before the last count lands, so scrape until two agree.
+	scrape := func() (open, read, release, flush float64) {
 		s, _ := scrapeMetrics(t, addr)
 		n := func(op string) float64 {
 			return sum(s, "narfs_fuse_operation_duration_seconds_count", `op="`+op+`"`)
 		}
 		return n("open"), n("read"), n("release"), n("flush")
+	}
+	ops := func() (open, read, release, flush float64) {
+		open, read, release, flush = scrape()
+		for range 40 {
+			time.Sleep(50 * time.Millisecond)
+			o, r, rl, f := scrape()
+			if o == open && r == read && rl == release && f == flush {
+				break
+			}
+			open, read, release, flush = o, r, rl, f
+		}
+		return open, read, release, flush
 	}
 	open, read, release, flush := ops()
 	if release != 0 || flush != 0 || open == 0 || read == 0 {
