@@ -115,19 +115,17 @@ func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscal
 	}
 	if g := r.generation(); f.gen.Swap(g) != g {
 		// The size the kernel holds may be a lie's; it caps reads at it.
+		// Its attributes are dropped by the path's invalidation; wait for
+		// it, so that none of its notifications lands after this answer.
+		r.waitInvalidated(ctx)
 		if shared {
-			// This read was sized by it. Invalidating from inside a read
-			// of the inode would wait for the page it is filling: drop
-			// the attributes after, and fail this one read rather than
-			// answer what the lie chose.
+			// This read was sized by the lie: fail it rather than answer
+			// what the lie chose. The reader's next try asks for the
+			// attributes again and sees the verified size.
 			file.Close()
-			go f.NotifyContent(0, 0)
 			r.st.log.Error("the file's size was not what the unsigned .ls said; this read fails, the next ones see the verified file", "path", f.display())
 			return nil, syscall.EIO
 		}
-		// Dropping the attributes now (no lock is held on them during
-		// OPEN) makes the first read past it ask again.
-		f.NotifyContent(0, 0)
 	}
 	h := &fileHandle{file: file, m: r.st.metrics, log: r.st.log, node: f}
 	if f.admit(r.st.passthrough && !shared && vn.Size >= passthroughMinSize && file.Own()) {

@@ -88,10 +88,15 @@ func (st *mountState) onVerified(info *remote.PathInfo, l *nar.Listing) {
 	}
 }
 
-// invalidate makes the kernel forget every entry, attribute, page and
-// cached directory of a store path, so that it asks again and gets the
-// verified answers.
+// invalidate makes the kernel forget every entry, attribute and cached
+// directory or link target of a store path, so that it asks again and
+// gets the verified answers; it closes r.invalidated when done. A
+// regular file's pages are left alone: they are only ever read after
+// verification, so none came from the lie, and dropping them would wait
+// for the page a read of that very file (the one that found the lie) is
+// filling. That is what lets a file's open wait for this walk.
 func (st *mountState) invalidate(r *storePathRef) {
+	defer close(r.invalidated)
 	st.log.Warn("dropping the kernel's caches of metadata the verified NAR contradicts", "path", r.display(""))
 	top := st.root.GetChild(r.info.Path.String())
 	if top == nil {
@@ -103,10 +108,31 @@ func (st *mountState) invalidate(r *storePathRef) {
 			walk(c)
 			in.NotifyEntry(name)
 		}
-		in.NotifyContent(0, 0)
+		if in.Mode()&syscall.S_IFMT == syscall.S_IFREG {
+			in.NotifyContent(-1, 0) // an offset of -1: the attributes only
+		} else {
+			in.NotifyContent(0, 0)
+		}
 	}
 	walk(top)
 	st.root.NotifyEntry(r.info.Path.String())
+}
+
+// waitInvalidated waits until the kernel was told to forget what the
+// lie made it cache, so that no notification of it lands after the
+// caller's answer (one that lands during a GETATTR makes the kernel drop
+// the fresh attributes and size reads by the stale ones).
+func (r *storePathRef) waitInvalidated(ctx context.Context) {
+	r.mu.Lock()
+	ch := r.invalidated
+	r.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
 }
 
 // storePathRef is what every node of one store path shares: the one
@@ -121,6 +147,9 @@ type storePathRef struct {
 	listing  *nar.Listing // nil until a directory's entries are needed
 	verified bool         // listing is the verified NAR's
 	gen      uint64       // bumped when verification changed an answer
+	// invalidated is closed once the kernel's caches of what verification
+	// changed are dropped (nil: nothing changed).
+	invalidated chan struct{}
 }
 
 // display is the absolute store path of a sub-path, for logs.
@@ -177,6 +206,7 @@ func (r *storePathRef) setVerified(l *nar.Listing) bool {
 	r.listing, r.root, r.verified = l, l.Root, true
 	if changed {
 		r.gen++
+		r.invalidated = make(chan struct{})
 	}
 	return changed
 }
