@@ -48,7 +48,8 @@ func TestMountPrefetchReferences(t *testing.T) {
 // TestMountNoOpen: with --no-open the kernel asks narfs nothing when a
 // file is opened or closed: a cold walk reads every byte right (fetched
 // and verified at the first read), a program runs from the mount, and a
-// warm walk costs no OPEN, RELEASE or FLUSH, and almost no READ.
+// warm walk costs no OPEN, RELEASE or FLUSH (the kernel sends none in
+// this mode) and almost no READ.
 func TestMountNoOpen(t *testing.T) {
 	c := nixClosure(t)
 	h := serveHTTP(t, c.caches["zstd"])
@@ -83,8 +84,11 @@ func TestMountNoOpen(t *testing.T) {
 		}
 		return open, read, release, flush
 	}
+	// "open" and "release" count narfs's shared handles here: opened at a
+	// file's first read, closed after sharedIdle without reads (which a
+	// slow run reaches between the walks).
 	open, read, release, flush := ops()
-	if release != 0 || flush != 0 || open == 0 || read == 0 {
+	if flush != 0 || open == 0 || read == 0 || release > open {
 		t.Errorf("cold walk: %v opens of shared handles, %v reads, %v releases, %v flushes", open, read, release, flush)
 	}
 	for _, p := range c.all {
@@ -93,10 +97,10 @@ func TestMountNoOpen(t *testing.T) {
 	// The kernel keeps the page cache, but may still drop a page now and
 	// then (seen here: a few pages of 3000 files read again, with no
 	// invalidation from narfs and nothing else under memory pressure):
-	// the warm walk may read a handful; a mode that kept nothing would
-	// read them all again.
+	// the warm walk may read a handful, each perhaps reopening a handle
+	// closed as idle; a mode that kept nothing would read them all again.
 	open2, read2, release2, flush2 := ops()
-	if open2 != open || read2-read > read/100 || release2 != 0 || flush2 != 0 {
+	if extra := read2 - read; extra > read/100 || open2-open > extra || flush2 != 0 {
 		t.Errorf("warm walk asked narfs: opens %v→%v, reads %v→%v, releases %v, flushes %v", open, open2, read, read2, release2, flush2)
 	}
 }
