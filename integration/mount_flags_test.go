@@ -91,16 +91,26 @@ func TestMountNoOpen(t *testing.T) {
 	if flush != 0 || open == 0 || read == 0 || release > open {
 		t.Errorf("cold walk: %v opens of shared handles, %v reads, %v releases, %v flushes", open, read, release, flush)
 	}
-	for _, p := range c.all {
-		compareTrees(t, filepath.Join(ref, p), filepath.Join(m.Dir, p))
-	}
 	// The kernel keeps the page cache, but may still drop a page now and
 	// then (seen here: a few pages of 3000 files read again, with no
 	// invalidation from narfs and nothing else under memory pressure):
 	// the warm walk may read a handful, each perhaps reopening a handle
 	// closed as idle; a mode that kept nothing would read them all again.
-	open2, read2, release2, flush2 := ops()
+	// A walk during which anyone dropped the caches (drop_caches: make
+	// bench does) is redone.
+	var open2, read2, flush2 float64
+	for range 3 {
+		drops := cacheDrops(t)
+		for _, p := range c.all {
+			compareTrees(t, filepath.Join(ref, p), filepath.Join(m.Dir, p))
+		}
+		open2, read2, _, flush2 = ops()
+		if cacheDrops(t) == drops {
+			break
+		}
+		open, read = open2, read2
+	}
 	if extra := read2 - read; extra > read/100 || open2-open > extra || flush2 != 0 {
-		t.Errorf("warm walk asked narfs: opens %v→%v, reads %v→%v, releases %v, flushes %v", open, open2, read, read2, release2, flush2)
+		t.Errorf("warm walk asked narfs: opens %v→%v, reads %v→%v, flushes %v", open, open2, read, read2, flush2)
 	}
 }
