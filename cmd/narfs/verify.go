@@ -28,7 +28,8 @@ func verifyCmd(g *globalFlags) *cobra.Command {
 		Long: `Verify downloads each path's narinfo and NAR and checks: the narinfo parses and is signed by
 a trusted key (or is content-addressed); the NAR matches FileHash/FileSize, NarHash/NarSize;
 the .ls, if any, lists that NAR; the chunk index, if any, is signed, matches the narinfo,
-lists the NAR and has every chunk decode to its bytes. It prints "ok PATH" or
+lists the NAR and has every chunk decode to its bytes, and its alias copy (index/HASH.nidx,
+fetched by readers with the narinfo) is that index. It prints "ok PATH" or
 "FAIL PATH: reasons" per path and exits 1 if any path failed, 2 on a usage error.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || (len(args) == 1) != all {

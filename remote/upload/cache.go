@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
@@ -37,6 +38,9 @@ type Cache struct {
 	B   backend.Backend // read side
 	W   backend.Writer  // write side of the same store
 	Log *slog.Logger
+
+	aliasesOnce sync.Once
+	aliases     bool // nix-cache-info says the cache keeps index aliases
 }
 
 // Open opens storeURL for reading and writing.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -127,5 +128,36 @@ func TestVerifyFindings(t *testing.T) {
 	r, _ = c.Verify(context.Background(), "00000000000000000000000000000000", VerifyOptions{Keys: keys})
 	if len(r.Reasons) != 1 {
 		t.Errorf("missing narinfo: %q", r.Reasons)
+	}
+
+	// The index alias readers fetch with the narinfo: another path's
+	// index there (validly signed, but not this one's), then none at all
+	// in a cache whose nix-cache-info says it keeps them.
+	alias := filepath.Join(dir, chunkindex.AliasKey(ref))
+	foreign, err := os.ReadFile(filepath.Join(dir, chunkindex.AliasKey(tree)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Verify(context.Background(), ref, VerifyOptions{Keys: keys}); err != nil || len(r.Reasons) != 0 {
+		t.Fatalf("before the alias changes: %v %q", err, r.Reasons)
+	}
+	if err := os.WriteFile(alias, foreign, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err = c.Verify(context.Background(), ref, VerifyOptions{Keys: keys})
+	if err != nil || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "not the index the narinfo names") {
+		t.Errorf("foreign alias: %v %q", err, r.Reasons)
+	}
+	os.Remove(alias)
+	r, err = c.Verify(context.Background(), ref, VerifyOptions{Keys: keys})
+	if err != nil || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "missing") {
+		t.Errorf("missing alias: %v %q", err, r.Reasons)
+	}
+	// narfs index puts it back.
+	if err := c.IndexAll(context.Background(), []string{ref}, IndexOptions{Key: f.key}, func(IndexResult) {}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Verify(context.Background(), ref, VerifyOptions{Keys: keys}); err != nil || len(r.Reasons) != 0 {
+		t.Errorf("after narfs index: %v %q", err, r.Reasons)
 	}
 }

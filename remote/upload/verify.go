@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -170,6 +171,7 @@ func (c *Cache) verifyIndex(ctx context.Context, ni *narinfo.NarInfo, keys []nar
 	if int64(len(data)) != size {
 		r.failf("index %s: %d bytes, narinfo says %d", url, len(data), size)
 	}
+	c.verifyAlias(ctx, ni, url, data, r)
 	if _, err := chunkindex.Verify(ni, data, keys); err != nil {
 		r.failf("index %s: %v", url, err)
 	}
@@ -217,4 +219,41 @@ func (c *Cache) verifyIndex(ctx context.Context, ni *narinfo.NarInfo, keys []nar
 			r.failf("index %s: the chunks do not make the NAR: %v", url, err)
 		}
 	}
+}
+
+// verifyAlias checks the copy of the index that readers fetch together
+// with the narinfo (chunkindex.AliasKey). Where there is one, it must be
+// the narinfo's index: readers check it like the index itself, reject any
+// other and fetch the narinfo's, so a stale or foreign copy costs every
+// cold lookup of the path one more round trip (and looks like tampering
+// in their logs). Where the cache's nix-cache-info says it keeps such
+// copies, a missing one costs the same.
+func (c *Cache) verifyAlias(ctx context.Context, ni *narinfo.NarInfo, url string, index []byte, r *Report) {
+	key := chunkindex.AliasKey(ni.StorePath.Hash)
+	alias, err := backend.ReadAll(ctx, c.B, key, int64(len(index)))
+	switch {
+	case errors.Is(err, backend.ErrNotFound):
+		if c.keepsAliases(ctx) {
+			r.failf("index alias %s: missing, though nix-cache-info says the cache keeps them (narfs index writes it)", key)
+		}
+	case errors.Is(err, backend.ErrTooLarge), err == nil && !bytes.Equal(alias, index):
+		r.failf("index alias %s: not the index the narinfo names (%s); readers reject it and fetch that one, a round trip more per lookup (narfs index rewrites it)", key, url)
+	case err != nil:
+		r.failf("index alias %s: %v", key, err)
+	}
+}
+
+// keepsAliases reports whether the cache's nix-cache-info says it keeps
+// index aliases, reading it once.
+func (c *Cache) keepsAliases(ctx context.Context) bool {
+	c.aliasesOnce.Do(func() {
+		data, err := backend.ReadAll(ctx, c.B, "nix-cache-info", narinfo.MaxSize)
+		if err != nil {
+			return
+		}
+		if info, err := narinfo.ParseCacheInfo(data); err == nil {
+			c.aliases = info.IndexAliases
+		}
+	})
+	return c.aliases
 }
