@@ -21,6 +21,16 @@ const (
 	aliasKeep       = 30 * time.Second
 )
 
+// A lookup that finds its alias still in flight waits for it as long
+// again as it has run, but at least aliasWaitMin and at most aliasWaitMax:
+// long enough for an index of a few MiB on a slow link, short enough that
+// a cache (or CDN) hanging on the alias key costs a lookup a moment, not
+// the whole --timeout, before the narinfo's own index is fetched.
+const (
+	aliasWaitMin = 500 * time.Millisecond
+	aliasWaitMax = 2 * time.Second
+)
+
 // indexAliases fetches a path's chunk index under its hash-part name
 // (chunkindex.AliasKey) in parallel with its narinfo, for caches that keep
 // such copies: a lookup then costs one round trip instead of two. What
@@ -37,9 +47,10 @@ type indexAliases struct {
 }
 
 type aliasFetch struct {
-	done chan struct{}
-	obj  []byte // set before done closes
-	err  error
+	start time.Time
+	done  chan struct{}
+	obj   []byte // set before done closes
+	err   error
 }
 
 // startIndexAlias begins fetching the alias of hash, unless aliases are
@@ -57,7 +68,7 @@ func (s *Store) startIndexAlias(hash string) {
 	if a.pending == nil {
 		a.pending = map[string]*aliasFetch{}
 	}
-	f := &aliasFetch{done: make(chan struct{})}
+	f := &aliasFetch{start: time.Now(), done: make(chan struct{})}
 	a.pending[hash] = f
 	a.wg.Add(1)
 	go func() {
@@ -78,8 +89,9 @@ func (a *indexAliases) drop(hash string, f *aliasFetch) {
 	a.mu.Unlock()
 }
 
-// takeIndexAlias returns the alias object fetched for hash, waiting for a
-// fetch in flight, or nil when none was started or it failed.
+// takeIndexAlias returns the alias object fetched for hash, waiting a
+// while for a fetch in flight, or nil when none was started, it failed or
+// it is slow.
 func (s *Store) takeIndexAlias(ctx context.Context, hash string) []byte {
 	a := &s.aliases
 	a.mu.Lock()
@@ -89,9 +101,15 @@ func (s *Store) takeIndexAlias(ctx context.Context, hash string) []byte {
 	if f == nil {
 		return nil
 	}
+	wait := time.NewTimer(min(max(time.Since(f.start), aliasWaitMin), aliasWaitMax))
+	defer wait.Stop()
 	select {
 	case <-f.done:
 	case <-ctx.Done():
+		return nil
+	case <-wait.C:
+		// It goes on to its own deadline; what it brings is dropped.
+		s.log.Debug("index alias slow; using the narinfo's", "hash", hash, "waited", time.Since(f.start))
 		return nil
 	}
 	if f.err != nil {

@@ -209,3 +209,49 @@ func TestIndexAliasLearntFromNarinfos(t *testing.T) {
 		t.Fatal("a narinfo naming an index did not turn aliases on")
 	}
 }
+
+// TestIndexAliasHangingKey: a cache that never answers for the alias key
+// (a stuck CDN object, a proxy hanging on some keys) costs a lookup and
+// listing a moment, not the whole timeout: the narinfo's own index is
+// fetched after a short wait, and the path reads by its index.
+func TestIndexAliasHangingKey(t *testing.T) {
+	c := makeIndexedCache(t, pathTree, "zstd")
+	hash := hashPart(pathTree)
+	idx, err := os.ReadFile(filepath.Join(c.dir, "index", "x.nidx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAliases(t, c, hash, idx)
+	release := make(chan struct{})
+	files := http.FileServer(http.Dir(c.dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/"+chunkindex.AliasKey(hash) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	cfg := byRanges(t)
+	cfg.Timeout = time.Minute
+	s := openHTTPStore(t, srv.URL, cfg)
+	start := time.Now()
+	p := mustResolve(t, s, pathTree)
+	l, err := s.Listing(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > aliasWaitMax+5*time.Second {
+		t.Errorf("lookup and listing took %v with the alias key hanging; want the narinfo's index after at most %v", d, aliasWaitMax)
+	}
+	if !SameListing(l.Root, c.listing.Root) {
+		t.Fatal("listing differs from the NAR's")
+	}
+	if kl, _ := s.listings.get(hash); kl == nil || kl.index == nil {
+		t.Fatal("the path is not read by its index")
+	}
+}
