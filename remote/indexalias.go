@@ -27,8 +27,9 @@ const (
 // a cache (or CDN) hanging on the alias key costs a lookup a moment, not
 // the whole --timeout, before the narinfo's own index is fetched.
 const (
-	aliasWaitMin = 500 * time.Millisecond
-	aliasWaitMax = 2 * time.Second
+	aliasWaitMin   = 500 * time.Millisecond
+	aliasWaitMax   = 2 * time.Second
+	aliasSlowPause = time.Minute
 )
 
 // indexAliases fetches a path's chunk index under its hash-part name
@@ -40,6 +41,10 @@ type indexAliases struct {
 	// on: the cache keeps aliases (its nix-cache-info says so, or one of
 	// its narinfos named an index). Only decides whether to ask.
 	on atomic.Bool
+	// slowUntil (Unix ns): an alias outwaited its lookup; none is asked
+	// for until then, so a cache hanging on alias keys costs one short
+	// wait a minute, not one a lookup.
+	slowUntil atomic.Int64
 
 	mu      sync.Mutex
 	pending map[string]*aliasFetch // hash part → fetch
@@ -57,7 +62,7 @@ type aliasFetch struct {
 // off, one is already pending, the bound is reached or the Store closes.
 func (s *Store) startIndexAlias(hash string) {
 	a := &s.aliases
-	if !a.on.Load() {
+	if !a.on.Load() || time.Now().UnixNano() < a.slowUntil.Load() {
 		return
 	}
 	a.mu.Lock()
@@ -109,7 +114,8 @@ func (s *Store) takeIndexAlias(ctx context.Context, hash string) []byte {
 		return nil
 	case <-wait.C:
 		// It goes on to its own deadline; what it brings is dropped.
-		s.log.Debug("index alias slow; using the narinfo's", "hash", hash, "waited", time.Since(f.start))
+		a.slowUntil.Store(time.Now().Add(aliasSlowPause).UnixNano())
+		s.log.Warn("index alias slow; using the narinfo's index, and asking for no alias for a minute", "hash", hash, "waited", time.Since(f.start))
 		return nil
 	}
 	if f.err != nil {

@@ -254,4 +254,13 @@ func TestIndexAliasHangingKey(t *testing.T) {
 	if kl, _ := s.listings.get(hash); kl == nil || kl.index == nil {
 		t.Fatal("the path is not read by its index")
 	}
+	// For a while, lookups ask for no alias: one hanging key does not
+	// cost every lookup its wait.
+	s.startIndexAlias("00000000000000000000000000000000")
+	s.aliases.mu.Lock()
+	pending := len(s.aliases.pending)
+	s.aliases.mu.Unlock()
+	if pending != 0 {
+		t.Error("an alias was asked for right after one outwaited its lookup")
+	}
 }
