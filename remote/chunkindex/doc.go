@@ -35,7 +35,10 @@
 // such a cache fetches that copy in parallel with the narinfo, so a
 // lookup costs one round trip, not two; the copy is checked exactly as the
 // object the narinfo names, and one that does not verify (a path
-// re-indexed since, a foreign object) is ignored for the narinfo's.
+// re-indexed since, a foreign object) is ignored for the narinfo's. Nor
+// is one waited for long: a copy not there within as long again as it has
+// been in flight (0.5 to 2 s) is given up for the narinfo's, and the
+// reader asks for no alias for a minute after.
 //
 // # The index object
 //
