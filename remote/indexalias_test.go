@@ -72,6 +72,18 @@ func withAliases(t *testing.T, c *indexedCache, hash string, alias []byte) {
 	putFile(t, filepath.Join(c.dir, "nix-cache-info"), append(info, chunkindex.CacheInfoKey+": 1\n"...))
 }
 
+// indexedTree makes an indexed cache of pathTree and returns it, the
+// path's hash part and its index object.
+func indexedTree(t *testing.T) (*indexedCache, string, []byte) {
+	t.Helper()
+	c := makeIndexedCache(t, pathTree, "zstd")
+	idx, err := os.ReadFile(filepath.Join(c.dir, "index", "x.nidx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, hashPart(pathTree), idx
+}
+
 func openHTTPStore(t *testing.T, url string, cfg Config) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), url, cfg)
@@ -83,12 +95,7 @@ func openHTTPStore(t *testing.T, url string, cfg Config) *Store {
 }
 
 func TestIndexAliasFetchedWithNarinfo(t *testing.T) {
-	c := makeIndexedCache(t, pathTree, "zstd")
-	hash := hashPart(pathTree)
-	idx, err := os.ReadFile(filepath.Join(c.dir, "index", "x.nidx"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, hash, idx := indexedTree(t)
 	withAliases(t, c, hash, idx)
 	srv, url := newAliasServer(t, c.dir, true)
 	s := openHTTPStore(t, url, byRanges(t))
@@ -143,12 +150,7 @@ func TestIndexAliasStaleOrForeignIgnored(t *testing.T) {
 		{"garbage", func(*indexedCache, []byte) []byte { return []byte("not an index") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := makeIndexedCache(t, pathTree, "zstd")
-			hash := hashPart(pathTree)
-			idx, err := os.ReadFile(filepath.Join(c.dir, "index", "x.nidx"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, hash, idx := indexedTree(t)
 			withAliases(t, c, hash, tc.alias(c, idx))
 			srv, url := newAliasServer(t, c.dir, false)
 			s := openHTTPStore(t, url, byRanges(t))
@@ -192,12 +194,7 @@ func TestIndexAliasNotAskedOfStockCaches(t *testing.T) {
 // A cache without the nix-cache-info line is learnt from: once a narinfo
 // names an index, later lookups ask for aliases too.
 func TestIndexAliasLearntFromNarinfos(t *testing.T) {
-	c := makeIndexedCache(t, pathTree, "zstd")
-	hash := hashPart(pathTree)
-	idx, err := os.ReadFile(filepath.Join(c.dir, "index", "x.nidx"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, hash, idx := indexedTree(t)
 	putFile(t, filepath.Join(c.dir, chunkindex.AliasKey(hash)), idx)
 	srv, url := newAliasServer(t, c.dir, false)
 	s := openHTTPStore(t, url, byRanges(t))
@@ -215,12 +212,7 @@ func TestIndexAliasLearntFromNarinfos(t *testing.T) {
 // listing a moment, not the whole timeout: the narinfo's own index is
 // fetched after a short wait, and the path reads by its index.
 func TestIndexAliasHangingKey(t *testing.T) {
-	c := makeIndexedCache(t, pathTree, "zstd")
-	hash := hashPart(pathTree)
-	idx, err := os.ReadFile(filepath.Join(c.dir, "index", "x.nidx"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, hash, idx := indexedTree(t)
 	withAliases(t, c, hash, idx)
 	release := make(chan struct{})
 	files := http.FileServer(http.Dir(c.dir))
