@@ -129,6 +129,10 @@ func (r *storePathRef) waitInvalidated(ctx context.Context) {
 	if ch == nil {
 		return
 	}
+	// The walk waits only for directory locks, which the kernel holds
+	// for lookups bounded by --timeout themselves; bound this wait too.
+	ctx, cancel := r.st.store.OpContext(ctx)
+	defer cancel()
 	select {
 	case <-ch:
 	case <-ctx.Done():

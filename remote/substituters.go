@@ -41,6 +41,13 @@ type Substituters struct {
 	log    *slog.Logger
 }
 
+// OpContext bounds one user-facing operation that waits on no cache
+// itself (the mount's own bookkeeping) by Config.Timeout, like every
+// operation on a cache.
+func (s *Substituters) OpContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return s.caches[0].opContext(ctx)
+}
+
 // OpenSubstituters opens every cache in storeURLs (Nix syntax) with cfg.
 // An unreachable cache does not fail it (its paths are served from the
 // local cache until it answers); a malformed URL, refused credentials or
