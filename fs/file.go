@@ -34,6 +34,11 @@ type fileNode struct {
 	passthru bool // their mode, while opens > 0
 
 	shared sharedHandle // reads without OPEN (Options.NoOpen)
+
+	// cached: the file's verified contents were given to the kernel's
+	// page cache at an OPEN (storeContents), which keeps them across
+	// opens (FOPEN_KEEP_CACHE); later opens need not give them again.
+	cached atomic.Bool
 }
 
 // admit counts a new handle and says whether it may use passthrough
@@ -131,8 +136,51 @@ func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscal
 	if f.admit(r.st.passthrough && !shared && vn.Size >= passthroughMinSize && file.Own()) {
 		return &passthroughHandle{h}, 0
 	}
+	if !shared && file.Size < passthroughMinSize {
+		f.storeContents(h)
+	}
 	return h, 0
 }
+
+// storeContents gives a small file's verified contents to the kernel's
+// page cache before the OPEN is answered, once per inode: the reads that
+// follow are then answered by the kernel itself, which spares a READ
+// round trip per file (a third of what a cold walk of many small files
+// costs). A file not stored, or evicted later, is read as usual.
+func (f *fileNode) storeContents(h *fileHandle) {
+	size := h.file.Size
+	if size <= 0 || !f.cached.CompareAndSwap(false, true) {
+		return
+	}
+	pool := &storeBufs[0]
+	if size > smallStore {
+		pool = &storeBufs[1]
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
+	buf := (*bp)[:size]
+	if n, err := h.file.ReadAt(buf, 0); int64(n) != size {
+		// The READs that follow report it.
+		f.cached.Store(false)
+		f.ref.st.log.Debug("reading a file to give the kernel failed", "path", f.display(), "err", err)
+		return
+	}
+	if errno := f.WriteCache(0, buf); errno != 0 {
+		f.cached.Store(false)
+		f.ref.st.log.Debug("the kernel did not take a file's contents", "path", f.display(), "err", errno)
+		return
+	}
+	h.m.Served(size)
+}
+
+// storeBufs hold a file's contents while storeContents hands them to the
+// kernel: most files are small, the rest below passthroughMinSize.
+var storeBufs = [2]sync.Pool{
+	{New: func() any { b := make([]byte, smallStore); return &b }},
+	{New: func() any { b := make([]byte, passthroughMinSize); return &b }},
+}
+
+const smallStore = 64 << 10
 
 var _ = (fs.NodeReader)((*fileNode)(nil))
 
