@@ -106,7 +106,12 @@ func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscal
 		// (While passthrough opens of it run, the file has a file of its
 		// own, so it is not here.)
 		f.admit(false)
-		return &chunkedHandle{f: cf, log: r.st.log, m: r.st.metrics, node: f}, 0
+		h := &chunkedHandle{f: cf, log: r.st.log, m: r.st.metrics, node: f}
+		if !shared && cf.Node().Size < passthroughMinSize {
+			// Only what is already here: an open fetches nothing.
+			f.storeContents(cf.Node().Size, h.m, func(p []byte) bool { _, ok := cf.ReadCached(p); return ok })
+		}
+		return h, 0
 	}
 	if !errors.Is(err, remote.ErrNotIndexed) {
 		return nil, toErrno(r.st.log, "open", r.display(f.sub), err)
@@ -137,19 +142,19 @@ func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscal
 		return &passthroughHandle{h}, 0
 	}
 	if !shared && file.Size < passthroughMinSize {
-		f.storeContents(h)
+		f.storeContents(file.Size, h.m, func(p []byte) bool { n, _ := file.ReadAt(p, 0); return n == len(p) })
 	}
 	return h, 0
 }
 
-// storeContents gives a small file's verified contents to the kernel's
-// page cache before the OPEN is answered, once per inode: the reads that
-// follow are then answered by the kernel itself, which spares a READ
-// round trip per file (a third of what a cold walk of many small files
-// costs). A file not stored, or evicted later, is read as usual.
-func (f *fileNode) storeContents(h *fileHandle) {
-	size := h.file.Size
-	if size <= 0 || !f.cached.CompareAndSwap(false, true) {
+// storeContents gives a small file's verified contents (read by read into
+// a buffer of size bytes) to the kernel's page cache before the OPEN is
+// answered, once per inode: the reads that follow are then answered by
+// the kernel itself, which spares a READ round trip per file (a third of
+// what a cold walk of many small files costs). A file not stored (read
+// said no), or evicted later, is read as usual.
+func (f *fileNode) storeContents(size int64, m Metrics, read func(p []byte) bool) {
+	if size <= 0 || size > passthroughMinSize || !f.cached.CompareAndSwap(false, true) {
 		return
 	}
 	pool := &storeBufs[0]
@@ -159,10 +164,9 @@ func (f *fileNode) storeContents(h *fileHandle) {
 	bp := pool.Get().(*[]byte)
 	defer pool.Put(bp)
 	buf := (*bp)[:size]
-	if n, err := h.file.ReadAt(buf, 0); int64(n) != size {
-		// The READs that follow report it.
+	if !read(buf) {
+		// Not here yet, or a failure the READs that follow report.
 		f.cached.Store(false)
-		f.ref.st.log.Debug("reading a file to give the kernel failed", "path", f.display(), "err", err)
 		return
 	}
 	if errno := f.WriteCache(0, buf); errno != 0 {
@@ -170,7 +174,7 @@ func (f *fileNode) storeContents(h *fileHandle) {
 		f.ref.st.log.Debug("the kernel did not take a file's contents", "path", f.display(), "err", errno)
 		return
 	}
-	h.m.Served(size)
+	m.Served(size)
 }
 
 // storeBufs hold a file's contents while storeContents hands them to the
@@ -260,6 +264,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 		h.log.Error("read failed: the local cache file is shorter than the verified listing says", "path", h.node.display(), "offset", off, "got", n, "want", want)
 		return nil, syscall.EIO
 	}
+	if off == 0 && int64(n) == h.file.Size {
+		h.node.cached.Store(true) // the kernel has it all: nothing to store
+	}
 	h.m.Served(int64(n))
 	return fuse.ReadResultData(dest[:n]), 0
 }
@@ -307,6 +314,9 @@ func (h *chunkedHandle) Read(ctx context.Context, dest []byte, off int64) (_ fus
 	n, err := h.f.ReadAt(ctx, dest, off)
 	if err != nil && err != io.EOF {
 		return nil, toErrno(h.log, "read", h.node.display(), err)
+	}
+	if off == 0 && int64(n) == h.f.Node().Size {
+		h.node.cached.Store(true) // the kernel has it all: nothing to store
 	}
 	h.m.Served(int64(n))
 	return fuse.ReadResultData(dest[:n]), 0

@@ -7,7 +7,9 @@
 # taken on (default loopback, s3-region and wan: integration/linkshape).
 # NARFS_BENCH_ONLY=stock runs only measures 15, 17 and 18 (stock caches).
 # NARFS_BENCH_ONLY=indexed runs only measures 10–14 (per-file reads of a
-# cache written by narfs push); NARFS_BENCH_RUNS=N sets the runs per figure.
+# cache written by narfs push); NARFS_BENCH_ONLY=closure runs only 1, 3
+# and 16 (a cold closure), of the caches NARFS_BENCH_COMPRESSIONS=zstd,...
+# names; NARFS_BENCH_RUNS=N sets the runs per figure.
 # NARFS_BENCH_NARSERVE=path/to/nar-serve (or nar-serve on PATH) adds
 # numtide/nar-serve as measure 11's reference.
 set -euo pipefail

@@ -17,7 +17,9 @@ import (
 // the native disk on one workload, every figure a ratio or count from the
 // same run, medians of NARFS_BENCH_RUNS (default 5) runs. It prints a
 // markdown table and writes it to NARFS_BENCH_OUT when set.
-// NARFS_BENCH_ONLY=indexed runs only the indexed-cache measures (10–14).
+// NARFS_BENCH_ONLY=indexed runs only the indexed-cache measures (10–14),
+// =stock only 15, 17 and 18, =closure only 1, 3 and 16 (the cold closure);
+// NARFS_BENCH_COMPRESSIONS=zstd,xz limits the caches of the last.
 func TestBenchReport(t *testing.T) {
 	if os.Getenv("NARFS_BENCH") != "1" {
 		t.Skip("set NARFS_BENCH=1 (make bench)")
@@ -25,11 +27,14 @@ func TestBenchReport(t *testing.T) {
 	requireE2E(t)
 	only := os.Getenv("NARFS_BENCH_ONLY")
 	switch only {
-	case "", "indexed", "stock":
+	case "", "indexed", "stock", "closure":
 	default:
-		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed, stock or nothing", only)
+		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed, stock, closure or nothing", only)
 	}
-	b := newBench(t, only == "")
+	b := newBench(t, only == "" || only == "closure")
+	if only == "closure" {
+		b.coldReadsAndClosure()
+	}
 	if only == "" {
 		b.coldReadsAndClosure()  // measures 1, 3 (and 9)
 		b.coldMetadata()         // measure 2
@@ -39,10 +44,10 @@ func TestBenchReport(t *testing.T) {
 		b.memoryOverall()        // measure 7 (whole run)
 		b.decoders()             // measure 8
 	}
-	if only != "stock" {
+	if only != "stock" && only != "closure" {
 		b.indexed() // measures 10–14
 	}
-	if only != "indexed" {
+	if only != "indexed" && only != "closure" {
 		b.stock() // measures 15, 17 and 18
 	}
 	report := b.table()
@@ -164,6 +169,9 @@ func (b *bench) coldReadsAndClosure() {
 	profiles := benchProfiles(t)
 	smallSize := fileSize(t, "/nix/store/"+b.w.SmallFile)
 	for _, c := range benchCompressions {
+		if v := os.Getenv("NARFS_BENCH_COMPRESSIONS"); v != "" && !slices.Contains(strings.Split(v, ","), c.name) {
+			continue
+		}
 		srv := b.http[c.name]
 		links := linksTo(t, srv.URL, profiles)
 		all := map[string]*closureSamples{}

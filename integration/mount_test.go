@@ -20,7 +20,8 @@ type mounted struct {
 	exited  chan error
 	drained chan struct{} // closed when the log pipe hits EOF
 	startup time.Duration // exec to the "mounted" log line
-	mu      sync.Mutex    // protects log
+	stopped sync.Once
+	mu      sync.Mutex // protects log
 	log     bytes.Buffer
 }
 
@@ -106,8 +107,13 @@ func startMountAt(t testing.TB, bin, url, dir string, env []string, args ...stri
 }
 
 // stop sends SIGTERM and checks that the daemon exits cleanly and leaves
-// no mount behind.
+// no mount behind; the calls after the first do nothing.
 func (m *mounted) stop(t testing.TB) {
+	t.Helper()
+	m.stopped.Do(func() { m.stopOnce(t) })
+}
+
+func (m *mounted) stopOnce(t testing.TB) {
 	t.Helper()
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	select {

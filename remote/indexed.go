@@ -439,6 +439,22 @@ func (f *ChunkedFile) ReadAt(ctx context.Context, p []byte, off int64) (int, err
 	return got, nil
 }
 
+// ReadCached reads the whole file into p (at least its size) if every
+// chunk it spans is already verified in the local cache, and fetches
+// nothing: ok is false when a chunk is missing or the read fails.
+func (f *ChunkedFile) ReadCached(p []byte) (n int, ok bool) {
+	size := f.node.Size
+	if int64(len(p)) < size {
+		return 0, false
+	}
+	first, last := f.ref.b.Index().Span(f.node.NarOffset, size)
+	if !f.ref.b.Complete(first, last) {
+		return 0, false
+	}
+	n, err := f.ref.b.ReadVerified(p[:size], f.node.NarOffset)
+	return n, err == nil && int64(n) == size
+}
+
 // ensure fetches and verifies what a read of n bytes at off needs, with
 // readahead, and returns how many bytes of the file it covers.
 func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {

@@ -507,3 +507,42 @@ func TestSmallReadaheadGrowsOnNearbyReads(t *testing.T) {
 		t.Errorf("readahead %v, want %v", got, want)
 	}
 }
+
+// ReadCached gives a file's bytes only once every chunk it spans is
+// verified here, and never fetches.
+func TestIndexedReadCached(t *testing.T) {
+	c := makeIndexedCache(t, pathTree, "zstd")
+	s := openStore(t, c.dir, "", byRanges(t))
+	p := mustResolve(t, s, pathTree)
+	files := filesOf(c.listing)
+	var small string
+	for name, n := range files {
+		if n.Size > 0 && n.Size < 4096 {
+			small = name
+			break
+		}
+	}
+	f, err := s.OpenChunked(context.Background(), p, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want := contentsOf(c, files[small])
+	buf := make([]byte, len(want)+10)
+	if _, ok := f.ReadCached(buf); ok {
+		t.Fatal("ReadCached of a cold file: ok")
+	}
+	if st := s.Stats(); st.NarGets != 0 {
+		t.Fatalf("ReadCached fetched: %+v", st)
+	}
+	if _, ok := f.ReadCached(buf[:len(want)-1]); ok {
+		t.Fatal("ReadCached into a buffer shorter than the file: ok")
+	}
+	if _, err := io.ReadAll(f.Reader(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	n, ok := f.ReadCached(buf)
+	if !ok || !bytes.Equal(buf[:n], want) {
+		t.Fatalf("ReadCached after a read: %v, %d bytes, equal %v", ok, n, bytes.Equal(buf[:n], want))
+	}
+}
