@@ -105,11 +105,13 @@ func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, erro
 		if err := s.failed.get(fk); err != nil {
 			return nil, err
 		}
+		// The references' fetches start with this one, not after it: a
+		// walk of the closure then finds them fetched, or under way.
+		s.prefetchReferences(p)
 		e, err := s.fetch(context.WithoutCancel(ctx), p, key)
 		switch {
 		case err == nil:
 			s.stats.fetches.Add(1)
-			s.prefetchReferences(p)
 		case errors.Is(err, ErrCorrupt):
 			s.stats.corrupt.Add(1)
 			s.failed.add(fk, err, corruptMemo, corruptMemo)

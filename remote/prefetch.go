@@ -126,7 +126,7 @@ func (s *Store) prefetchReferences(p *PathInfo) {
 			if err == nil {
 				var indexed bool
 				if indexed, err = info.src.prefetch(ctx, info); err == nil && indexed {
-					// Whole NARs queue their references when fetched;
+					// Whole NARs queue their references as their fetch starts;
 					// indexed paths do it here.
 					info.src.prefetchReferences(info)
 				}
