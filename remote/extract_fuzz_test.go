@@ -99,11 +99,13 @@ func FuzzVerifyNAR(f *testing.F) {
 		if narSize <= 0 {
 			return // narinfo.Parse refuses these
 		}
-		v := &verifier{r: bytes.NewReader(data), limit: narSize, sha: sha256.New()}
-		l, err := nar.BuildListing(v)
+		v := &verifier{limit: narSize, sha: sha256.New()}
+		r := newInspectedReadAhead(io.LimitReader(bytes.NewReader(data), satAdd(narSize, 1)), 2, 4096, v.inspect)
+		l, err := nar.BuildListing(r)
 		if err == nil {
-			err = drain(v)
+			err = drain(r)
 		}
+		r.Close() // v is the inspector's until it has stopped
 		if v.n > narSize && v.n-narSize > 1 {
 			t.Fatalf("read %d bytes with NarSize %d", v.n, narSize)
 		}

@@ -322,18 +322,16 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 		}
 	}
 	// Three stages overlap, each on its goroutine with bounded queues
-	// between them: download and decompression; hashing; parsing and
-	// writing (this goroutine). A cold fetch costs the slowest stage,
-	// not their sum. The decompressed stream is cut at NarSize+1 bytes
-	// before the first queue, so a decompression bomb is not read far
-	// past the verifier's limit. v's fields are read here only after the
-	// hashing stage has handed over its end (EOF), which it sends after
-	// its last write to them. On the way out the download is cancelled
-	// first, so every stage's Read returns and each can stop.
-	decoded := newReadAhead(io.LimitReader(dec, satAdd(ni.NarSize, 1)), aheadDepth, aheadBuffer)
-	defer decoded.Close()
-	v.r = decoded
-	hashed := newReadAhead(v, aheadDepth, aheadBuffer)
+	// between them: download and decompression; hashing (of the same
+	// buffers, not a copy); parsing and writing (this goroutine). A cold
+	// fetch costs the slowest stage, not their sum. The decompressed
+	// stream is cut at NarSize+1 bytes before the first queue, so a
+	// decompression bomb is not read far past the verifier's limit. v's
+	// fields are read here only after the hashing stage has handed over
+	// its end (EOF), which it sends after its last write to them. On the
+	// way out the download is cancelled first, so every stage's Read
+	// returns and each can stop.
+	hashed := newInspectedReadAhead(io.LimitReader(dec, satAdd(ni.NarSize, 1)), 2*aheadDepth, aheadBuffer, v.inspect)
 	defer hashed.Close()
 	defer cancel()
 
@@ -545,32 +543,27 @@ func (w *blobWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// verifier hashes and counts the decompressed NAR, refusing to read more
-// than NarSize+1 bytes so a decompression bomb stops early.
+// verifier hashes and counts the decompressed NAR, which reaches it cut
+// at NarSize+1 bytes: one byte more than NarSize says is enough to know
+// the NAR is longer.
 type verifier struct {
-	r     io.Reader
 	limit int64 // NarSize: any value a cache may send, up to MaxInt64
-	n     int64
+	n     int64 // at most limit+1 (the stream is cut there), so no overflow
 	sha   hash.Hash
 	extra hash.Hash // CA hash of the whole NAR, when not sha256
 }
 
-func (v *verifier) Read(p []byte) (int, error) {
-	if v.n > v.limit {
-		return 0, fmt.Errorf("NAR is longer than NarSize %d", v.limit)
-	}
-	// One byte past the limit is allowed so that "longer" is detected;
-	// computed without overflowing when NarSize is MaxInt64.
-	if left := v.limit - v.n; left < math.MaxInt64 && int64(len(p)) > left+1 {
-		p = p[:left+1]
-	}
-	n, err := v.r.Read(p)
-	v.n += int64(n)
-	v.sha.Write(p[:n])
+// inspect takes the NAR's next bytes (newInspectedReadAhead).
+func (v *verifier) inspect(p []byte) error {
+	v.n += int64(len(p))
+	v.sha.Write(p)
 	if v.extra != nil {
-		v.extra.Write(p[:n])
+		v.extra.Write(p)
 	}
-	return n, err
+	if v.n > v.limit {
+		return fmt.Errorf("NAR is longer than NarSize %d", v.limit)
+	}
+	return nil
 }
 
 // satAdd is a+b for non-negative values, at most MaxInt64.

@@ -14,10 +14,11 @@ import (
 // Close stops the goroutine after its current Read and waits for it; the
 // caller makes that Read return (fetch cancels the download's context).
 type readAhead struct {
-	full chan aheadBuf // filled buffers in order; closed after the last
-	free chan []byte   // empty buffers
-	stop chan struct{} // closed by Close
-	done sync.WaitGroup
+	full   chan aheadBuf // buffers for the caller, in order; closed after the last
+	filled chan aheadBuf // with an inspector: buffers for it, in order
+	free   chan []byte   // empty buffers
+	stop   chan struct{} // closed by Close
+	done   sync.WaitGroup
 
 	// The caller's goroutine only.
 	cur  aheadBuf
@@ -32,6 +33,14 @@ type aheadBuf struct {
 }
 
 func newReadAhead(r io.Reader, depth, size int) *readAhead {
+	return newInspectedReadAhead(r, depth, size, nil)
+}
+
+// newInspectedReadAhead is newReadAhead with a third stage between the
+// two: inspect sees every buffer, in order, on a goroutine of its own,
+// before the caller does (hashing, without copying the stream once more).
+// An error from it ends the stream after that buffer.
+func newInspectedReadAhead(r io.Reader, depth, size int, inspect func([]byte) error) *readAhead {
 	a := &readAhead{
 		full: make(chan aheadBuf, depth),
 		free: make(chan []byte, depth),
@@ -40,14 +49,40 @@ func newReadAhead(r io.Reader, depth, size int) *readAhead {
 	for range depth {
 		a.free <- make([]byte, size)
 	}
+	out := a.full
+	if inspect != nil {
+		a.filled = make(chan aheadBuf, depth)
+		out = a.filled
+		a.done.Add(1)
+		go a.inspect(inspect)
+	}
 	a.done.Add(1)
-	go a.fill(r)
+	go a.fill(r, out)
 	return a
 }
 
-func (a *readAhead) fill(r io.Reader) {
+// inspect runs inspect over each filled buffer and hands it on.
+func (a *readAhead) inspect(inspect func([]byte) error) {
 	defer a.done.Done()
 	defer close(a.full)
+	for c := range a.filled {
+		if err := inspect(c.b); err != nil {
+			c.err = err
+		}
+		select {
+		case a.full <- c:
+		case <-a.stop:
+			return
+		}
+		if c.err != nil {
+			return
+		}
+	}
+}
+
+func (a *readAhead) fill(r io.Reader, out chan<- aheadBuf) {
+	defer a.done.Done()
+	defer close(out)
 	for {
 		var b []byte
 		select {
@@ -61,7 +96,7 @@ func (a *readAhead) fill(r io.Reader) {
 			err = io.EOF
 		}
 		select {
-		case a.full <- aheadBuf{b: b[:n], err: err}:
+		case out <- aheadBuf{b: b[:n], err: err}:
 		case <-a.stop:
 			return
 		}
