@@ -32,14 +32,11 @@ type aheadBuf struct {
 	err error // after b's bytes
 }
 
-func newReadAhead(r io.Reader, depth, size int) *readAhead {
-	return newInspectedReadAhead(r, depth, size, nil)
-}
-
-// newInspectedReadAhead is newReadAhead with a third stage between the
-// two: inspect sees every buffer, in order, on a goroutine of its own,
-// before the caller does (hashing, without copying the stream once more).
-// An error from it ends the stream after that buffer.
+// newInspectedReadAhead starts a readAhead of r, with, unless inspect is
+// nil, a third stage between the two: inspect sees every buffer, in
+// order, on a goroutine of its own, before the caller does (hashing,
+// without copying the stream once more). An error from it ends the
+// stream after that buffer.
 func newInspectedReadAhead(r io.Reader, depth, size int, inspect func([]byte) error) *readAhead {
 	a := &readAhead{
 		full: make(chan aheadBuf, depth),
