@@ -107,7 +107,7 @@ func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscal
 		// own, so it is not here.)
 		f.admit(false)
 		h := &chunkedHandle{f: cf, log: r.st.log, m: r.st.metrics, node: f}
-		if !shared && cf.Node().Size < passthroughMinSize {
+		if !shared {
 			// Only what is already here: an open fetches nothing.
 			f.storeContents(cf.Node().Size, h.m, func(p []byte) bool { _, ok := cf.ReadCached(p); return ok })
 		}
@@ -141,20 +141,20 @@ func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscal
 	if f.admit(r.st.passthrough && !shared && vn.Size >= passthroughMinSize && file.Own()) {
 		return &passthroughHandle{h}, 0
 	}
-	if !shared && file.Size < passthroughMinSize {
+	if !shared {
 		f.storeContents(file.Size, h.m, func(p []byte) bool { n, _ := file.ReadAt(p, 0); return n == len(p) })
 	}
 	return h, 0
 }
 
-// storeContents gives a small file's verified contents (read by read into
-// a buffer of size bytes) to the kernel's page cache before the OPEN is
+// storeContents gives a small file's verified contents (below
+// passthroughMinSize; read by read into a buffer of size bytes) to the kernel's page cache before the OPEN is
 // answered, once per inode: the reads that follow are then answered by
 // the kernel itself, which spares a READ round trip per file (a third of
 // what a cold walk of many small files costs). A file not stored (read
 // said no), or evicted later, is read as usual.
 func (f *fileNode) storeContents(size int64, m Metrics, read func(p []byte) bool) {
-	if size <= 0 || size > passthroughMinSize || !f.cached.CompareAndSwap(false, true) {
+	if size <= 0 || size >= passthroughMinSize || !f.cached.CompareAndSwap(false, true) {
 		return
 	}
 	pool := &storeBufs[0]

@@ -202,12 +202,11 @@ func TestMountSmallFilesComeWithOpen(t *testing.T) {
 	// pressure (seen on this machine for native files too); those are
 	// READ again.
 	limit := float64(len(files)) / 100
-	mounts := map[string]string{} // metrics address → mount point
-	check := func(t *testing.T, addr string) {
+	check := func(t *testing.T, dir, addr string) {
 		t.Helper()
 		var reads, served [2]float64
 		for round := range 2 {
-			readAll(t, mounts[addr])
+			readAll(t, dir)
 			s, _ := scrapeMetrics(t, addr)
 			reads[round] = sum(s, "narfs_fuse_operations_total", `op="read"`)
 			served[round] = sum(s, "narfs_served_bytes_total")
@@ -225,8 +224,8 @@ func TestMountSmallFilesComeWithOpen(t *testing.T) {
 	t.Run("stock", func(t *testing.T) {
 		h := serveHTTP(t, c.caches["zstd"])
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		mounts[addr] = mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey, "--metrics-listen", addr).Dir
-		check(t, addr)
+		m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey, "--metrics-listen", addr)
+		check(t, m.Dir, addr)
 	})
 	t.Run("indexed", func(t *testing.T) {
 		h := serveHTTP(t, pushClosure(t, c, "--compression", "zstd"))
@@ -236,8 +235,8 @@ func TestMountSmallFilesComeWithOpen(t *testing.T) {
 		first.stop(t)
 		gets := h.narGets()
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		mounts[addr] = mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey, "--cache-dir", cache, "--metrics-listen", addr).Dir
-		check(t, addr)
+		m := mountNarfs(t, h.URL, nil, "--trusted-public-keys", c.publicKey, "--cache-dir", cache, "--metrics-listen", addr)
+		check(t, m.Dir, addr)
 		if n := h.narGets() - gets; n != 0 {
 			t.Errorf("the second mount of the cache dir made %d NAR requests", n)
 		}

@@ -6,16 +6,17 @@ import (
 )
 
 // readAhead runs r's Reads on a goroutine of its own, at most depth
-// buffers of size bytes ahead of the caller: the stage before it (say
-// the download and the decompressor) and the caller's (hashing, or
-// parsing and writing the NAR) overlap, so a cold fetch costs the slowest
-// stage, not their sum.
+// buffers of size bytes ahead of the caller, and an inspector over each
+// buffer on a second goroutine: the stages (say download and
+// decompression; hashing; parsing and writing the NAR) overlap, so a cold
+// fetch costs the slowest stage, not their sum.
 //
-// Close stops the goroutine after its current Read and waits for it; the
-// caller makes that Read return (fetch cancels the download's context).
+// Close stops the goroutines after the current Read and waits for them;
+// the caller makes that Read return (fetch cancels the download's
+// context).
 type readAhead struct {
-	full   chan aheadBuf // buffers for the caller, in order; closed after the last
-	filled chan aheadBuf // with an inspector: buffers for it, in order
+	full   chan aheadBuf // inspected buffers for the caller, in order; closed after the last
+	filled chan aheadBuf // buffers for the inspector, in order
 	free   chan []byte   // empty buffers
 	stop   chan struct{} // closed by Close
 	done   sync.WaitGroup
@@ -32,29 +33,23 @@ type aheadBuf struct {
 	err error // after b's bytes
 }
 
-// newInspectedReadAhead starts a readAhead of r, with, unless inspect is
-// nil, a third stage between the two: inspect sees every buffer, in
-// order, on a goroutine of its own, before the caller does (hashing,
-// without copying the stream once more). An error from it ends the
-// stream after that buffer.
+// newInspectedReadAhead starts a readAhead of r: inspect sees every
+// buffer, in order, before the caller does (hashing the buffers the
+// caller then reads, without copying the stream once more). An error
+// from it ends the stream after that buffer.
 func newInspectedReadAhead(r io.Reader, depth, size int, inspect func([]byte) error) *readAhead {
 	a := &readAhead{
-		full: make(chan aheadBuf, depth),
-		free: make(chan []byte, depth),
-		stop: make(chan struct{}),
+		full:   make(chan aheadBuf, depth),
+		filled: make(chan aheadBuf, depth),
+		free:   make(chan []byte, depth),
+		stop:   make(chan struct{}),
 	}
 	for range depth {
 		a.free <- make([]byte, size)
 	}
-	out := a.full
-	if inspect != nil {
-		a.filled = make(chan aheadBuf, depth)
-		out = a.filled
-		a.done.Add(1)
-		go a.inspect(inspect)
-	}
-	a.done.Add(1)
-	go a.fill(r, out)
+	a.done.Add(2)
+	go a.fill(r)
+	go a.inspect(inspect)
 	return a
 }
 
@@ -77,9 +72,9 @@ func (a *readAhead) inspect(inspect func([]byte) error) {
 	}
 }
 
-func (a *readAhead) fill(r io.Reader, out chan<- aheadBuf) {
+func (a *readAhead) fill(r io.Reader) {
 	defer a.done.Done()
-	defer close(out)
+	defer close(a.filled)
 	for {
 		var b []byte
 		select {
@@ -93,7 +88,7 @@ func (a *readAhead) fill(r io.Reader, out chan<- aheadBuf) {
 			err = io.EOF
 		}
 		select {
-		case out <- aheadBuf{b: b[:n], err: err}:
+		case a.filled <- aheadBuf{b: b[:n], err: err}:
 		case <-a.stop:
 			return
 		}

@@ -44,13 +44,6 @@ func TestInspectedReadAhead(t *testing.T) {
 		t.Fatalf("with the inspector failing past 10000 bytes: %d bytes, %v; want 12288 (three buffers) and its error", len(got), err)
 	}
 
-	// Without an inspector: two stages.
-	r = newInspectedReadAhead(bytes.NewReader(data), 2, 4096, nil)
-	if got, err = io.ReadAll(r); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("without an inspector: %d bytes, %v", len(got), err)
-	}
-	r.Close()
-
 	// Close while nobody reads stops both goroutines.
 	r = newInspectedReadAhead(bytes.NewReader(data), 2, 4096, func([]byte) error { return nil })
 	r.Close()
