@@ -85,7 +85,7 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 			return kl, nil
 		}
 		err := errListingsOff
-		if !s.cfg.VerifiedMetadataOnly {
+		if s.unsignedMetadataOK(p) {
 			var kl *knownListing
 			if kl, err = s.remoteListing(ctx, p); err == nil {
 				s.listings.add(p.Path.Hash, kl)
@@ -112,7 +112,8 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 	return v.(*knownListing), nil
 }
 
-// errListingsOff: Config.VerifiedMetadataOnly; the NAR is the only source.
+// errListingsOff: Config.VerifiedMetadataOnly, or an indexed cache
+// (unsignedMetadataOK); the NAR is the only source.
 var errListingsOff = errors.New(".ls listings not used")
 
 // remoteListing fetches and checks the unsigned .ls. What can be checked

@@ -21,16 +21,18 @@ const rootPeek = 256 << 10
 // its first bytes instead of the whole NAR. A directory found that way has
 // nil Entries: Listing gives its contents. Like a .ls, a peeked header is
 // not verified until the NAR is fetched (and then cross-checked), so with
-// VerifiedMetadataOnly the whole NAR is fetched instead. A path that is a
+// VerifiedMetadataOnly, and on indexed caches (unsignedMetadataOK), the
+// signed index's listing or the whole NAR is used instead. A path that is a
 // single symlink is always verified first: its NAR is tiny, and a target
 // is exactly what a lie would want to choose.
 func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
-	if s.cfg.VerifiedMetadataOnly {
-		l, err := s.VerifiedListing(ctx, p)
+	if !s.unsignedMetadataOK(p) {
+		// An index's signed listing when it has one, else the NAR's.
+		kl, err := s.listing(ctx, p, true)
 		if err != nil {
 			return nil, err
 		}
-		return l.Root, nil
+		return kl.Root, nil
 	}
 	kl, err := s.listing(ctx, p, false)
 	if err == nil {

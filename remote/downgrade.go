@@ -1,0 +1,34 @@
+package remote
+
+import "github.com/narfs/narfs/remote/chunkindex"
+
+// A chunk index carries a signed listing, so on an indexed cache the
+// unsigned .ls (and a peek at the NAR's first header) is never needed for
+// metadata. Whoever can write to such a cache without its key could
+// otherwise reopen the .ls hole by downgrade: strip or spoil the index and
+// add a lying .ls. unsignedMetadataOK refuses unsigned metadata for every
+// path such a cache has, whenever one of these says it is indexed:
+//
+//   - the cache's nix-cache-info declares indexes (NarfsIndexAliases: 1);
+//   - the path's narinfo names an index (caches written before aliases);
+//   - an index of the path verified here before (its record is kept in
+//     the local cache beside the path's narinfo).
+//
+// Then the path's metadata comes from its index or, when that fails
+// (missing, spoiled, not answering), from its verified NAR, as with
+// --verified-metadata-only. What is left: a writer who also strips the
+// nix-cache-info line and the narinfo lines can still show .ls metadata,
+// within the NarSize limits, for paths this host never verified an index
+// of; --verified-metadata-only closes that too.
+func (s *Store) unsignedMetadataOK(p *PathInfo) bool {
+	if s.cfg.VerifiedMetadataOnly || s.declaresIndexes.Load() {
+		return false
+	}
+	if _, ok := p.NarInfo.Get(chunkindex.KeyURL); ok {
+		return false
+	}
+	if _, _, err := s.cache.GetRecord(s.recordNS, p.Path.Hash+".nidx"); err == nil {
+		return false
+	}
+	return true
+}
