@@ -186,7 +186,7 @@ func TestRefusedStaysInStep(t *testing.T) {
 		"VerifyStore":           new(msg).u64(uint64(OpVerifyStore)).u64(1).u64(0),
 		"ImportPaths":           new(msg).u64(uint64(OpImportPaths)),
 		"BuildPaths absent":     new(msg).u64(uint64(OpBuildPaths)).strs(memA, memNone).u64(0),
-		"BuildPaths derivation": new(msg).u64(uint64(OpBuildPaths)).strs(memA+".drv!out").u64(0),
+		"BuildPaths derivation": new(msg).u64(uint64(OpBuildPaths)).strs(memA + ".drv!out").u64(0),
 		"BuildPaths repair":     new(msg).u64(uint64(OpBuildPaths)).strs(memA).u64(1),
 	} {
 		t.Run(name, func(t *testing.T) {
