@@ -269,5 +269,6 @@ func (c *conn) handshake() error {
 		c.e.u64(2)
 	}
 	c.e.u64(stderrLast)
+	c.log.Debug("nix daemon: client connected", "client", fmt.Sprintf("1.%d", minor(client)), "protocol", fmt.Sprintf("1.%d", minor(c.version)))
 	return c.flush()
 }
