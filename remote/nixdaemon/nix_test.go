@@ -125,7 +125,7 @@ func startServer(t testing.TB, srv *Server) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	sock := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", sock)
+	ln, err := ListenUnix(sock, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

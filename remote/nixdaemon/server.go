@@ -148,6 +148,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	defer stop()
 	defer c.Close()
 	log := s.log().With("conn", fmt.Sprintf("%p", c))
+	if pid, uid, ok := peer(c); ok {
+		log = log.With("pid", pid, "uid", uid)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("nix daemon: panic serving a connection; closing it", "panic", r, "stack", string(debug.Stack()))

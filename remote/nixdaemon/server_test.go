@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -331,7 +332,7 @@ func TestConnectionsIndependent(t *testing.T) {
 	errs := make(chan error, 64)
 	for i := range 64 {
 		wg.Go(func() {
-			cl := dial(t, sock, ver(34+uint64(i%5)))
+			cl := dial(goroutineTB{t, errs}, sock, ver(34+uint64(i%5)))
 			for j := range 20 {
 				p := []string{memA, memB}[j%2]
 				info, ok, e := cl.queryPathInfo(p)
@@ -365,6 +366,23 @@ func TestConnectionsIndependent(t *testing.T) {
 	if _, ok, _ := dial(t, sock, ver(38)).queryPathInfo(memA); !ok {
 		t.Error("server dead after a panic")
 	}
+}
+
+// goroutineTB lets a client fail from a goroutine other than the
+// test's: Fatal records the failure and ends that goroutine only.
+type goroutineTB struct {
+	testing.TB
+	errs chan<- error
+}
+
+func (g goroutineTB) Helper() {}
+func (g goroutineTB) Fatal(args ...any) {
+	g.errs <- errors.New(fmt.Sprint(args...))
+	runtime.Goexit()
+}
+func (g goroutineTB) Fatalf(format string, args ...any) {
+	g.errs <- fmt.Errorf(format, args...)
+	runtime.Goexit()
 }
 
 // TestMaxConns: connections beyond MaxConns are closed at once, and a slot
