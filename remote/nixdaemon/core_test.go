@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote"
+	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/upload"
 )
 
 // openCore opens the cache in dir (trusting the fixtures' key, requiring
@@ -194,3 +199,74 @@ func (nopHash) Sum(b []byte) []byte         { return b }
 func (nopHash) Reset()                      {}
 func (nopHash) Size() int                   { return 0 }
 func (nopHash) BlockSize() int              { return 1 }
+
+// TestCoreNarIndexed: over a cache narfs indexed, the NAR is rebuilt from
+// the signed index's listing and chunk-verified file contents, byte for
+// byte the cache's NAR.
+func TestCoreNarIndexed(t *testing.T) {
+	ctx := context.Background()
+	cache := filepath.Join(t.TempDir(), "cache")
+	if err := os.CopyFS(cache, os.DirFS(filepath.Join(fixtureDir, "cache-xz"))); err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(cache, func(p string, d fs.DirEntry, err error) error {
+		if d.IsDir() {
+			return os.Chmod(p, 0o755)
+		}
+		return os.Chmod(p, 0o644)
+	})
+	skData, err := os.ReadFile("../../nar/testdata/keys/narfs-test-1.sk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := narinfo.ParseSecretKey(strings.TrimSpace(string(skData)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := upload.Open(ctx, "file://"+cache, backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	paths := []string{pathTree, pathApp, pathLink, pathFile}
+	var hashes []string
+	for _, p := range paths {
+		hashes = append(hashes, strings.TrimPrefix(p, "/nix/store/")[:32])
+	}
+	err = up.IndexAll(ctx, hashes, upload.IndexOptions{Key: sk, TempDir: t.TempDir()}, func(r upload.IndexResult) {
+		if r.Err != nil {
+			t.Errorf("index: %v", r.Err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := fixtureKeys(t)
+	subs, err := remote.OpenSubstituters(ctx, []string{"file://" + cache},
+		remote.Config{TrustedKeys: keys, RequireSigs: true, CacheDir: t.TempDir(), Logger: testLogger(t), IndexedWholeMax: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subs.Close()
+	c := NewCore(subs, keys)
+	for _, p := range paths {
+		pi, err := subs.Resolve(ctx, strings.TrimPrefix(p, "/nix/store/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := pi.NarInfo.Get(chunkindex.KeyURL); !ok {
+			t.Fatalf("%s is not indexed", p)
+		}
+		want, err := os.ReadFile(filepath.Join(fixtureDir, "cache-none", "nar", strings.TrimPrefix(pi.NarInfo.NarHash.String(), "sha256:")+".nar"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if err := c.NarFromPath(ctx, p, &got); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s: NAR differs from the cache's (%d vs %d bytes)", p, got.Len(), len(want))
+		}
+	}
+}
