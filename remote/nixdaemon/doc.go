@@ -39,8 +39,12 @@
 // Lengths and counts from a client are checked before anything is
 // allocated for them: a string the server keeps (a store path, an option
 // name or value, a signature) is at most MaxString (64 KiB) bytes; a
-// list or map has at most MaxList (2^20) elements; the strings and
-// elements of one request together at most MaxRequest (32 MiB). A
+// list or map has at most MaxList (2^18) elements; the strings of one
+// request and 32 bytes per list element together at most MaxRequest
+// (8 MiB, about 90,000 store paths). With at most Server.MaxConns (128)
+// connections, the memory clients can make the server hold is bounded
+// by MaxConns × (MaxRequest + 64 KiB of buffers), about 1 GiB, and is
+// a few KiB per connection in practice. A
 // string the server only skips (the text of AddTextToStore, a
 // derivation's environment) and framed payloads may be of any length:
 // they are read in 1 MiB pieces into nothing, bounded in time only.

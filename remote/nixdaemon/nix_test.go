@@ -243,6 +243,13 @@ func TestNixQueries(t *testing.T) {
 	if want := []string{pathLib, pathApp}; !slices.Equal(got, lines(strings.Join(want, "\n"))) {
 		t.Errorf("-qR = %q, want %q", got, want)
 	}
+	// QueryMissing: a valid path needs nothing, an absent one is unknown.
+	_, stderr, err := nix(t, env, "nix-store", "--store", store, "-r", "--dry-run", pathApp, pathNone)
+	if err != nil || !strings.Contains(stderr, "don't know how to build these paths:\n  "+pathNone) || strings.Contains(stderr, pathApp) {
+		t.Errorf("-r --dry-run: %v %q; want only %s unknown", err, stderr, pathNone)
+	}
+	// Building valid paths is a no-op (BuildPathsWithResults: AlreadyValid).
+	mustNix(t, env, "nix", "build", "--store", store, "--no-link", pathApp, pathTree)
 	// Referrers: none known (a binary cache has no reverse index).
 	if got := lines(mustNix(t, env, "nix-store", "--store", store, "-q", "--referrers", pathLib)); len(got) != 0 {
 		t.Errorf("--referrers = %q, want none", got)

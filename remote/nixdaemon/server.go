@@ -64,7 +64,7 @@ type Server struct {
 	// (so a client that stops reading a NAR is dropped). Default 2 min.
 	RequestTimeout time.Duration
 	// MaxConns bounds the connections served at once; more are closed as
-	// soon as they are accepted. Default 256.
+	// soon as they are accepted. Default 128.
 	MaxConns int
 	// Jobs bounds the lookups of one QueryValidPaths run at once. Default 16.
 	Jobs int
@@ -74,7 +74,7 @@ type Server struct {
 
 const (
 	defaultRequestTimeout = 2 * time.Minute
-	defaultMaxConns       = 256
+	defaultMaxConns       = 128
 	defaultJobs           = 16
 )
 

@@ -137,7 +137,7 @@ func TestDecoderBounds(t *testing.T) {
 		"boolean":      {new(msg).u64(2), func(d *decoder) error { _, err := d.boolean(); return err }},
 		"padding":      {new(msg).u64(3).u64(0x01000000), func(d *decoder) error { _, err := d.str(MaxString); return err }},
 		"skipped huge": {new(msg).u64(1 << 63), func(d *decoder) error { return d.skipStr(func() {}) }},
-		"budget": {new(msg).u64(MaxList).u64(MaxList).u64(MaxList).u64(MaxList).u64(MaxList), func(d *decoder) error {
+		"budget": {new(msg).u64(MaxList / 4).u64(MaxList / 4).u64(MaxList / 4).u64(MaxList / 4).u64(MaxList / 4), func(d *decoder) error {
 			for {
 				if _, err := d.count(); err != nil {
 					return err

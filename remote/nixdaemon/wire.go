@@ -16,12 +16,19 @@ const (
 	// a signature. Nix's own values are far shorter (a store path is at
 	// most its directory plus 245 bytes).
 	MaxString = 64 << 10
-	// MaxList bounds the elements of one list or map.
-	MaxList = 1 << 20
-	// MaxRequest bounds the bytes of strings and list elements in one
-	// request (its framed payload, which is discarded, aside), so that
-	// MaxList strings of MaxString bytes cannot be asked for at once.
-	MaxRequest = 32 << 20
+	// MaxList bounds the elements of one list or map (a QueryValidPaths
+	// of a whole system closure is a few thousand paths).
+	MaxList = 1 << 18
+	// MaxRequest bounds the memory one request may make the server hold:
+	// the bytes of its strings plus elementCost per list element (its
+	// framed payload and the strings it only skips aside), so that MaxList
+	// strings of MaxString bytes cannot be asked for at once. With
+	// Server.MaxConns connections, the server holds at most MaxConns ×
+	// (MaxRequest + 64 KiB of buffers) for its clients' requests.
+	MaxRequest = 8 << 20
+	// elementCost is what a list element costs in memory beyond its
+	// bytes (a string header and its slot in the slice).
+	elementCost = 32
 )
 
 // ErrProtocol marks input that breaks the protocol (a bound, a padding, a
@@ -82,8 +89,7 @@ func (d *decoder) count() (int, error) {
 	if n > MaxList {
 		return 0, fmt.Errorf("%w: list of %d elements (at most %d)", ErrProtocol, n, MaxList)
 	}
-	// Each element takes at least one word on the wire.
-	if err := d.spend(int64(n) * 8); err != nil {
+	if err := d.spend(int64(n) * elementCost); err != nil {
 		return 0, err
 	}
 	return int(n), nil
