@@ -16,7 +16,7 @@ import (
 )
 
 // errClose asks serve to close the connection after a reply that leaves
-// the stream out of step (see refuseAndClose).
+// the stream out of step (see refuse).
 var errClose = errors.New("closing after an operation narfs cannot skip")
 
 // perform reads op's arguments, answers it and flushes. A returned error

@@ -93,21 +93,22 @@ func (s *Server) requestTimeout() time.Duration {
 }
 
 // Serve accepts connections on ln and serves each on its own goroutine
-// until ctx is done; then it closes ln and every connection, waits for
-// their goroutines and returns nil. It returns the listener's error if
-// accepting fails for another reason.
+// until ctx is done or accepting fails. Either way it then closes ln and
+// every connection and waits for their goroutines; it returns nil when
+// ctx ended it, else the listener's error.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel() // closes ln and every connection (the AfterFuncs)
+		wg.Wait()
+	}()
+	context.AfterFunc(ctx, func() { ln.Close() })
 	maxConns := s.MaxConns
 	if maxConns <= 0 {
 		maxConns = defaultMaxConns
 	}
 	slots := make(chan struct{}, maxConns)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
 	var tempDelay time.Duration
 	for {
 		c, err := ln.Accept()

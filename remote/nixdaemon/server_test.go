@@ -2,9 +2,12 @@ package nixdaemon
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -422,4 +425,46 @@ func TestMaxConns(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestServeEnds: when accepting fails, Serve closes the connections it
+// serves and returns the error instead of waiting for them forever.
+func TestServeEnds(t *testing.T) {
+	dir, err := os.MkdirTemp("", "nixe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	srv := &Server{Store: newMemStore(), Log: testLogger(t)}
+	go func() { done <- srv.Serve(context.Background(), &failingListener{Listener: ln}) }()
+	cl := dial(t, filepath.Join(dir, "s"), ver(38)) // idle, open
+	ln.Close()                                      // Accept fails
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Serve returned nil after its listener failed")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve still waiting for an idle connection")
+	}
+	if !cl.closed() {
+		t.Error("connection left open")
+	}
+}
+
+// failingListener turns the closed listener's error into a plain one, as
+// when accept fails for a reason other than Serve's own ending.
+type failingListener struct{ net.Listener }
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, fmt.Errorf("accept failed: %w", errors.New("listener broken"))
+	}
+	return c, nil
 }
