@@ -205,6 +205,9 @@
 // CA only when it recomputes the store path; Deriver is the narinfo's,
 // which no signature covers, as for any path Nix substitutes;
 // RegistrationTime is 0 (binary caches record none); Ultimate is false.
+// With signature checking off (Config.RequireSigs false, or a cache URL
+// with trusted=true) every narinfo is valid and its metadata reported,
+// as the mount serves it, but still no signature that does not verify.
 // NarFromPath serialises the verified listing with the verified bytes of
 // each file (the local copy of a stock path, checked chunks of an indexed
 // one). NAR serialisation is canonical, so this is the cache's NAR byte
