@@ -43,11 +43,11 @@
 // request and 32 bytes per list element together at most MaxRequest
 // (8 MiB, about 90,000 store paths). With at most Server.MaxConns (128)
 // connections, the memory clients can make the server hold is bounded
-// by MaxConns × (MaxRequest + 64 KiB of buffers), about 1 GiB, and is
-// a few KiB per connection in practice. A
-// string the server only skips (the text of AddTextToStore, a
-// derivation's environment) and framed payloads may be of any length:
-// they are read in 1 MiB pieces into nothing, bounded in time only.
+// by MaxConns × (MaxRequest + 64 KiB of buffers), about 1 GiB; an idle
+// connection holds its 64 KiB of buffers. A string the server only skips
+// (the text of AddTextToStore, a derivation's environment) and framed
+// payloads may be of any length: they are read in 1 MiB pieces into
+// nothing, bounded in time only.
 // Booleans must be 0 or 1 and padding must be zero (Nix checks padding
 // too).
 //
