@@ -1,7 +1,12 @@
 package chunkindex
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"runtime"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/narfs/narfs/remote/narinfo"
 )
@@ -36,5 +41,48 @@ func FuzzDecode(f *testing.F) {
 		}
 		ni := &narinfo.NarInfo{}
 		_ = x.Matches(ni)
+	})
+}
+
+// FuzzDecodeChunk: stored bytes and a chunk length from a hostile cache
+// never panic DecodeChunk, never make it return more or other bytes than
+// the chunk names, and never make it decode far past the chunk's size.
+func FuzzDecodeChunk(f *testing.F) {
+	b := build(f, "zstd")
+	x, err := Decode(b.index)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, c := range x.Chunks[:2] {
+		f.Add(b.object[c.FileOffset:c.FileOffset+c.FileLen], c.NarLen, false)
+	}
+	enc, _ := zstd.NewWriter(nil)
+	var streamed bytes.Buffer
+	enc.Reset(&streamed)
+	enc.Write(make([]byte, 4<<20))
+	enc.Close()
+	f.Add(streamed.Bytes(), int64(1000), false)                        // a bomb without a declared size
+	f.Add(enc.EncodeAll(make([]byte, 4<<20), nil), int64(1000), false) // one that declares it
+	f.Add([]byte("not zstd"), int64(8), true)
+	f.Add([]byte{}, int64(-1), false)
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd}, int64(MaxChunk+1), false)
+	f.Fuzz(func(t *testing.T, stored []byte, narLen int64, none bool) {
+		y := *x
+		if none {
+			y.Compression = "none"
+		}
+		c := Chunk{NarLen: narLen, FileLen: int64(len(stored))}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		out, err := y.DecodeChunk(nil, c, stored)
+		runtime.ReadMemStats(&after)
+		if err == nil && (int64(len(out)) != narLen || sha256.Sum256(out) != c.SHA256) {
+			t.Fatalf("accepted %d bytes for a chunk of %d", len(out), narLen)
+		}
+		if narLen > 0 && narLen <= MaxChunk {
+			if got := after.TotalAlloc - before.TotalAlloc; got > 4*uint64(narLen)+uint64(len(stored))+(8<<20) {
+				t.Fatalf("decoding %d stored bytes for a chunk of %d allocated %d bytes", len(stored), narLen, got)
+			}
+		}
 	})
 }
