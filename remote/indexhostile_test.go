@@ -346,4 +346,3 @@ func TestIndexHangingKeysFallBack(t *testing.T) {
 		})
 	}
 }
-

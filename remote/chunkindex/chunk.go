@@ -69,7 +69,7 @@ func decodeFrames(dst, stored []byte, limit int64) ([]byte, error) {
 		dst = append(make([]byte, 0, int64(start)+limit), dst...)
 	}
 	// The capacity is the limit: DecodeAll refuses to grow past it.
-	dst = dst[:start : int64(start)+limit]
+	dst = dst[: start : int64(start)+limit]
 	out, err := chunkDecoder.DecodeAll(stored, dst)
 	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || (err == nil && int64(len(out)-start) > limit) {
 		return nil, fmt.Errorf("decodes to more than %d bytes", limit)
