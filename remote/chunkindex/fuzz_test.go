@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -15,12 +16,36 @@ import (
 // whatever Decode accepts satisfies every invariant a reader relies on.
 func FuzzDecode(f *testing.F) {
 	for _, comp := range []string{"none", "zstd"} {
-		f.Add(build(f, comp).index)
+		b := build(f, comp)
+		f.Add(b.index)
+		sealed, err := Seal(b.index, []string{SignPayload(b.key, b.ni, b.index)})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(sealed)
 	}
+	// Hostile headers and sizes: an endless header, too many signatures,
+	// a later layout, a payload that is no zstd, a bomb as payload, a
+	// chunk count far beyond the text.
+	f.Add([]byte("narfs-index 2\n" + strings.Repeat("Sig: a:b\n", MaxSigs+1) + "\n\x28\xb5\x2f\xfd"))
+	f.Add([]byte("narfs-index 2\nSig: " + strings.Repeat("a", MaxHeader) + "\n\n\x28\xb5\x2f\xfd"))
+	f.Add([]byte("narfs-index 3\nSig: a:b\n\n"))
+	f.Add([]byte("narfs-index 2\nSig: a:b\n\nplain"))
+	enc, _ := zstd.NewWriter(nil)
+	f.Add(append([]byte("narfs-index 2\nSig: a:b\n\n"), enc.EncodeAll(make([]byte, 8<<20), nil)...))
+	f.Add(enc.EncodeAll([]byte("narfs-index 1\nStorePath: /nix/store/ymydngcp0syr2bpvigprvim861rmkrvc-x\nNarHash: sha256:0000000000000000000000000000000000000000000000000000\nNarSize: 1\nURL: u\nCompression: none\nFileSize: 1\nFileHash: sha256:0000000000000000000000000000000000000000000000000000\nChunks: 9223372036854775807\nListing: 9223372036854775807\n\n"), nil))
 	f.Fuzz(func(t *testing.T, object []byte) {
+		if o, err := Split(object); err == nil {
+			if o.Version == 2 && (len(o.Sigs) == 0 || len(o.Sigs) > MaxSigs || len(object)-len(o.Payload) > MaxHeader) {
+				t.Fatalf("Split accepted a header beyond its bounds: %d signatures, %d bytes", len(o.Sigs), len(object)-len(o.Payload))
+			}
+		}
 		x, err := Decode(object)
 		if err != nil {
 			return
+		}
+		if int64(len(x.Chunks)) > MaxChunks(x.NarSize) {
+			t.Fatalf("%d chunks accepted for a NAR of %d bytes", len(x.Chunks), x.NarSize)
 		}
 		if err := x.check(); err != nil {
 			t.Fatalf("Decode accepted an index that fails check: %v", err)

@@ -24,7 +24,7 @@ import (
 // decode or does not hold together.
 var ErrInvalid = errors.New("invalid chunk index")
 
-// Narinfo keys of the index.
+// Narinfo keys of a layout-1 index (doc.go); narfs no longer writes them.
 const (
 	KeyURL  = "NarfsIndex"
 	KeySize = "NarfsIndexSize"
@@ -36,11 +36,11 @@ const (
 // reader may fetch it together with the narinfo.
 const CacheInfoKey = "NarfsIndexAliases"
 
-// AliasKey is where a cache written by narfs keeps a copy of the index of
-// the path with hash part hash: a name known before the narinfo arrives.
-// The copy is trusted exactly like the object the narinfo names (its
-// signature is checked against the narinfo's NarfsIndexSig lines and its
-// content against the narinfo), so a stale or foreign one is only ignored.
+// AliasKey is where a cache written by narfs keeps the index of the path
+// with hash part hash (layout 2; in layout-1 caches a copy of the object
+// the narinfo names): a name known before the narinfo arrives. It is
+// trusted only by its signature and checked against the narinfo, so a
+// stale or foreign one is only ignored.
 func AliasKey(hash string) string { return "index/" + hash + ".nidx" }
 
 // MaxChunk bounds one chunk's NAR bytes: a reader fetches and verifies a
