@@ -453,12 +453,7 @@ func (b *bench) addIdx(r benchRow) { b.idxRows = append(b.idxRows, r) }
 // index reads the chunk index of a path of the indexed cache.
 func (b *bench) index(base string) *chunkindex.Index {
 	t := b.t
-	ni := readNarinfo(t, filepath.Join(b.idx.Indexed, hashOf(base)+".narinfo"))
-	u, _, ok, err := chunkindex.Location(ni)
-	if err != nil || !ok {
-		t.Fatalf("%s has no chunk index: %v", base, err)
-	}
-	x, err := chunkindex.Decode(readFile(t, filepath.Join(b.idx.Indexed, u)))
+	x, err := chunkindex.Decode(readFile(t, filepath.Join(b.idx.Indexed, chunkindex.AliasKey(hashOf(base)))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,8 +464,7 @@ func (b *bench) index(base string) *chunkindex.Index {
 // of file rel of path base, and the size of the path's index object.
 func (b *bench) fileObjectBytes(base, rel string) (chunks, index int64) {
 	t := b.t
-	ni := readNarinfo(t, filepath.Join(b.idx.Indexed, hashOf(base)+".narinfo"))
-	_, index, _, _ = chunkindex.Location(ni)
+	index = int64(len(readFile(t, filepath.Join(b.idx.Indexed, chunkindex.AliasKey(hashOf(base))))))
 	x := b.index(base)
 	n, err := x.Listing.Find(rel)
 	if err != nil {

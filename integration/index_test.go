@@ -66,6 +66,9 @@ func TestIndexUpgrade(t *testing.T) {
 		if _, err := ni.Verify([]narinfo.PublicKey{pub}); err != nil {
 			t.Errorf("%s: Nix's signature no longer verifies: %v", p, err)
 		}
+		if len(ni.Extra) != 0 {
+			t.Errorf("%s: narinfo has lines Nix does not write: %v", p, ni.Extra)
+		}
 		if _, err := os.Stat(filepath.Join(dir, old.URL)); err != nil {
 			t.Errorf("%s: the old object is gone without --prune: %v", p, err)
 		}

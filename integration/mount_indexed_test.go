@@ -238,21 +238,25 @@ func TestMountIndexInvalid(t *testing.T) {
 			dir := pushClosure(t, c)
 			big := largestPath(t, c)
 			ni := readNarinfo(t, filepath.Join(dir, hashOf(big)+".narinfo"))
-			idxKey, _, _, _ := chunkindex.Location(ni)
-			// The alias is a copy of the same object: spoiled alike.
-			spoil(t, dir, filepath.Join(dir, idxKey))
-			spoil(t, dir, filepath.Join(dir, chunkindex.AliasKey(hashOf(big))))
+			alias := filepath.Join(dir, chunkindex.AliasKey(hashOf(big)))
+			spoil(t, dir, alias)
 			key := c.publicKey
 			if name == "other key" {
 				// The path stays trusted through the narinfo's Sig; the
 				// index's signature names a key nobody trusts.
-				sigs := ni.GetAll(chunkindex.KeySig)
-				for i, s := range sigs {
-					_, b64, _ := strings.Cut(s, ":")
-					sigs[i] = "someone-else-1:" + b64
+				o, err := chunkindex.Split(readFile(t, alias))
+				if err != nil {
+					t.Fatal(err)
 				}
-				ni.Set(chunkindex.KeySig, sigs...)
-				if err := os.WriteFile(filepath.Join(dir, hashOf(big)+".narinfo"), ni.Marshal(), 0o644); err != nil {
+				for i, s := range o.Sigs {
+					_, b64, _ := strings.Cut(s, ":")
+					o.Sigs[i] = "someone-else-1:" + b64
+				}
+				obj, err := chunkindex.Seal(o.Payload, o.Sigs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(alias, obj, 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -304,8 +308,7 @@ func TestMountIndexedOpenModes(t *testing.T) {
 func pushedIndex(t *testing.T, dir, base string) (*narinfo.NarInfo, *chunkindex.Index) {
 	t.Helper()
 	ni := readNarinfo(t, filepath.Join(dir, hashOf(base)+".narinfo"))
-	key, _, _, _ := chunkindex.Location(ni)
-	data, err := os.ReadFile(filepath.Join(dir, key))
+	data, err := os.ReadFile(filepath.Join(dir, chunkindex.AliasKey(hashOf(base))))
 	if err != nil {
 		t.Fatal(err)
 	}

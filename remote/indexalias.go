@@ -2,6 +2,8 @@ package remote
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,13 +12,15 @@ import (
 	"github.com/narfs/narfs/remote/chunkindex"
 )
 
-// Bounds of index aliases fetched ahead of their narinfo: one larger than
-// aliasMaxObject (an index of ~150k files) is fetched by the narinfo's URL
-// instead; at most aliasMaxPending are held, each for aliasKeep unless a
-// listing takes it sooner, so a hostile cache can pin at most their
-// product in memory.
+// Bounds of index aliases fetched ahead of their narinfo, before the
+// NarSize that bounds an index (chunkindex.ObjectBound) is known: one
+// larger than aliasMaxObject (an index of ~40k files) is fetched again,
+// within that bound, once the narinfo is there; at most aliasMaxPending
+// are held, each for aliasKeep unless a listing takes it sooner, so a
+// hostile cache can pin at most their product (8 MiB) in memory, a fixed
+// budget beside --listing-memory.
 const (
-	aliasMaxObject  = 2 << 20
+	aliasMaxObject  = 512 << 10
 	aliasMaxPending = 16
 	aliasKeep       = 30 * time.Second
 )
@@ -94,33 +98,44 @@ func (a *indexAliases) drop(hash string, f *aliasFetch) {
 	a.mu.Unlock()
 }
 
-// takeIndexAlias returns the alias object fetched for hash, waiting a
-// while for a fetch in flight, or nil when none was started, it failed or
-// it is slow.
-func (s *Store) takeIndexAlias(ctx context.Context, hash string) []byte {
+// errAliasSlow: an alias fetch outwaited its lookup.
+var errAliasSlow = errors.New("index alias not there in time")
+
+// takeIndexAlias returns the alias object fetched for hash, waiting for a
+// fetch in flight: until ctx ends when it is the path's only index
+// (only, layout 2), else a while (then the narinfo's is fetched). asked
+// is false when none was started; err says why there is no object.
+func (s *Store) takeIndexAlias(ctx context.Context, hash string, only bool) (obj []byte, err error, asked bool) {
 	a := &s.aliases
 	a.mu.Lock()
 	f := a.pending[hash]
 	delete(a.pending, hash)
 	a.mu.Unlock()
 	if f == nil {
-		return nil
+		return nil, nil, false
 	}
-	wait := time.NewTimer(min(max(time.Since(f.start), aliasWaitMin), aliasWaitMax))
-	defer wait.Stop()
+	var wait <-chan time.Time
+	if !only {
+		t := time.NewTimer(min(max(time.Since(f.start), aliasWaitMin), aliasWaitMax))
+		defer t.Stop()
+		wait = t.C
+	}
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return nil
-	case <-wait.C:
+		if only {
+			return nil, fmt.Errorf("%w (waited %v): %w", errAliasSlow, time.Since(f.start).Round(time.Millisecond), ctx.Err()), true
+		}
+		return nil, ctx.Err(), true
+	case <-wait:
 		// It goes on to its own deadline; what it brings is dropped.
 		a.slowUntil.Store(time.Now().Add(aliasSlowPause).UnixNano())
 		s.log.Warn("index alias slow; using the narinfo's index, and asking for no alias for a minute", "hash", hash, "waited", time.Since(f.start))
-		return nil
+		return nil, errAliasSlow, true
 	}
 	if f.err != nil {
-		s.log.Debug("index alias not fetched; using the narinfo's", "hash", hash, "err", f.err)
-		return nil
+		s.log.Debug("index alias not fetched", "hash", hash, "err", f.err)
+		return nil, f.err, true
 	}
-	return f.obj
+	return f.obj, nil, true
 }

@@ -34,62 +34,189 @@ func chunkedKey(p *PathInfo, object []byte) string {
 }
 
 // index returns the path's verified chunk index, or nil (never an error)
-// when it has none or it is not usable: the path is then read whole, as
-// from any stock cache. An index is used only as a whole.
+// when it has none or it is not usable: the path is then read the stock
+// way, as from any stock cache. An index is used only as a whole.
+//
+// Where the index is: layout 2 (chunkindex's doc) under its alias
+// (chunkindex.AliasKey), in caches that keep aliases (s.aliases.on);
+// layout 1 where the narinfo names it (NarfsIndex lines), the alias
+// then being a copy fetched ahead.
 func (s *Store) index(ctx context.Context, p *PathInfo) *knownListing {
-	url, size, ok, err := chunkindex.Location(p.NarInfo)
-	if !ok {
+	url, declared, legacy, err := chunkindex.Location(p.NarInfo)
+	if !legacy && !s.aliases.on.Load() {
 		return nil
 	}
 	if err == nil {
 		var kl *knownListing
-		if kl, err = s.fetchIndex(ctx, p, url, size); err == nil {
+		if kl, err = s.fetchIndex(ctx, p, url, declared, legacy); err == nil {
 			return kl
 		}
 	}
-	if errors.Is(err, ErrNotFound) || errors.Is(err, chunkindex.ErrInvalid) || errors.Is(err, ErrUntrusted) {
-		s.log.Warn("ignoring the path's chunk index; it is read whole", "path", p.Path.String(), "err", err)
-	} else {
-		s.log.Warn("chunk index unavailable; the path is read whole", "path", p.Path.String(), "err", err)
+	switch {
+	case errors.Is(err, errNoIndex), errors.Is(err, errIndexPaused):
+		s.log.Debug("no chunk index; the path is read the stock way", "path", p.Path.String(), "err", err)
+	case errors.Is(err, ErrNotFound) || errors.Is(err, chunkindex.ErrInvalid) || errors.Is(err, ErrUntrusted):
+		s.log.Warn("ignoring the path's chunk index; it is read the stock way", "path", p.Path.String(), "err", err)
+	default:
+		s.log.Warn("chunk index unavailable; the path is read the stock way", "path", p.Path.String(), "err", err)
 	}
 	return nil
 }
 
-func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, size int64) (*knownListing, error) {
+// errNoIndex: a cache that keeps aliases has none for the path (a path
+// Nix itself copied there): not indexed, not an error.
+var errNoIndex = errors.New("the cache has no index of the path")
+
+// errIndexPaused: an index request outwaited its share of a lookup
+// recently; indexes are not asked for until indexPause has passed.
+var errIndexPaused = errors.New("index requests paused after one timed out")
+
+// indexShareNum/indexShareDen: the share of a lookup's remaining deadline
+// an index fetch may take; the rest is left for the stock way (narinfo
+// already there, .ls or NAR) when the index does not come.
+const (
+	indexShareNum = 1
+	indexShareDen = 2
+)
+
+// Index failures are remembered per path (s.failed) like other failed
+// downloads: an index that does not verify for corruptMemo, one the cache
+// did not deliver for indexMemoMin, doubling up to indexMemoMax.
+const (
+	indexMemoMin = 10 * time.Second
+	indexMemoMax = 5 * time.Minute
+)
+
+// indexContext bounds an index fetch by its share of ctx's deadline.
+func indexContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	share := time.Until(d) * indexShareNum / indexShareDen
+	return context.WithTimeout(ctx, max(share, 0))
+}
+
+// IndexesDeclared reports whether the cache says it keeps a chunk index
+// of its paths under their alias names (nix-cache-info's
+// NarfsIndexAliases line, or a narinfo that named an index).
+func (s *Store) IndexesDeclared() bool { return s.aliases.on.Load() }
+
+// IndexVerified reports whether the path's chunk index verified in this
+// Store, now or earlier (a listing held, or the index kept beside the
+// path's records from an earlier run and still verifying).
+func (s *Store) IndexVerified(p *PathInfo) bool {
+	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.index != nil {
+		return true
+	}
+	if s.verifiedIndexes.Contains(p.Path.Hash) {
+		return true
+	}
+	// Written only after an index was accepted.
+	_, _, err := s.cache.GetRecord(s.recordNS, p.Path.Hash+".nidx")
+	return err == nil
+}
+
+func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, declared int64, legacy bool) (*knownListing, error) {
+	hash := p.Path.Hash
 	// An index read before (kept beside the blob's entry) is checked again
 	// like a downloaded one, against the narinfo of now.
-	if rec, _, err := s.cache.GetRecord(s.recordNS, p.Path.Hash+".nidx"); err == nil {
+	if rec, _, err := s.cache.GetRecord(s.recordNS, hash+".nidx"); err == nil {
 		if kl, err := s.acceptIndex(ctx, p, rec); err == nil {
 			return kl, nil
 		}
 	}
-	if s.failed.get("index/"+p.Path.Hash) != nil {
-		return nil, fmt.Errorf("index %s: %w (failed recently)", url, chunkindex.ErrInvalid)
+	if err := s.failed.get("index/" + hash); err != nil {
+		return nil, fmt.Errorf("index of %s (failed recently): %w", p.Path, err)
 	}
-	if object := s.takeIndexAlias(ctx, p.Path.Hash); object != nil {
-		kl, err := s.acceptIndex(ctx, p, object)
+	if !legacy && time.Now().UnixNano() < s.aliases.slowUntil.Load() {
+		return nil, errIndexPaused
+	}
+	// Only a share of the lookup's deadline: a cache that hangs on index
+	// keys must leave the stock way time to answer.
+	ictx, cancel := indexContext(ctx)
+	defer cancel()
+	bound := chunkindex.ObjectBound(p.NarInfo.NarSize)
+	object, aliasErr, asked := s.takeIndexAlias(ictx, hash, !legacy)
+	if object != nil {
+		kl, err := s.acceptIndex(ictx, p, object)
 		if err == nil {
 			s.recordIndex(p, object)
 			return kl, nil
+		}
+		if !legacy {
+			return nil, s.indexFailed(p, chunkindex.AliasKey(hash), err)
 		}
 		// Stale (the path was indexed anew since) or foreign: not an
 		// error of the path's own index, which is fetched next.
 		s.log.Debug("index alias not usable; fetching the narinfo's", "path", p.Path.String(), "err", err)
 	}
-	object, err := backend.ReadAll(ctx, s.be, url, size)
-	if err != nil {
-		if errors.Is(err, backend.ErrTooLarge) {
-			err = fmt.Errorf("%w: %v", chunkindex.ErrInvalid, err)
+	key, limit := chunkindex.AliasKey(hash), bound
+	if legacy {
+		key, limit = url, min(declared, bound)
+	} else if asked {
+		switch {
+		case errors.Is(aliasErr, ErrNotFound):
+			return nil, errNoIndex
+		case !errors.Is(aliasErr, backend.ErrTooLarge) || bound <= aliasMaxObject:
+			// Not delivered in time, or failed: asking again would
+			// only wait once more.
+			return nil, s.indexFailed(p, key, aliasErr)
 		}
-		return nil, fmt.Errorf("index %s: %w", url, err)
 	}
-	kl, err := s.acceptIndex(ctx, p, object)
+	object, err := s.readIndexObject(ictx, key, limit)
+	if errors.Is(err, ErrNotFound) && !legacy {
+		return nil, errNoIndex
+	}
 	if err != nil {
-		s.failed.add("index/"+p.Path.Hash, err, corruptMemo, corruptMemo)
-		return nil, fmt.Errorf("index %s: %w", url, err)
+		return nil, s.indexFailed(p, key, err)
+	}
+	kl, err := s.acceptIndex(ictx, p, object)
+	if err != nil {
+		return nil, s.indexFailed(p, key, err)
 	}
 	s.recordIndex(p, object)
 	return kl, nil
+}
+
+// indexFailed remembers a failed index of p and says what failed. One
+// that timed out also pauses index requests for every path a while: a
+// cache hanging on index keys costs one share of a lookup's deadline a
+// minute, not one per lookup.
+func (s *Store) indexFailed(p *PathInfo, key string, err error) error {
+	err = fmt.Errorf("index %s: %w", key, err)
+	switch {
+	case errors.Is(err, chunkindex.ErrInvalid), errors.Is(err, ErrUntrusted):
+		s.failed.add("index/"+p.Path.Hash, err, corruptMemo, corruptMemo)
+	default:
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errAliasSlow) {
+			s.aliases.slowUntil.Store(time.Now().Add(aliasSlowPause).UnixNano())
+		}
+		s.failed.add("index/"+p.Path.Hash, err, indexMemoMin, indexMemoMax)
+	}
+	return err
+}
+
+// readIndexObject downloads an index object of at most limit bytes,
+// holding that much of the listing budget (s.decoding) while it does:
+// index bytes count in the same budget as listings. One that could not
+// fit a quarter of it (acceptIndex) is not downloaded.
+func (s *Store) readIndexObject(ctx context.Context, key string, limit int64) ([]byte, error) {
+	if quarter := s.cfg.ListingMemory / 4; limit > quarter {
+		limit = quarter
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: no index fits", chunkindex.ErrInvalid)
+	}
+	if err := s.decoding.Acquire(ctx, limit); err != nil {
+		return nil, err
+	}
+	defer s.decoding.Release(limit)
+	object, err := backend.ReadAll(ctx, s.be, key, limit)
+	if errors.Is(err, backend.ErrTooLarge) {
+		err = fmt.Errorf("%w: %w (more than a path of this NarSize can need)", chunkindex.ErrInvalid, err)
+	}
+	return object, err
 }
 
 // recordIndex keeps an accepted index object beside the path's records,
@@ -100,25 +227,26 @@ func (s *Store) recordIndex(p *PathInfo, object []byte) {
 	}
 }
 
-// acceptIndex checks an index object: the signature first (nothing of an
-// unsigned index is decoded), then that it holds together and describes
-// this narinfo's NAR and object.
+// acceptIndex checks an index object: its size against what the path
+// can need, then a signature by a trusted key over it (in every mode:
+// trust in an index comes from nothing else; --require-sigs=false and
+// trusted=1 trust narinfos, not indexes), before decoding anything; then
+// that it holds together and describes this narinfo's NAR and object.
 func (s *Store) acceptIndex(ctx context.Context, p *PathInfo, object []byte) (*knownListing, error) {
-	if size, _ := p.NarInfo.Get(chunkindex.KeySize); size != fmt.Sprint(len(object)) {
-		return nil, fmt.Errorf("%w: %d bytes, narinfo says %s", chunkindex.ErrInvalid, len(object), size)
+	if bound := chunkindex.ObjectBound(p.NarInfo.NarSize); int64(len(object)) > bound {
+		return nil, fmt.Errorf("%w: %d bytes, more than a NAR of %d bytes can need (%d)", chunkindex.ErrInvalid, len(object), p.NarInfo.NarSize, bound)
 	}
-	if !s.trustAll {
-		if _, err := chunkindex.Verify(p.NarInfo, object, s.cfg.TrustedKeys); err != nil {
-			return nil, err
-		}
+	o, _, err := chunkindex.VerifyObject(p.NarInfo, object, s.cfg.TrustedKeys)
+	if err != nil {
+		return nil, err
 	}
 	// Decoding takes a few times the object's decoded size: bound
 	// concurrent decodes by the listing budget, as for .ls.
-	weight := min(int64(chunkindex.MaxDecoded), s.cfg.ListingMemory, 16*int64(len(object)))
+	weight := min(chunkindex.TextBound(p.NarInfo.NarSize), s.cfg.ListingMemory, 16*int64(len(o.Payload)))
 	if err := s.decoding.Acquire(ctx, weight); err != nil {
 		return nil, err
 	}
-	x, err := chunkindex.Decode(object)
+	x, err := chunkindex.DecodeFor(o.Payload, p.NarInfo.NarSize)
 	s.decoding.Release(weight)
 	if err != nil {
 		return nil, err
@@ -130,6 +258,7 @@ func (s *Store) acceptIndex(ctx context.Context, p *PathInfo, object []byte) (*k
 	if !s.listings.fits(cost) {
 		return nil, fmt.Errorf("%w: %d bytes in memory, more than a quarter of the listing budget", chunkindex.ErrInvalid, cost)
 	}
+	s.verifiedIndexes.Add(p.Path.Hash, struct{}{})
 	return &knownListing{Listing: x.Listing, verified: true, cost: cost, index: x, indexObject: object}, nil
 }
 

@@ -63,6 +63,9 @@ type Store struct {
 	decoding *semaphore.Weighted           // memory of .ls decodes in progress
 	negative *negativeCache                // hash part → why it is not visible
 	failed   *negativeCache                // flightKey → why its download failed
+	// verifiedIndexes: hash parts whose chunk index verified (recently;
+	// IndexVerified also asks the local records).
+	verifiedIndexes *lru.Cache[string, struct{}]
 
 	hooksMu    sync.Mutex // protects onVerified
 	onVerified []func(*PathInfo, *nar.Listing)
@@ -138,6 +141,9 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 	s.stats.cache = u.String()
 	s.be = countingBackend{Backend: be, c: &s.stats}
 	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
+		return nil, err
+	}
+	if s.verifiedIndexes, err = lru.New[string, struct{}](max(cfg.NarinfoCacheSize, 1<<14)); err != nil {
 		return nil, err
 	}
 	s.cache, s.ownsCache = local, local == nil

@@ -20,9 +20,12 @@ func indexCmd(g *globalFlags) *cobra.Command {
 		Use:   "index --secret-key FILE [--prune] STORE-URL PATH…|--all",
 		Short: "Give the paths of an existing binary cache a signed chunk index, in place",
 		Long: `Index upgrades a binary cache so that narfs can fetch single files: per path it downloads
-the NAR once, checks it against NarHash/NarSize, and writes a signed chunk index and a .ls.
-An uncompressed NAR is indexed as it is; any other is re-encoded as chunked zstd into a new
-object and the narinfo is rewritten to point at it, every other line (Sig included) kept.
+the NAR once, checks it against NarHash/NarSize, and writes a signed chunk index (at
+index/HASH.nidx, its signature inside) and a .ls. An uncompressed NAR is indexed as it is;
+any other is re-encoded as chunked zstd into a new object and the narinfo is rewritten to
+point at it, every other line (Sig included) kept. A path indexed by an older narfs (an
+index named by NarfsIndex lines in its narinfo) gets its index moved into index/HASH.nidx
+and a narinfo without those lines, which strict readers (go-nix, nar-serve) refuse.
 Old objects stay unless --prune. Paths with a valid index by this key are skipped, so a
 rerun finishes what an interrupted one left.`,
 		Args: func(cmd *cobra.Command, args []string) error {

@@ -67,7 +67,7 @@ Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...)
 	g.wholeMax = remote.DefaultIndexedWholeMax
 	pf.Var((*zeroableSize)(&g.wholeMax), "indexed-whole-max", "a path with a chunk index (narfs push) stored in at most this many bytes is fetched whole, in parallel, in the background, from its first read (reads wait only for their own chunks); larger ones only as reads need. 0: never")
 	pf.StringVar(&g.trustedKeys, "trusted-public-keys", "", "space-separated `name:base64` keys (default: trusted-public-keys of $NIX_CONF_DIR/nix.conf or /etc/nix/nix.conf, else Nix's default cache.nixos.org-1)")
-	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted)")
+	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted). Chunk indexes are used only when a trusted key signs them, whatever this says")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "text or json (one object per line, for log collectors)")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "longest a lookup or an open waits for an answer, retries included (a download slower than 64 KiB/s counts as stalled)")

@@ -23,9 +23,10 @@ func pushCmd(g *globalFlags) *cobra.Command {
 		Short: "Upload local store paths (and their closure) to a binary cache, with a chunk index",
 		Long: `Push uploads PATHs from the local Nix store, with everything they reference unless
 --no-closure, to STORE-URL (file:///DIR, s3://BUCKET?…, or http(s) accepting PUT). Each path
-gets a chunked NAR object, a signed chunk index, a .ls listing and, last, a narinfo signed
-by the secret key (nix-store --generate-binary-cache-key). Paths already in the cache are
-skipped. Nix reads the result like any binary cache.`,
+gets a chunked NAR object, a signed chunk index (index/HASH.nidx), a .ls listing and, last,
+a narinfo signed by the secret key (nix-store --generate-binary-cache-key), holding only the
+keys Nix writes. Paths already in the cache are skipped. Nix (and strict readers such as
+go-nix and nar-serve) read the result like any binary cache.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

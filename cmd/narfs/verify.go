@@ -27,9 +27,10 @@ func verifyCmd(g *globalFlags) *cobra.Command {
 		Short: "Check every claim a binary cache makes about paths: signatures, NAR, listing, chunk index",
 		Long: `Verify downloads each path's narinfo and NAR and checks: the narinfo parses and is signed by
 a trusted key (or is content-addressed); the NAR matches FileHash/FileSize, NarHash/NarSize;
-the .ls, if any, lists that NAR; the chunk index, if any, is signed, matches the narinfo,
-lists the NAR and has every chunk decode to its bytes, and its alias copy (index/HASH.nidx,
-fetched by readers with the narinfo) is that index. It prints "ok PATH" or
+the .ls, if any, lists that NAR; the chunk index (index/HASH.nidx), if any, is signed by a
+trusted key, matches the narinfo, lists the NAR and has every chunk decode to its bytes; a
+narinfo that still names its index in NarfsIndex lines (an older narfs; narfs index moves
+them out) is reported, as strict readers refuse it. It prints "ok PATH" or
 "FAIL PATH: reasons" per path and exits 1 if any path failed, 2 on a usage error.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || (len(args) == 1) != all {

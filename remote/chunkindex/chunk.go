@@ -43,29 +43,39 @@ func (x *Index) DecodeChunk(dst []byte, c Chunk, stored []byte) ([]byte, error) 
 
 // chunkDecoder is shared by every chunk decode (DecodeAll is safe for
 // concurrent use and reuses its buffers): a decoder per chunk cost more
-// memory and garbage than the chunk itself.
+// memory and garbage than the chunk itself. WithDecodeAllCapLimit makes
+// DecodeAll stop once its output would outgrow dst's capacity, which
+// decodeFrames sets to the chunk's indexed size: a frame that does not
+// declare its size (a stream) is decoded no further than that, plus at
+// most one block.
 var chunkDecoder = func() *zstd.Decoder {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderMaxMemory(MaxChunk+1), zstd.WithDecoderMaxWindow(32<<20))
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderMaxMemory(MaxChunk+1),
+		zstd.WithDecoderMaxWindow(32<<20), zstd.WithDecodeAllCapLimit(true))
 	if err != nil {
 		panic(err) // only for invalid options
 	}
 	return d
 }()
 
-// decodeFrames decodes the frames of stored; output beyond limit (a
-// frame claiming more than its chunk) is an error, and no frame may make
-// the decoder take more than MaxChunk.
+// decodeFrames decodes the frames of stored, appended to dst; output
+// beyond limit (a frame claiming more than its chunk, a bomb) is an
+// error found after decoding at most limit bytes and one block.
 func decodeFrames(dst, stored []byte, limit int64) ([]byte, error) {
+	if limit <= 0 || limit > MaxChunk {
+		return nil, fmt.Errorf("chunk of %d bytes", limit)
+	}
 	start := len(dst)
 	if int64(cap(dst)-start) < limit {
 		dst = append(make([]byte, 0, int64(start)+limit), dst...)
 	}
+	// The capacity is the limit: DecodeAll refuses to grow past it.
+	dst = dst[: start : int64(start)+limit]
 	out, err := chunkDecoder.DecodeAll(stored, dst)
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || (err == nil && int64(len(out)-start) > limit) {
+		return nil, fmt.Errorf("decodes to more than %d bytes", limit)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if int64(len(out)-start) > limit {
-		return nil, fmt.Errorf("decodes to more than %d bytes", limit)
 	}
 	return out, nil
 }

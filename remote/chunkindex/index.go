@@ -24,7 +24,7 @@ import (
 // decode or does not hold together.
 var ErrInvalid = errors.New("invalid chunk index")
 
-// Narinfo keys of the index.
+// Narinfo keys of a layout-1 index (doc.go); narfs no longer writes them.
 const (
 	KeyURL  = "NarfsIndex"
 	KeySize = "NarfsIndexSize"
@@ -36,11 +36,11 @@ const (
 // reader may fetch it together with the narinfo.
 const CacheInfoKey = "NarfsIndexAliases"
 
-// AliasKey is where a cache written by narfs keeps a copy of the index of
-// the path with hash part hash: a name known before the narinfo arrives.
-// The copy is trusted exactly like the object the narinfo names (its
-// signature is checked against the narinfo's NarfsIndexSig lines and its
-// content against the narinfo), so a stale or foreign one is only ignored.
+// AliasKey is where a cache written by narfs keeps the index of the path
+// with hash part hash (layout 2; in layout-1 caches a copy of the object
+// the narinfo names): a name known before the narinfo arrives. It is
+// trusted only by its signature and checked against the narinfo, so a
+// stale or foreign one is only ignored.
 func AliasKey(hash string) string { return "index/" + hash + ".nidx" }
 
 // MaxChunk bounds one chunk's NAR bytes: a reader fetches and verifies a
@@ -109,6 +109,9 @@ func (x *Index) Encode() ([]byte, error) {
 		fmt.Fprintf(&b, "%d %d %d %d %s\n", c.NarOffset, c.NarLen, c.FileOffset, c.FileLen, hex.EncodeToString(c.SHA256[:]))
 	}
 	b.Write(ls.Bytes())
+	if int64(b.Len()) > TextBound(x.NarSize) {
+		return nil, fmt.Errorf("chunk index: %d bytes, more than a NAR of %d bytes can need (%d)", b.Len(), x.NarSize, TextBound(x.NarSize))
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
 	if err != nil {
 		return nil, err
@@ -123,32 +126,58 @@ func Digest(object []byte) storepath.Hash {
 	return storepath.Hash{Algo: "sha256", Digest: d[:]}
 }
 
-// Decode parses an index object and checks that it holds together. It
-// does not check signatures (Verify, before Decode) or the narinfo
-// (Matches).
+// Decode parses an index object (either layout: Split) and checks that
+// it holds together. It does not check signatures (VerifyObject, before
+// Decode) or the narinfo (Matches).
 func Decode(object []byte) (*Index, error) {
-	x, err := decode(object)
+	return decodeWithin(object, MaxDecoded)
+}
+
+// DecodeFor is Decode for an index of a NAR of narSize bytes (the
+// narinfo's): it decompresses no more than TextBound(narSize).
+func DecodeFor(object []byte, narSize int64) (*Index, error) {
+	return decodeWithin(object, TextBound(narSize))
+}
+
+func decodeWithin(object []byte, limit int64) (*Index, error) {
+	o, err := Split(object)
+	if err != nil {
+		return nil, err
+	}
+	x, err := decode(o.Payload, limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return x, nil
 }
 
-func decode(object []byte) (*Index, error) {
+func decode(object []byte, limit int64) (*Index, error) {
 	if len(object) > MaxObject {
 		return nil, fmt.Errorf("%d bytes, limit %d", len(object), MaxObject)
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxDecoded), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(32<<20))
+	if limit <= 0 {
+		return nil, fmt.Errorf("no index fits a NAR of that size")
+	}
+	limit = min(limit, MaxDecoded)
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(uint64(limit)), zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxWindow(32<<20), zstd.WithDecodeAllCapLimit(true))
 	if err != nil {
 		return nil, err
 	}
 	defer dec.Close()
-	text, err := dec.DecodeAll(object, nil)
-	if err != nil {
-		return nil, fmt.Errorf("zstd: %w", err)
+	// The capacity is the limit (WithDecodeAllCapLimit): a bomb stops
+	// there, not at MaxDecoded. It grows as needed below that.
+	text, err := dec.DecodeAll(object, make([]byte, 0, min(limit, 16*int64(len(object))+64<<10)))
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		// A buffer too small for an honest text: decode once more into
+		// one of the limit (only after the cheap attempt failed).
+		text, err = dec.DecodeAll(object, make([]byte, 0, limit))
 	}
-	if len(text) > MaxDecoded {
-		return nil, fmt.Errorf("decodes to %d bytes, limit %d", len(text), MaxDecoded)
+	if err != nil {
+		return nil, fmt.Errorf("zstd (limit %d bytes): %w", limit, err)
+	}
+	if int64(len(text)) > limit {
+		return nil, fmt.Errorf("decodes to %d bytes, limit %d", len(text), limit)
 	}
 	r := bufio.NewReader(bytes.NewReader(text))
 	line := func() (string, error) {
@@ -192,6 +221,12 @@ func decode(object []byte) (*Index, error) {
 		if *f.v, err = parseUint(fields[f.k]); err != nil {
 			return nil, fmt.Errorf("%s: %w", f.k, err)
 		}
+	}
+	// Bounds of the format (doc.go, "Sizes"): what a NAR of this size
+	// can need, so the index is no larger than its path calls for.
+	if nchunks > MaxChunks(x.NarSize) || int64(len(text)) > TextBound(x.NarSize) {
+		return nil, fmt.Errorf("%d chunks in %d bytes exceed the bounds of a NAR of %d bytes (%d, %d)",
+			nchunks, len(text), x.NarSize, MaxChunks(x.NarSize), TextBound(x.NarSize))
 	}
 	// Every chunk line takes at least 73 bytes: the count cannot exceed
 	// what the text holds, so it cannot make us allocate more than that.
@@ -269,8 +304,8 @@ func (x *Index) check() error {
 	if x.NarSize <= 0 || x.FileSize <= 0 {
 		return fmt.Errorf("NarSize %d and FileSize %d must be positive", x.NarSize, x.FileSize)
 	}
-	if len(x.Chunks) == 0 {
-		return fmt.Errorf("no chunks")
+	if len(x.Chunks) == 0 || int64(len(x.Chunks)) > MaxChunks(x.NarSize) {
+		return fmt.Errorf("%d chunks, want 1 to %d for a NAR of %d bytes", len(x.Chunks), MaxChunks(x.NarSize), x.NarSize)
 	}
 	var narOff, fileOff int64
 	for i, c := range x.Chunks {

@@ -120,17 +120,6 @@ func (c *Cache) EnsureCacheInfo(ctx context.Context) error {
 	return c.putBytes(ctx, "nix-cache-info", append(data, aliasLine...), typeCacheInfo)
 }
 
-// ensureAlias writes the index object under its alias key unless that
-// already holds it: caches indexed before aliases existed get them from
-// narfs index.
-func (c *Cache) ensureAlias(ctx context.Context, hash string, object []byte) error {
-	key := chunkindex.AliasKey(hash)
-	if old, err := backend.ReadAll(ctx, c.B, key, int64(len(object))); err == nil && bytes.Equal(old, object) {
-		return nil
-	}
-	return c.putBytes(ctx, key, object, typeIndex)
-}
-
 // readNarinfo fetches and parses <hash>.narinfo.
 func (c *Cache) readNarinfo(ctx context.Context, hash string) (*narinfo.NarInfo, error) {
 	data, err := backend.ReadAll(ctx, c.B, hash+".narinfo", narinfo.MaxSize)
@@ -166,12 +155,6 @@ func objectKey(fileHash storepath.Hash, compression string) string {
 		key += ".zst"
 	}
 	return key
-}
-
-// indexKey is where an index object is stored: the NAR it describes and
-// its own digest (chunkindex's doc).
-func indexKey(narHash, digest storepath.Hash) string {
-	return "index/" + storepath.EncodeNix32(narHash.Digest) + "-" + storepath.EncodeNix32(digest.Digest) + ".nidx"
 }
 
 // AllHashes lists the hash parts of every narinfo in the cache.

@@ -90,33 +90,78 @@ func (c *Cache) Index(ctx context.Context, hash string, opts IndexOptions) Index
 		return r
 	}
 	r.Path = ni.StorePath.Abs(storeDirOf(ni))
-	if obj := c.validIndex(ctx, ni, opts.Key.Public()); obj != nil {
+	payload, layout2 := c.currentIndex(ctx, ni, opts.Key.Public())
+	switch {
+	case layout2 && !hasIndexLines(ni):
 		r.Skipped = true
-		r.Err = c.ensureAlias(ctx, ni.StorePath.Hash, obj)
+		return r
+	case layout2:
+		// Indexed by this narfs, the narinfo not yet cleaned (an
+		// interrupted upgrade): drop its lines.
+		dropIndexLines(ni)
+		r.Err = c.commit(ctx, &staged{ni: ni})
+		return r
+	case payload != nil:
+		// Layout 1 (index named by narinfo lines): the payload stays, it
+		// moves under its alias with its signature, and the narinfo
+		// loses the lines (every other line kept, Nix's Sig lines
+		// included: they do not cover them).
+		obj, err := sealIndex(ni, payload, opts.Key)
+		if err == nil {
+			err = c.putBytes(ctx, chunkindex.AliasKey(ni.StorePath.Hash), obj, typeIndex)
+		}
+		if err == nil {
+			err = c.commit(ctx, &staged{ni: ni})
+		}
+		r.Err = err
 		return r
 	}
 	r.OldURL, r.NewURL, r.Err = c.index(ctx, ni, opts)
 	return r
 }
 
-// validIndex returns the narinfo's index object when it is valid and
-// signed by pub, else nil.
-func (c *Cache) validIndex(ctx context.Context, ni *narinfo.NarInfo, pub narinfo.PublicKey) []byte {
+// hasIndexLines reports whether the narinfo names its index the layout-1
+// way.
+func hasIndexLines(ni *narinfo.NarInfo) bool {
+	for _, k := range []string{chunkindex.KeyURL, chunkindex.KeySize, chunkindex.KeySig} {
+		if _, ok := ni.Get(k); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// currentIndex returns the payload of the path's index when one is
+// signed by pub and describes the narinfo's NAR and object: the layout-2
+// object under its alias (layout2 true), else the layout-1 object its
+// narinfo lines name. Nil when there is none.
+func (c *Cache) currentIndex(ctx context.Context, ni *narinfo.NarInfo, pub narinfo.PublicKey) (payload []byte, layout2 bool) {
+	check := func(key string, limit int64) *chunkindex.Object {
+		data, err := backend.ReadAll(ctx, c.B, key, limit)
+		if err != nil {
+			return nil
+		}
+		o, _, err := chunkindex.VerifyObject(ni, data, []narinfo.PublicKey{pub})
+		if err != nil {
+			return nil
+		}
+		if x, err := chunkindex.DecodeFor(o.Payload, ni.NarSize); err != nil || x.Matches(ni) != nil {
+			return nil
+		}
+		return o
+	}
+	bound := chunkindex.ObjectBound(ni.NarSize)
+	if o := check(chunkindex.AliasKey(ni.StorePath.Hash), bound); o != nil && o.Version == 2 {
+		return o.Payload, true
+	}
 	url, size, ok, err := chunkindex.Location(ni)
 	if !ok || err != nil {
-		return nil
+		return nil, false
 	}
-	data, err := backend.ReadAll(ctx, c.B, url, size)
-	if err != nil {
-		return nil
+	if o := check(url, min(size, bound)); o != nil && o.Version == 1 {
+		return o.Payload, false
 	}
-	if _, err := chunkindex.Verify(ni, data, []narinfo.PublicKey{pub}); err != nil {
-		return nil
-	}
-	if x, err := chunkindex.Decode(data); err != nil || x.Matches(ni) != nil {
-		return nil
-	}
-	return data
+	return nil, false
 }
 
 func (c *Cache) index(ctx context.Context, ni *narinfo.NarInfo, opts IndexOptions) (oldURL, newURL string, err error) {

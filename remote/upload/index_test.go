@@ -87,16 +87,7 @@ func TestIndexInPlace(t *testing.T) {
 			store := nixCopyFrom(t, "file://"+dir, f.publicKey, f.ref)
 			sameTree(t, store, f.ref)
 			sameTree(t, store, f.tree)
-			// A cache indexed before aliases existed gets them from a rerun.
-			alias := filepath.Join(dir, chunkindex.AliasKey(hashes[0]))
-			if err := os.Remove(alias); err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range indexAll(t, c, IndexOptions{Key: f.key}, hashes...) {
-				if !r.Skipped {
-					t.Errorf("rerun indexed %s again", r.Path)
-				}
-			}
+			// A rerun finds every index in place.
 			checkIndex(t, c, after, pub)
 		})
 	}
@@ -130,28 +121,27 @@ func TestVerifyFindings(t *testing.T) {
 		t.Errorf("missing narinfo: %q", r.Reasons)
 	}
 
-	// The index alias readers fetch with the narinfo: another path's
-	// index there (validly signed, but not this one's), then none at all
-	// in a cache whose nix-cache-info says it keeps them.
+	// The index is its alias object: another path's index there (validly
+	// signed, but not for this path), then none at all.
 	alias := filepath.Join(dir, chunkindex.AliasKey(ref))
 	foreign, err := os.ReadFile(filepath.Join(dir, chunkindex.AliasKey(tree)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := c.Verify(context.Background(), ref, VerifyOptions{Keys: keys}); err != nil || len(r.Reasons) != 0 {
+	if r, err := c.Verify(context.Background(), ref, VerifyOptions{Keys: keys}); err != nil || len(r.Reasons) != 0 || !r.Indexed {
 		t.Fatalf("before the alias changes: %v %q", err, r.Reasons)
 	}
 	if err := os.WriteFile(alias, foreign, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r, err = c.Verify(context.Background(), ref, VerifyOptions{Keys: keys})
-	if err != nil || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "not the index the narinfo names") {
+	if err != nil || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "does not verify") {
 		t.Errorf("foreign alias: %v %q", err, r.Reasons)
 	}
 	os.Remove(alias)
 	r, err = c.Verify(context.Background(), ref, VerifyOptions{Keys: keys})
-	if err != nil || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "missing") {
-		t.Errorf("missing alias: %v %q", err, r.Reasons)
+	if err != nil || len(r.Reasons) != 0 || r.Indexed {
+		t.Errorf("missing alias: %v %q %v", err, r.Reasons, r.Indexed)
 	}
 	// narfs index puts it back.
 	if err := c.IndexAll(context.Background(), []string{ref}, IndexOptions{Key: f.key}, func(IndexResult) {}); err != nil {
@@ -160,4 +150,76 @@ func TestVerifyFindings(t *testing.T) {
 	if r, err := c.Verify(context.Background(), ref, VerifyOptions{Keys: keys}); err != nil || len(r.Reasons) != 0 {
 		t.Errorf("after narfs index: %v %q", err, r.Reasons)
 	}
+}
+
+// TestIndexUpgradesLayout1: a cache indexed the old way (narinfo lines
+// naming a layout-1 index signed in the narinfo) is read by verify and
+// rewritten by narfs index: the narinfo loses the lines and keeps every
+// other one (Nix's signatures included), the index moves into its alias
+// object with its signature, and Nix still reads the cache.
+func TestIndexUpgradesLayout1(t *testing.T) {
+	f := nixFixture(t)
+	c, dir := emptyCache(t)
+	pushAll(t, c, query(t, true, f.ref), PushOptions{Key: f.key})
+	keys := []narinfo.PublicKey{f.key.Public()}
+	hash := storeHash(f.tree)
+	ni, err := c.readNarinfo(context.Background(), hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Turn the path into layout 1, as narfs wrote it before.
+	aliasFile := filepath.Join(dir, chunkindex.AliasKey(hash))
+	obj, err := os.ReadFile(aliasFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := chunkindex.Split(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const oldKey = "index/old-layout.nidx"
+	if err := os.WriteFile(filepath.Join(dir, oldKey), o.Payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(aliasFile, o.Payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ni.Set(chunkindex.KeyURL, oldKey)
+	ni.Set(chunkindex.KeySize, fmt.Sprint(len(o.Payload)))
+	ni.Set(chunkindex.KeySig, chunkindex.Sign(f.key, ni, o.Payload))
+	ni.Set("X-Other", "kept")
+	if err := os.WriteFile(filepath.Join(dir, hash+".narinfo"), ni.Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Verify(context.Background(), hash, VerifyOptions{Keys: keys})
+	if err != nil || !r.Indexed || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "layout 1") {
+		t.Fatalf("verify of layout 1: %v %v %q", err, r.Indexed, r.Reasons)
+	}
+
+	rs := indexAll(t, c, IndexOptions{Key: f.key}, hash)
+	if len(rs) != 1 || rs[0].Skipped || rs[0].OldURL != "" {
+		t.Fatalf("index of a layout-1 path: %+v", rs)
+	}
+	after, err := c.readNarinfo(context.Background(), hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := after.Get(chunkindex.KeyURL); ok || len(after.GetAll(chunkindex.KeySig)) != 0 {
+		t.Errorf("narinfo still names its index: %s", after.Marshal())
+	}
+	if v, _ := after.Get("X-Other"); v != "kept" || !slices.Equal(after.Sigs, ni.Sigs) || after.URL != ni.URL {
+		t.Errorf("narinfo lost lines: %s", after.Marshal())
+	}
+	if r, err := c.Verify(context.Background(), hash, VerifyOptions{Keys: keys}); err != nil || !r.Indexed || len(r.Reasons) != 0 {
+		t.Errorf("verify after index: %v %v %q", err, r.Indexed, r.Reasons)
+	}
+	// Without the foreign line it is a narinfo any strict reader takes.
+	after.Set("X-Other")
+	os.WriteFile(filepath.Join(dir, hash+".narinfo"), after.Marshal(), 0o644)
+	checkIndex(t, c, after, f.key.Public())
+	if rs := indexAll(t, c, IndexOptions{Key: f.key}, hash); !rs[0].Skipped {
+		t.Errorf("second index: %+v", rs[0])
+	}
+	store := nixCopyFrom(t, "file://"+dir, f.publicKey, f.ref)
+	sameTree(t, store, f.tree)
 }

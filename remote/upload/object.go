@@ -96,9 +96,11 @@ func cut(r io.Reader, w io.Writer, l *nar.Listing, narHash storepath.Hash, narSi
 	return &chunked{chunks: chunks, size: size, fileHash: fh}, nil
 }
 
-// index returns the signed index object of the narinfo's path and the key
-// to store it at, and sets the narinfo's NarfsIndex lines. The narinfo's
-// URL, Compression, FileHash and FileSize must already name the object.
+// index returns the signed index object of the narinfo's path (layout 2:
+// its signature in its own header) and the key to store it at, its alias.
+// The narinfo's URL, Compression, FileHash and FileSize must already name
+// the object; its NarfsIndex lines, if any (layout 1), are removed, so
+// that it holds only keys Nix writes.
 func (c *chunked) index(ni *narinfo.NarInfo, l *nar.Listing, key narinfo.SecretKey) ([]byte, string, error) {
 	x := &chunkindex.Index{
 		StorePath:   ni.StorePath.Abs(storeDirOf(ni)),
@@ -111,15 +113,34 @@ func (c *chunked) index(ni *narinfo.NarInfo, l *nar.Listing, key narinfo.SecretK
 		Chunks:      c.chunks,
 		Listing:     l,
 	}
-	obj, err := x.Encode()
+	payload, err := x.Encode()
 	if err != nil {
 		return nil, "", err
 	}
-	k := indexKey(ni.NarHash, chunkindex.Digest(obj))
-	ni.Set(chunkindex.KeyURL, k)
-	ni.Set(chunkindex.KeySize, fmt.Sprint(len(obj)))
-	ni.Set(chunkindex.KeySig, chunkindex.Sign(key, ni, obj))
-	return obj, k, nil
+	obj, err := sealIndex(ni, payload, key)
+	if err != nil {
+		return nil, "", err
+	}
+	return obj, chunkindex.AliasKey(ni.StorePath.Hash), nil
+}
+
+// sealIndex signs an index payload for the narinfo's path and drops the
+// narinfo's layout-1 lines.
+func sealIndex(ni *narinfo.NarInfo, payload []byte, key narinfo.SecretKey) ([]byte, error) {
+	obj, err := chunkindex.Seal(payload, []string{chunkindex.SignPayload(key, ni, payload)})
+	if err != nil {
+		return nil, err
+	}
+	dropIndexLines(ni)
+	return obj, nil
+}
+
+// dropIndexLines removes the layout-1 index lines, which readers that
+// parse narinfos strictly (go-nix, nar-serve) refuse.
+func dropIndexLines(ni *narinfo.NarInfo) {
+	for _, k := range []string{chunkindex.KeyURL, chunkindex.KeySize, chunkindex.KeySig} {
+		ni.Set(k)
+	}
 }
 
 func storeDirOf(ni *narinfo.NarInfo) string {

@@ -9,7 +9,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/narfs/narfs/nar"
-	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -202,17 +201,15 @@ func (c *Cache) stage(ctx context.Context, p *PathInfo, opts PushOptions) (*stag
 	return &staged{ni: ni}, nil
 }
 
-// putIndex writes the index and the .ls of a narinfo whose object is in
-// place, and sets its NarfsIndex lines.
+// putIndex writes the index (under its alias, the only name readers
+// find it by) and the .ls of a narinfo whose object is in place, and
+// removes the narinfo's layout-1 index lines.
 func (c *Cache) putIndex(ctx context.Context, ni *narinfo.NarInfo, ch *chunked, l *nar.Listing, key narinfo.SecretKey) error {
 	idx, k, err := ch.index(ni, l, key)
 	if err != nil {
 		return err
 	}
 	if err := c.putBytes(ctx, k, idx, typeIndex); err != nil {
-		return err
-	}
-	if err := c.putBytes(ctx, chunkindex.AliasKey(ni.StorePath.Hash), idx, typeIndex); err != nil {
 		return err
 	}
 	ls, err := encodeListing(l)
