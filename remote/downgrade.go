@@ -9,7 +9,8 @@ import "github.com/narfs/narfs/remote/chunkindex"
 // add a lying .ls. unsignedMetadataOK refuses unsigned metadata for every
 // path such a cache has, whenever one of these says it is indexed:
 //
-//   - the cache's nix-cache-info declares indexes (NarfsIndexAliases: 1);
+//   - the cache declares indexes (NarfsIndexAliases: 1 in its
+//     nix-cache-info, or one of its narinfos named an index);
 //   - the path's narinfo names an index (caches written before aliases);
 //   - an index of the path verified here before (its record is kept in
 //     the local cache beside the path's narinfo).
@@ -21,14 +22,11 @@ import "github.com/narfs/narfs/remote/chunkindex"
 // within the NarSize limits, for paths this host never verified an index
 // of; --verified-metadata-only closes that too.
 func (s *Store) unsignedMetadataOK(p *PathInfo) bool {
-	if s.cfg.VerifiedMetadataOnly || s.declaresIndexes.Load() {
+	if s.cfg.VerifiedMetadataOnly || s.IndexesDeclared() {
 		return false
 	}
 	if _, ok := p.NarInfo.Get(chunkindex.KeyURL); ok {
 		return false
 	}
-	if _, _, err := s.cache.GetRecord(s.recordNS, p.Path.Hash+".nidx"); err == nil {
-		return false
-	}
-	return true
+	return !s.IndexVerified(p)
 }

@@ -90,10 +90,6 @@ type Store struct {
 	prefetchq       *workQueue
 	lookaheadPaused *negativeCache // "" → why lookahead pauses
 	aliases         indexAliases   // chunk indexes fetched with their narinfos
-	// declaresIndexes: the cache's nix-cache-info says it keeps chunk
-	// indexes; set once at Open. Its paths never take metadata from an
-	// unsigned .ls (listingPolicy).
-	declaresIndexes atomic.Bool
 	bg              context.Context
 	stopBG          context.CancelFunc
 }
@@ -200,7 +196,6 @@ func (s *Store) checkCacheInfo(ctx context.Context) (priority int, err error) {
 	}
 	if info.IndexAliases {
 		s.aliases.on.Store(true)
-		s.declaresIndexes.Store(true)
 	}
 	if info.StoreDir != "" && info.StoreDir != s.storeDir {
 		return 0, fmt.Errorf("open %s: binary cache is for Nix stores with prefix %q, not %q", s.url, info.StoreDir, s.storeDir)
