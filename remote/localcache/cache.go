@@ -564,20 +564,13 @@ func (c *Cache) Discard(key string) bool {
 // are written before the rename that publishes it), so one that lacks
 // both is debris of an older layout or of hands in the cache dir; anything
 // else (a live entry another process is evicting or publishing right now)
-// goes only through the locking protocol. Anything but a directory at an
-// entry's name (a symlink) is never an entry: it is unlinked, never
-// followed.
+// goes only through the locking protocol. (Anything but a directory at an
+// entry's name, a symlink, is refused by load before: ErrUnsafe.)
 func (c *Cache) removeBroken(key string, why error) {
 	dir := c.entryDir(key)
 	var st unix.Stat_t
 	if err := unix.Fstatat(c.narFd, key, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return // evicted by another process meanwhile
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		if unix.Unlinkat(c.narFd, key, 0) == nil {
-			c.log.Warn("removed a stray file from the cache dir", "path", dir)
-		}
-		return
 	}
 	// Debris has no lock file: give it one (O_EXCL fails on a live entry,
 	// which always has one), so that its removal takes the same locked way
