@@ -13,7 +13,21 @@ import (
 // it, is not owned by the user narfs runs as, or is writable by group or
 // others. What lies there is served as verified, so narfs refuses it, as
 // ssh refuses a key file others can write.
+// It also matches ErrLocal.
 var ErrUnsafe = errors.New("unsafe local cache")
+
+// unsafeError is an ErrUnsafe (and ErrLocal) with what and the fix.
+type unsafeError struct{ msg string }
+
+func (e *unsafeError) Error() string { return "refusing the local cache: " + e.msg }
+
+func (e *unsafeError) Is(target error) bool { return target == ErrUnsafe || target == ErrLocal }
+
+// unsafe says why path is refused and how to fix it.
+func (c *Cache) unsafe(path, why string) error {
+	euid := os.Geteuid()
+	return &unsafeError{fmt.Sprintf("%s %s; narfs would serve what another user put there as verified. If you trust its contents: chown -R %d %s && chmod -R go-w %s; else remove it, or choose another --cache-dir", path, why, euid, c.base, c.base)}
+}
 
 // Modes of what narfs creates: nobody else needs to read the cache, not
 // even with --allow-other. Readers of the mount never open these files:
@@ -38,7 +52,7 @@ func (c *Cache) checkFd(fd int, path string, dir bool) error {
 		want, what = unix.S_IFDIR, "a directory"
 	}
 	if st.Mode&unix.S_IFMT != want {
-		return fmt.Errorf("%s: %w: %w: not %s", path, ErrLocal, ErrUnsafe, what)
+		return c.unsafe(path, "is not "+what)
 	}
 	return c.checkOwner(&st, path)
 }
@@ -46,13 +60,11 @@ func (c *Cache) checkFd(fd int, path string, dir bool) error {
 // checkOwner reports, as ssh does for its keys, a file that another user
 // could have written, with the fix.
 func (c *Cache) checkOwner(st *unix.Stat_t, path string) error {
-	euid := os.Geteuid()
-	fix := fmt.Sprintf("if you trust what is in it, run: chown -R %d %s && chmod -R go-w %s; else remove it or choose another --cache-dir", euid, c.base, c.base)
-	if int(st.Uid) != euid {
-		return fmt.Errorf("%w: %w: %s is owned by uid %d, not by uid %d that narfs runs as: narfs would serve what another user put there as verified (%s)", ErrLocal, ErrUnsafe, path, st.Uid, euid, fix)
+	if euid := os.Geteuid(); int(st.Uid) != euid {
+		return c.unsafe(path, fmt.Sprintf("is owned by uid %d, not by uid %d that narfs runs as", st.Uid, euid))
 	}
 	if st.Mode&0o022 != 0 {
-		return fmt.Errorf("%w: %w: %s is writable by group or others (mode %04o): narfs would serve what another user put there as verified (%s)", ErrLocal, ErrUnsafe, path, st.Mode&0o7777, fix)
+		return c.unsafe(path, fmt.Sprintf("is writable by group or others (mode %04o)", st.Mode&0o7777))
 	}
 	return nil
 }
@@ -63,7 +75,7 @@ func (c *Cache) openDir(dirFd int, name, path string) (int, error) {
 	fd, err := unix.Openat(dirFd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if err == unix.ELOOP || err == unix.ENOTDIR {
-			return -1, fmt.Errorf("%w: %w: %s is not a directory (a symlink?): narfs never follows one in its cache dir", ErrLocal, ErrUnsafe, path)
+			return -1, c.unsafe(path, "is not a directory (narfs never follows a symlink in its cache dir)")
 		}
 		return -1, err
 	}
