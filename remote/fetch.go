@@ -92,6 +92,9 @@ func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, erro
 	if e, err := s.cache.Acquire(key); err == nil {
 		return e, nil
 	} else if !errors.Is(err, localcache.ErrMiss) {
+		if errors.Is(err, localcache.ErrUnsafe) {
+			s.log.Error("local cache entry refused; not served", "path", p.Path.String(), "err", err)
+		}
 		return nil, fmt.Errorf("%s: %w", p.Path, err)
 	}
 	fk := flightKey(p)
@@ -526,8 +529,9 @@ func writeOwnFile(pend *localcache.Pending, h *nar.Header, content io.Reader, bu
 	if err != nil {
 		return ownWritten{}, err
 	}
-	sum := sha256.New()
+	sum := newAsyncSum()
 	n, err := io.CopyBuffer(io.MultiWriter(f, sum), content, buf)
+	digest := sum.Sum()
 	if err == nil && n != h.Size {
 		err = fmt.Errorf("%s: short file contents", h.Path)
 	}
@@ -541,7 +545,7 @@ func writeOwnFile(pend *localcache.Pending, h *nar.Header, content io.Reader, bu
 		err = fmt.Errorf("%w: %w", localcache.ErrLocal, cerr)
 	}
 	if err == nil {
-		err = pend.WriteMeta(ownSumName(name), encodeSum(sum.Sum(nil)))
+		err = pend.WriteMeta(ownSumName(name), encodeSum(digest))
 	}
 	return ownWritten{name: name, id: id}, err
 }

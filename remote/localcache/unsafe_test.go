@@ -168,7 +168,7 @@ func TestNeverFollowsSymlinksInCacheDir(t *testing.T) {
 		out, untouched := outside(t)
 		// A temp entry of a process that is gone, as a link.
 		must(t, os.Symlink(out, filepath.Join(base, layout, "tmp", "999999999.1")))
-		c = open(t, base, 1<<20)
+		open(t, base, 1<<20)
 		untouched()
 		if _, err := os.Lstat(filepath.Join(base, layout, "tmp", "999999999.1")); !os.IsNotExist(err) {
 			t.Errorf("the stale link is still there: %v", err)
