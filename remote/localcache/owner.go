@@ -103,6 +103,9 @@ func (c *Cache) mkdirOpen(dirFd int, name, path string) (int, error) {
 // it. The descriptor returned blocks.
 func (c *Cache) openFile(dirFd int, name, path string, flags int) (int, error) {
 	fd, err := unix.Openat(dirFd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err == unix.ELOOP {
+		return -1, c.unsafe(path, "is a symlink (narfs never follows one in its cache dir)")
+	}
 	if err != nil {
 		return -1, err
 	}

@@ -252,7 +252,16 @@ func TestNeverFollowsSymlinksInCacheDir(t *testing.T) {
 		lock := filepath.Join(base, layout, "nar", "k", "lock")
 		must(t, os.Remove(lock))
 		must(t, os.Symlink(filepath.Join(out, "victim"), lock))
+		if _, err := Open(base, 1<<20, quiet()); !errors.Is(err, ErrUnsafe) {
+			t.Errorf("Open with an entry's lock a symlink: %v, want ErrUnsafe", err)
+		}
+		untouched()
+		// Planted after Open: not locked through, not served.
+		must(t, os.Remove(lock))
+		must(t, os.WriteFile(lock, nil, 0o600))
 		c = open(t, base, 1<<20)
+		must(t, os.Remove(lock))
+		must(t, os.Symlink(filepath.Join(out, "victim"), lock))
 		if e, err := c.Acquire("k"); err == nil {
 			e.Release()
 			t.Error("Acquire locked through a symlink")
