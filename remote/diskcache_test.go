@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// cacheLayout is the local cache's layout directory (localcache's v3).
-const cacheLayout = "v3"
+// cacheLayout is the local cache's layout directory (localcache's v4).
+const cacheLayout = "v4"
 
 func narKey(p *PathInfo) string { return entryKey(p) }
 

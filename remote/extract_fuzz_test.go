@@ -42,7 +42,7 @@ func FuzzStore(f *testing.F) {
 		}
 		defer bf.Close()
 		bw := &blobWriter{f: bf}
-		l, err := store(io.TeeReader(bytes.NewReader(data), bw), bw, pend, nil, nil)
+		l, _, err := store(io.TeeReader(bytes.NewReader(data), bw), bw, pend, nil, nil)
 		dir := filepath.Dir(pend.Root())
 		for _, name := range dirEntries(t, dir) {
 			if name != blob.BlobFile && !strings.HasPrefix(name, "f-") {

@@ -92,6 +92,9 @@ func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, erro
 	if e, err := s.cache.Acquire(key); err == nil {
 		return e, nil
 	} else if !errors.Is(err, localcache.ErrMiss) {
+		if errors.Is(err, localcache.ErrUnsafe) {
+			s.log.Error("local cache entry refused; not served", "path", p.Path.String(), "err", err)
+		}
 		return nil, fmt.Errorf("%s: %w", p.Path, err)
 	}
 	fk := flightKey(p)
@@ -163,6 +166,17 @@ func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*Loc
 			f = s.shareWarm(e.Key(), f, drops)
 		}
 		e.Release()
+		if errors.Is(err, errOwnMismatch) || errors.Is(err, errOwnUnrecorded) {
+			// Never served: the entry goes (unless someone still reads
+			// it) and the NAR is fetched and verified again.
+			s.stats.corrupt.Add(1)
+			s.log.Error("a large file's copy in the local cache does not match what was verified; not served, fetching the NAR again", "path", p.Path.String(), "file", sub, "cache-dir", s.cfg.CacheDir, "err", err)
+			if s.cache.Discard(e.Key()) && attempt < 2 {
+				s.listings.remove(p.Path.Hash)
+				continue
+			}
+			return nil, nil, err
+		}
 		if !errors.Is(err, localcache.ErrMiss) || attempt >= 2 {
 			return f, n, err
 		}
@@ -198,6 +212,12 @@ func (s *Store) openIn(p *PathInfo, e *localcache.Entry, sub string) (*LocalFile
 	if fi, err := f.Stat(); err != nil || fi.Size() != want || base > want-n.Size {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s/%s: %w: local cache file does not match the verified listing", p.Path, sub, localcache.ErrLocal)
+	}
+	if name != blob.BlobFile {
+		if err := s.checkOwn(e, name, f, n.Size); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("%s/%s: %w", p.Path, sub, err)
+		}
 	}
 	return &LocalFile{File: f, Base: base, Size: n.Size}, n, nil
 }
@@ -341,7 +361,7 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 	}
 	defer blobF.Close()
 	bw := &blobWriter{f: blobF}
-	listing, err := store(io.TeeReader(hashed, bw), bw, pend, p.ca, caHash)
+	listing, owns, err := store(io.TeeReader(hashed, bw), bw, pend, p.ca, caHash)
 	if err == nil {
 		err = drain(hashed)
 	}
@@ -383,6 +403,7 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
+	s.trustWritten(e, owns)
 	s.recordNarinfo(p)
 	s.verified(p, listing)
 	return e, nil
@@ -448,20 +469,22 @@ func ownFileName(narOffset int64) string { return "f-" + strconv.FormatInt(narOf
 
 // store writes the NAR read from r (which also streams it into bw) into
 // the pending entry: the blob receives everything but the contents of
-// large files, which go to files of their own. It returns the listing.
-// For flat and text content addresses it feeds the root file's contents
-// to caHash.
-func store(r io.Reader, bw *blobWriter, pend *localcache.Pending, ca *contentAddress, caHash hash.Hash) (*nar.Listing, error) {
+// large files, which go to files of their own, each with the record of
+// its hash. It returns the listing and the files of their own. For flat
+// and text content addresses it feeds the root file's contents to
+// caHash.
+func store(r io.Reader, bw *blobWriter, pend *localcache.Pending, ca *contentAddress, caHash hash.Hash) (*nar.Listing, []ownWritten, error) {
 	nr := nar.NewReader(r)
 	var lb nar.ListingBuilder
 	buf := make([]byte, 256<<10)
+	var owns []ownWritten
 	for {
 		h, err := nr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		lb.Add(h)
 		if h.Type != nar.TypeRegular {
@@ -470,44 +493,61 @@ func store(r io.Reader, bw *blobWriter, pend *localcache.Pending, ca *contentAdd
 		var content io.Reader = nr
 		if ca != nil && !ca.recursive {
 			if h.Path != "" || h.Executable {
-				return nil, fmt.Errorf("flat/text CA needs a single non-executable file")
+				return nil, nil, fmt.Errorf("flat/text CA needs a single non-executable file")
 			}
 			content = io.TeeReader(nr, caHash)
 		}
 		if h.Size >= OwnFileMin {
 			bw.skip(h.Offset, h.Size)
-			if err := writeOwnFile(pend, h, content, buf); err != nil {
-				return nil, err
+			w, err := writeOwnFile(pend, h, content, buf)
+			if err != nil {
+				return nil, nil, err
 			}
+			owns = append(owns, w)
 		} else if content != io.Reader(nr) {
 			if _, err := io.CopyBuffer(io.Discard, content, buf); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
 	l := lb.Listing()
 	if l.Root == nil {
-		return nil, fmt.Errorf("empty NAR")
+		return nil, nil, fmt.Errorf("empty NAR")
 	}
 	if ca != nil && !ca.recursive && l.Root.Type != nar.TypeRegular {
-		return nil, fmt.Errorf("flat/text CA on a path that is not a single file")
+		return nil, nil, fmt.Errorf("flat/text CA on a path that is not a single file")
 	}
-	return l, nil
+	return l, owns, nil
 }
 
-func writeOwnFile(pend *localcache.Pending, h *nar.Header, content io.Reader, buf []byte) error {
-	f, err := pend.CreateFile(ownFileName(h.Offset))
+// writeOwnFile writes a large file's contents to a file of its own and
+// the record of their hash beside it. Both become part of the entry only
+// if the whole NAR verifies.
+func writeOwnFile(pend *localcache.Pending, h *nar.Header, content io.Reader, buf []byte) (ownWritten, error) {
+	name := ownFileName(h.Offset)
+	f, err := pend.CreateFile(name)
 	if err != nil {
-		return err
+		return ownWritten{}, err
 	}
-	n, err := io.CopyBuffer(f, content, buf)
+	sum := newAsyncSum()
+	n, err := io.CopyBuffer(io.MultiWriter(f, sum), content, buf)
+	digest := sum.Sum()
 	if err == nil && n != h.Size {
 		err = fmt.Errorf("%s: short file contents", h.Path)
+	}
+	var id fileID
+	if err == nil {
+		if id, err = idOf(f); err != nil {
+			err = fmt.Errorf("%w: %w", localcache.ErrLocal, err)
+		}
 	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("%w: %w", localcache.ErrLocal, cerr)
 	}
-	return err
+	if err == nil {
+		err = pend.WriteMeta(ownSumName(name), encodeSum(digest))
+	}
+	return ownWritten{name: name, id: id}, err
 }
 
 // blobWriter writes the NAR stream at its offsets into the blob, leaving

@@ -220,7 +220,7 @@ func BenchmarkFetchStages(b *testing.B) {
 				b.Fatal(err)
 			}
 			bw := &blobWriter{f: blobF}
-			if _, err := store(io.TeeReader(bytes.NewReader(narData), bw), bw, pend, nil, nil); err != nil {
+			if _, _, err := store(io.TeeReader(bytes.NewReader(narData), bw), bw, pend, nil, nil); err != nil {
 				b.Fatal(err)
 			}
 			blobF.Close()

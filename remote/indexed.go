@@ -3,6 +3,7 @@ package remote
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -471,14 +472,9 @@ func (s *Store) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*Chun
 	f := &ChunkedFile{s: s, p: p, ref: r, node: n}
 	if n.Size >= OwnFileMin {
 		// Once complete, a large file has a file of its own, which the
-		// kernel can read directly.
-		if lf, err := r.e.OpenRead(ownFileName(n.NarOffset)); err == nil {
-			if fi, err := lf.Stat(); err == nil && fi.Size() == n.Size {
-				f.own = &LocalFile{File: lf, Size: n.Size}
-			} else {
-				lf.Close()
-			}
-		}
+		// kernel can read directly: served only once it matches the hash
+		// recorded when it was copied from verified chunks.
+		f.own = s.openOwn(r, p, n)
 	}
 	return f, nil
 }
@@ -519,20 +515,66 @@ func (s *Store) publishOwn(r *blobRef, p *PathInfo, n *nar.Node) {
 	}()
 }
 
+// openOwn opens the file of its own of a large file of an indexed path,
+// or returns nil if it has none yet or the one there does not match its
+// recorded hash (which is then removed, to be copied again).
+func (s *Store) openOwn(r *blobRef, p *PathInfo, n *nar.Node) *LocalFile {
+	name := ownFileName(n.NarOffset)
+	lf, err := r.e.OpenRead(name)
+	if err != nil {
+		return nil
+	}
+	fi, err := lf.Stat()
+	if err == nil && fi.Size() != n.Size {
+		err = fmt.Errorf("%s: %w: %w: %d bytes, the signed listing says %d", name, localcache.ErrLocal, errOwnMismatch, fi.Size(), n.Size)
+	}
+	if err == nil {
+		err = s.checkOwn(r.e, name, lf, n.Size)
+	}
+	if err == nil {
+		return &LocalFile{File: lf, Size: n.Size}
+	}
+	lf.Close()
+	if errors.Is(err, errOwnMismatch) {
+		s.stats.corrupt.Add(1)
+		s.log.Error("a large file's copy in the local cache does not match what was verified; not served, reading it by chunks", "path", p.Path.String(), "cache-dir", s.cfg.CacheDir, "err", err)
+		r.e.RemoveData(name)
+		r.e.RemoveData(ownSumName(name))
+	}
+	return nil
+}
+
 // copyOwn copies a complete large file of the blob into a file of its
-// own, unless it has one.
+// own, unless it has one, and then records the hash of the bytes it
+// copied (each chunk verified on the way, CopyTo): a reader that finds
+// the copy without its record does not use it.
 func copyOwn(r *blobRef, n *nar.Node) error {
 	name := ownFileName(n.NarOffset)
 	if f, err := r.e.OpenRead(name); err == nil {
 		f.Close()
-		return nil
+		if _, err := r.e.ReadMeta(ownSumName(name)); err == nil {
+			return nil
+		}
+		// A copy without its record (the copier stopped between the
+		// two): copy again.
+		if err := r.e.RemoveData(name); err != nil {
+			return err
+		}
 	}
-	return r.e.PublishData(name, func(f *os.File) error {
-		bw := bufio.NewWriterSize(f, 1<<20)
+	sum := sha256.New()
+	err := r.e.PublishData(name, func(f *os.File) error {
+		bw := bufio.NewWriterSize(io.MultiWriter(f, sum), 1<<20)
 		if err := r.b.CopyTo(bw, n.NarOffset, n.Size); err != nil {
 			return err
 		}
 		return bw.Flush()
+	})
+	if err != nil {
+		return err
+	}
+	return r.e.PublishData(ownSumName(name), func(f *os.File) error {
+		_, err := f.Write(encodeSum(sum.Sum(nil)))
+		return err
 	})
 }
 

@@ -70,6 +70,8 @@ type Store struct {
 	hooksMu    sync.Mutex // protects onVerified
 	onVerified []func(*PathInfo, *nar.Listing)
 
+	ownChecked ownChecks // own files of entries found matching their recorded hash
+
 	warmMu sync.Mutex           // protects warm and every warmBlob's mutable fields
 	warm   map[string]*warmBlob // entry key → open blob of a fetched stock path
 

@@ -59,7 +59,7 @@ Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...)
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.cacheDir, "cache-dir", remote.DefaultCacheDir(), "directory for verified NAR contents")
+	pf.StringVar(&g.cacheDir, "cache-dir", remote.DefaultCacheDir(), "directory for verified NAR contents, trusted as verified: it must be owned by the user narfs runs as and not writable by group or others (narfs refuses it otherwise); made 0700")
 	g.cacheSize = 10 << 30
 	pf.Var((*byteSize)(&g.cacheSize), "cache-size", "extracted NARs to keep in --cache-dir, least recently used go first: bytes, or 100MB, 1.5GB (decimal), 512MiB, 10GiB (binary); a bare K, M, G, T is binary, as in Nix")
 	g.listingMem = 256 << 20

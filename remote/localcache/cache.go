@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const layout = "v3"
+const layout = "v4"
 
 var (
 	// ErrMiss: the key is not (or no longer) in the local cache.
@@ -38,16 +38,23 @@ const oversizeLinger = 10 * time.Second
 // use.
 type Cache struct {
 	// read-only after Open
-	dir string // <cache-dir>/v2
-	max int64
-	log *slog.Logger
+	base string // the cache dir, as given
+	dir  string // <cache-dir>/v4, for messages and inspection only
+	max  int64
+	log  *slog.Logger
+	// Descriptors of the cache dir and of v4's directories, checked at
+	// Open and never closed (a pin may outlive Close): every access is
+	// relative to them, so what the path leads to later does not matter.
+	baseFd, narFd, tmpFd, recFd int
 
-	mu       sync.Mutex // protects the fields below and every entry's fields
-	entries  map[string]*list.Element
-	lru      *list.List // front = most recently used; values are *entry
-	total    int64
-	seq      int
-	closed   bool
+	mu      sync.Mutex // protects the fields below and every entry's fields
+	entries map[string]*list.Element
+	lru     *list.List // front = most recently used; values are *entry
+	total   int64
+	seq     int
+	closed  bool
+	nsFds   map[string]int // records/<ns> directories opened, checked
+
 	held     map[*entry]time.Time // unpinned entries still holding their flock, since when
 	sweeping *time.Timer          // runs sweep while held is not empty
 
@@ -65,22 +72,68 @@ type entry struct {
 	lockFd  int // holds LOCK_SH while pinned (or held)
 }
 
-// Open opens (creating it if needed) the cache under base.
+// Open opens (creating it if needed) the cache under base. It refuses
+// (ErrUnsafe) a cache dir, or a directory or entry in it, that is not
+// owned by the running user or is writable by group or others, and a
+// symlink anywhere in it. base itself may be reached through symlinks.
 func Open(base string, max int64, log *slog.Logger) (*Cache, error) {
-	c := &Cache{dir: filepath.Join(base, layout), max: max, log: log, entries: map[string]*list.Element{}, lru: list.New(), held: map[*entry]time.Time{}}
-	for _, d := range []string{"nar", "tmp", "records"} {
-		if err := os.MkdirAll(filepath.Join(c.dir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
+	c := &Cache{base: base, dir: filepath.Join(base, layout), max: max, log: log, entries: map[string]*list.Element{}, lru: list.New(), held: map[*entry]time.Time{}, nsFds: map[string]int{}}
+	if err := os.MkdirAll(base, dirMode); err != nil {
+		return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
+	}
+	bfd, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cache dir %s: %w: %w", base, ErrLocal, err)
+	}
+	if err := c.checkFd(bfd, base, true); err != nil {
+		unix.Close(bfd)
+		return nil, err
+	}
+	c.baseFd = bfd
+	vfd, err := c.mkdirOpen(bfd, layout, c.dir)
+	if err != nil {
+		unix.Close(bfd)
+		return nil, err
+	}
+	fds := []*int{&c.narFd, &c.tmpFd, &c.recFd}
+	for i, d := range []string{"nar", "tmp", "records"} {
+		if *fds[i], err = c.mkdirOpen(vfd, d, filepath.Join(c.dir, d)); err != nil {
+			for _, fd := range append(fds[:i], &vfd, &bfd) {
+				unix.Close(*fd)
+			}
+			return nil, err
 		}
 	}
-	dropOldLayouts(base, log)
-	if err := removeStale(filepath.Join(c.dir, "tmp")); err != nil {
+	unix.Close(vfd)
+	if err := c.checkRecords(); err != nil {
+		c.closeDirs()
+		return nil, err
+	}
+	if err := c.removeStale(); err != nil {
+		c.closeDirs()
 		return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
 	}
 	if err := c.load(); err != nil {
+		c.closeDirs()
+		if errors.Is(err, ErrUnsafe) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("cache dir: %w: %w", ErrLocal, err)
 	}
+	// Last: it leaves deletions running on baseFd.
+	c.dropOldLayouts()
 	return c, nil
+}
+
+// closeDirs closes the directories of a cache that failed to open.
+func (c *Cache) closeDirs() {
+	for _, fd := range c.nsFds {
+		unix.Close(fd)
+	}
+	unix.Close(c.narFd)
+	unix.Close(c.tmpFd)
+	unix.Close(c.recFd)
+	unix.Close(c.baseFd)
 }
 
 func validName(s string) bool {
@@ -98,9 +151,14 @@ func validName(s string) bool {
 
 func (c *Cache) entryDir(key string) string { return filepath.Join(c.dir, "nar", key) }
 
+// openEntry opens an entry's directory, checked.
+func (c *Cache) openEntry(key string) (int, error) {
+	return c.openDir(c.narFd, key, c.entryDir(key))
+}
+
 // load indexes existing entries, most recently used first.
 func (c *Cache) load() error {
-	ents, err := os.ReadDir(filepath.Join(c.dir, "nar"))
+	ents, err := names(c.narFd)
 	if err != nil {
 		return err
 	}
@@ -110,16 +168,21 @@ func (c *Cache) load() error {
 		mtime time.Time
 	}
 	var all []found
-	for _, e := range ents {
-		if !validName(e.Name()) {
+	for _, name := range ents {
+		if !validName(name) {
 			continue
 		}
-		size, mtime, err := readMeta(c.entryDir(e.Name()))
+		size, mtime, err := c.readMeta(name)
+		if errors.Is(err, ErrUnsafe) {
+			// Put there by someone else: refuse the whole cache dir,
+			// whose owner must look.
+			return err
+		}
 		if err != nil {
-			c.removeBroken(e.Name(), err)
+			c.removeBroken(name, err)
 			continue
 		}
-		all = append(all, found{e.Name(), size, mtime})
+		all = append(all, found{name, size, mtime})
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].mtime.After(all[j].mtime) })
 	for _, f := range all {
@@ -129,16 +192,26 @@ func (c *Cache) load() error {
 	return nil
 }
 
-// readMeta reads an entry's size and its directory's mtime.
-func readMeta(dir string) (int64, time.Time, error) {
-	fi, err := os.Lstat(dir)
+// readMeta reads an entry's size and its directory's mtime, checking the
+// directory, its meta and its lock file (ErrUnsafe).
+func (c *Cache) readMeta(key string) (int64, time.Time, error) {
+	dir := c.entryDir(key)
+	dfd, err := c.openEntry(key)
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	if !fi.IsDir() {
-		return 0, time.Time{}, fmt.Errorf("%s: not a directory", dir)
+	defer unix.Close(dfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(dfd, &st); err != nil {
+		return 0, time.Time{}, err
 	}
-	data, err := readNoFollow(filepath.Join(dir, "meta"), 64)
+	mfd, err := c.openFile(dfd, "meta", filepath.Join(dir, "meta"), unix.O_RDONLY)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	f := os.NewFile(uintptr(mfd), "meta")
+	data, err := readRegular(f, filepath.Join(dir, "meta"), 64)
+	f.Close()
 	if err != nil {
 		return 0, time.Time{}, err
 	}
@@ -146,19 +219,12 @@ func readMeta(dir string) (int64, time.Time, error) {
 	if err != nil || size < 0 {
 		return 0, time.Time{}, fmt.Errorf("%s: bad meta %q", dir, data)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, "lock")); err != nil {
+	lfd, err := c.openFile(dfd, "lock", filepath.Join(dir, "lock"), unix.O_RDONLY)
+	if err != nil {
 		return 0, time.Time{}, err
 	}
-	return size, fi.ModTime(), nil
-}
-
-func readNoFollow(p string, max int64) ([]byte, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readRegular(f, p, max)
+	unix.Close(lfd)
+	return size, time.Unix(st.Mtim.Unix()), nil
 }
 
 func readRegular(f *os.File, name string, max int64) ([]byte, error) {
@@ -190,7 +256,11 @@ func (c *Cache) Acquire(key string) (*Entry, error) {
 	defer c.mu.Unlock()
 	el, ok := c.entries[key]
 	if !ok {
-		size, mtime, err := readMeta(c.entryDir(key))
+		size, mtime, err := c.readMeta(key)
+		if errors.Is(err, ErrUnsafe) {
+			c.misses.Add(1)
+			return nil, err
+		}
 		if err != nil {
 			c.misses.Add(1)
 			return nil, fmt.Errorf("%s: %w", key, ErrMiss)
@@ -210,7 +280,8 @@ func (c *Cache) Acquire(key string) (*Entry, error) {
 	e.used = time.Now()
 	if now := e.used; now.Sub(e.touched) > touchEvery {
 		e.touched = now
-		os.Chtimes(c.entryDir(key), now, now)
+		ts := []unix.Timespec{unix.NsecToTimespec(now.UnixNano()), unix.NsecToTimespec(now.UnixNano())}
+		unix.UtimesNanoAt(c.narFd, key, ts, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return &Entry{c: c, e: e}, nil
 }
@@ -224,14 +295,18 @@ func (c *Cache) pinLocked(e *entry) error {
 		delete(c.held, e)
 		return nil
 	}
-	dir := c.entryDir(e.key)
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := c.openEntry(e.key)
+	if errors.Is(err, ErrUnsafe) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w (%v)", e.key, ErrMiss, err)
 	}
-	// The lock file is empty and regular, so O_NONBLOCK changes nothing
-	// but guards against a FIFO put there.
-	lfd, err := unix.Openat(fd, "lock", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	lfd, err := c.openFile(fd, "lock", filepath.Join(c.entryDir(e.key), "lock"), unix.O_RDONLY)
+	if errors.Is(err, ErrUnsafe) {
+		unix.Close(fd)
+		return err
+	}
 	if err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("%s: %w (%v)", e.key, ErrMiss, err)
@@ -244,14 +319,25 @@ func (c *Cache) pinLocked(e *entry) error {
 	}
 	// The entry we locked must still be the one at the path: an evictor
 	// may have renamed it between our open and our lock.
-	var a, b unix.Stat_t
-	if unix.Fstat(lfd, &a) != nil || unix.Stat(filepath.Join(dir, "lock"), &b) != nil || a.Ino != b.Ino || a.Dev != b.Dev {
+	if !c.lockAtPath(e.key, lfd) {
 		unix.Close(lfd)
 		unix.Close(fd)
 		return fmt.Errorf("%s: %w (evicted meanwhile)", e.key, ErrMiss)
 	}
 	e.pins, e.dirFd, e.lockFd = 1, fd, lfd
 	return nil
+}
+
+// lockAtPath reports whether lfd is the lock file of the entry now at
+// nar/<key>.
+func (c *Cache) lockAtPath(key string, lfd int) bool {
+	dfd, err := unix.Openat(c.narFd, key, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(dfd)
+	var a, b unix.Stat_t
+	return unix.Fstat(lfd, &a) == nil && unix.Fstatat(dfd, "lock", &b, unix.AT_SYMLINK_NOFOLLOW) == nil && a.Ino == b.Ino && a.Dev == b.Dev
 }
 
 // unpinLocked drops a pin. The last one keeps the descriptors and the
@@ -320,7 +406,7 @@ func (c *Cache) Forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.entries[key]; ok && el.Value.(*entry).pins == 0 {
-		if _, _, err := readMeta(c.entryDir(key)); err != nil {
+		if _, _, err := c.readMeta(key); err != nil {
 			c.dropLocked(el)
 		}
 	}
@@ -403,33 +489,41 @@ func (c *Cache) evictLocked(keep string) []string {
 }
 
 // renameAwayLocked moves an entry out of nar/ unless another process has
-// it pinned. ok reports whether the entry is gone from nar/.
+// it pinned. ok reports whether the entry is gone from nar/; the name
+// returned, if any, is beneath tmp/, to delete (removeGone).
 func (c *Cache) renameAwayLocked(key string) (string, bool) {
-	dir := c.entryDir(key)
-	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, os.ErrNotExist) {
+	dfd, err := unix.Openat(c.narFd, key, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
 		return "", true // someone else removed it
 	}
 	if err != nil {
 		c.log.Warn("evicting cache entry", "key", key, "err", err)
 		return "", false
 	}
-	defer lf.Close()
-	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	lfd, err := unix.Openat(dfd, "lock", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	unix.Close(dfd)
+	if err == unix.ENOENT {
+		return "", true // someone else removed it
+	}
+	if err != nil {
+		c.log.Warn("evicting cache entry", "key", key, "err", err)
+		return "", false
+	}
+	defer unix.Close(lfd)
+	if err := unix.Flock(lfd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return "", false // pinned by another process
 	}
 	// The lock must be the one of the entry at the path now: another
 	// process may have evicted what we opened and published a new copy,
 	// which our rename below would take without its lock.
-	var a, b unix.Stat_t
-	if unix.Fstat(int(lf.Fd()), &a) != nil || unix.Stat(filepath.Join(dir, "lock"), &b) != nil || a.Ino != b.Ino || a.Dev != b.Dev {
+	if !c.lockAtPath(key, lfd) {
 		return "", false
 	}
 	c.seq++
 	c.drops.Add(1)
-	to := filepath.Join(c.dir, "tmp", fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq))
-	if err := os.Rename(dir, to); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+	to := fmt.Sprintf("evict.%d.%d", os.Getpid(), c.seq)
+	if err := unix.Renameat(c.narFd, key, c.tmpFd, to); err != nil {
+		if err == unix.ENOENT {
 			return "", true
 		}
 		c.log.Warn("evicting cache entry", "key", key, "err", err)
@@ -438,22 +532,54 @@ func (c *Cache) renameAwayLocked(key string) (string, bool) {
 	return to, true
 }
 
+// Discard removes the entry for key now, unless it is pinned (here or,
+// by flock, in another process): its files were found not to match what
+// was verified, and the next Acquire must miss.
+func (c *Cache) Discard(key string) bool {
+	if !validName(key) {
+		return false
+	}
+	c.mu.Lock()
+	el, ok := c.entries[key]
+	if ok && el.Value.(*entry).pins > 0 {
+		c.mu.Unlock()
+		return false
+	}
+	if ok {
+		c.closeFdsLocked(el.Value.(*entry))
+	}
+	gone, done := c.renameAwayLocked(key)
+	if done && ok {
+		c.dropLocked(el)
+	}
+	c.mu.Unlock()
+	if gone != "" {
+		c.removeGone([]string{gone})
+	}
+	return done
+}
+
 // removeBroken deletes, at Open, an entry directory that is not a
 // complete entry. A complete entry always has both meta and lock (they
 // are written before the rename that publishes it), so one that lacks
 // both is debris of an older layout or of hands in the cache dir; anything
 // else (a live entry another process is evicting or publishing right now)
-// goes only through the locking protocol.
+// goes only through the locking protocol. (Anything but a directory at an
+// entry's name, a symlink, is refused by load before: ErrUnsafe.)
 func (c *Cache) removeBroken(key string, why error) {
 	dir := c.entryDir(key)
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(c.narFd, key, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return // evicted by another process meanwhile
 	}
 	// Debris has no lock file: give it one (O_EXCL fails on a live entry,
-	// which always has one), so that its removal takes the same locked path
+	// which always has one), so that its removal takes the same locked way
 	// as any eviction and can never take a live entry.
-	if f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644); err == nil {
-		f.Close()
+	if dfd, err := unix.Openat(c.narFd, key, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+		if fd, err := unix.Openat(dfd, "lock", unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode); err == nil {
+			unix.Close(fd)
+		}
+		unix.Close(dfd)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -462,31 +588,32 @@ func (c *Cache) removeBroken(key string, why error) {
 		return
 	}
 	c.log.Warn("removed unreadable cache entry", "entry", dir, "err", why)
-	os.RemoveAll(gone)
+	removeAllAt(c.tmpFd, gone)
 }
 
-func removeAll(dirs []string) {
-	for _, d := range dirs {
-		os.RemoveAll(d)
+// removeGone deletes entries renamed away into tmp/.
+func (c *Cache) removeGone(gone []string) {
+	for _, d := range gone {
+		removeAllAt(c.tmpFd, d)
 	}
 }
 
 // removeStale deletes temp and evicted directories of processes that are
 // gone.
-func removeStale(dir string) error {
-	ents, err := os.ReadDir(dir)
+func (c *Cache) removeStale() error {
+	ents, err := names(c.tmpFd)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		name := strings.TrimPrefix(e.Name(), "evict.")
+		name := strings.TrimPrefix(e, "evict.")
 		pidText, _, _ := strings.Cut(name, ".")
 		pid, err := strconv.Atoi(pidText)
 		if err == nil && pid != os.Getpid() && processAlive(pid) {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return err
+		if err := removeAllAt(c.tmpFd, e); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(c.dir, "tmp", e), err)
 		}
 	}
 	return nil
@@ -499,32 +626,41 @@ func processAlive(pid int) bool {
 }
 
 // oldLayouts are the layouts before this one: their entries (extracted
-// trees) are not readable by this version, so they are dropped.
-var oldLayouts = []string{"v1", "v2"}
+// trees; v3: large files' copies without a recorded hash) are not
+// readable by this version, so they are dropped.
+var oldLayouts = []string{"v1", "v2", "v3"}
 
 // dropOldLayouts renames older layouts' directories away at once (so the
 // space is accounted free from now on) and deletes them in the
-// background. A narfs of the older version still running on the same
-// cache dir keeps its open files and fetches what it misses again.
-func dropOldLayouts(base string, log *slog.Logger) {
+// background, never following a symlink. A narfs of the older version
+// still running on the same cache dir keeps its open files and fetches
+// what it misses again.
+func (c *Cache) dropOldLayouts() {
 	for _, v := range oldLayouts {
-		old := filepath.Join(base, v)
-		if _, err := os.Lstat(old); err != nil {
+		var st unix.Stat_t
+		if unix.Fstatat(c.baseFd, v, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
 			continue
 		}
-		gone := filepath.Join(base, fmt.Sprintf("%s.dropped.%d.%d", v, os.Getpid(), time.Now().UnixNano()))
-		if err := os.Rename(old, gone); err != nil {
-			log.Warn("cannot drop the local cache of an older narfs", "dir", old, "err", err)
+		gone := fmt.Sprintf("%s.dropped.%d.%d", v, os.Getpid(), time.Now().UnixNano())
+		if err := unix.Renameat(c.baseFd, v, c.baseFd, gone); err != nil {
+			c.log.Warn("cannot drop the local cache of an older narfs", "dir", filepath.Join(c.base, v), "err", err)
 			continue
 		}
-		log.Info("dropping the local cache of an older narfs layout", "dir", old)
-		go os.RemoveAll(gone)
+		c.log.Info("dropping the local cache of an older narfs layout", "dir", filepath.Join(c.base, v))
+		go removeAllAt(c.baseFd, gone)
 	}
 	// Leftovers of drops interrupted by an exit.
-	if ms, _ := filepath.Glob(filepath.Join(base, "v*.dropped.*")); len(ms) > 0 {
+	all, _ := names(c.baseFd)
+	var ms []string
+	for _, n := range all {
+		if v, _, ok := strings.Cut(n, ".dropped."); ok && strings.HasPrefix(v, "v") {
+			ms = append(ms, n)
+		}
+	}
+	if len(ms) > 0 {
 		go func() {
 			for _, m := range ms {
-				os.RemoveAll(m)
+				removeAllAt(c.baseFd, m)
 			}
 		}()
 	}

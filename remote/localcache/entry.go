@@ -54,7 +54,7 @@ func (h *Entry) Release() {
 		}
 	}
 	c.mu.Unlock()
-	removeAll(gone)
+	c.removeGone(gone)
 }
 
 // evictIdle removes an entry larger than the cap that nobody used for
@@ -77,7 +77,7 @@ func (c *Cache) evictIdle(key string) {
 	}
 	c.mu.Unlock()
 	if gone != "" {
-		os.RemoveAll(gone)
+		c.removeGone([]string{gone})
 	}
 }
 
@@ -109,10 +109,9 @@ func (h *Entry) OpenFile(sub string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("open %s in the local cache: %w: %w", rel, ErrLocal, err)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err := h.c.checkFd(fd, filepath.Join(h.c.entryDir(h.e.key), rel), false); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("open %s in the local cache: %w: not a regular file", rel, ErrLocal)
+		return nil, fmt.Errorf("open %s in the local cache: %w", rel, err)
 	}
 	// Reads must block like any file's; a blocking descriptor also spares
 	// os.NewFile an attempt to register it with the poller.
@@ -159,10 +158,13 @@ func (h *Entry) ReadMeta(name string) ([]byte, error) {
 	if !validName(name) {
 		return nil, fmt.Errorf("meta name %q: invalid", name)
 	}
-	fd, err := unix.Openat(h.e.dirFd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := h.c.openFile(h.e.dirFd, name, filepath.Join(h.c.entryDir(h.e.key), name), unix.O_RDONLY)
 	if err != nil {
 		if err == unix.ENOENT {
 			return nil, fmt.Errorf("%s of %s: %w", name, h.e.key, ErrMiss)
+		}
+		if errors.Is(err, ErrLocal) {
+			return nil, fmt.Errorf("%s of %s: %w", name, h.e.key, err)
 		}
 		return nil, fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
 	}
@@ -192,20 +194,14 @@ func (h *Entry) openData(name string, mode int) (*os.File, error) {
 	if !validName(name) || name == "meta" || name == "lock" || name == "root" {
 		return nil, fmt.Errorf("data file name %q: invalid", name)
 	}
-	fd, err := unix.Openat(h.e.dirFd, name, mode|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := h.c.openFile(h.e.dirFd, name, filepath.Join(h.c.entryDir(h.e.key), name), mode)
 	if err != nil {
 		if err == unix.ENOENT {
 			return nil, fmt.Errorf("%s of %s: %w", name, h.e.key, ErrMiss)
 		}
-		return nil, fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s of %s: %w: not a regular file", name, h.e.key, ErrLocal)
-	}
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
+		if errors.Is(err, ErrLocal) {
+			return nil, fmt.Errorf("%s of %s: %w", name, h.e.key, err)
+		}
 		return nil, fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(h.c.entryDir(h.e.key), name)), nil
@@ -223,7 +219,7 @@ func (h *Entry) PublishData(name string, write func(f *os.File) error) error {
 	h.c.seq++
 	tmp := fmt.Sprintf("%s.tmp.%d.%d", name, os.Getpid(), h.c.seq)
 	h.c.mu.Unlock()
-	fd, err := unix.Openat(h.e.dirFd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	fd, err := unix.Openat(h.e.dirFd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
 	if err != nil {
 		return fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
 	}
@@ -256,6 +252,19 @@ func (h *Entry) PublishData(name string, write func(f *os.File) error) error {
 	return err
 }
 
+// RemoveData deletes a data file of the entry (and never what a symlink
+// there points to): it was found not to match what was verified, and the
+// next PublishData must not keep it.
+func (h *Entry) RemoveData(name string) error {
+	if !validName(name) || name == "meta" || name == "lock" || name == "root" {
+		return fmt.Errorf("data file name %q: invalid", name)
+	}
+	if err := unix.Unlinkat(h.e.dirFd, name, 0); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("%s of %s: %w: %w", name, h.e.key, ErrLocal, err)
+	}
+	return nil
+}
+
 // grow accounts n more bytes to the entry (a file published beside its
 // NAR duplicates bytes the blob keeps too), in memory and in its meta, so
 // that the size cap covers them, and evicts others past the cap.
@@ -273,7 +282,7 @@ func (h *Entry) grow(n int64) {
 	c.seq++
 	tmp := fmt.Sprintf("meta.tmp.%d.%d", os.Getpid(), c.seq)
 	c.mu.Unlock()
-	removeAll(gone)
+	c.removeGone(gone)
 	// Best effort: another process's grow may race this one (one of the
 	// two is lost until the entry is next read); the cap is approximate
 	// across processes anyway.
@@ -286,7 +295,7 @@ func (h *Entry) grow(n int64) {
 
 // writeAt creates name beneath dirFd with data.
 func writeAt(dirFd int, name string, data []byte) error {
-	fd, err := unix.Openat(dirFd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	fd, err := unix.Openat(dirFd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
 	if err != nil {
 		return err
 	}

@@ -6,14 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Pending is an entry being written: a private temp directory that
 // becomes the entry at Commit.
 type Pending struct {
 	c    *Cache
-	dir  string
+	name string // beneath tmp/
+	fd   int    // the directory, open until Commit or Abort
 	done bool
 }
 
@@ -23,25 +25,34 @@ func (c *Cache) Begin() (*Pending, error) {
 	c.seq++
 	seq := c.seq
 	c.mu.Unlock()
-	d := filepath.Join(c.dir, "tmp", fmt.Sprintf("%d.%d", os.Getpid(), seq))
-	if err := os.RemoveAll(d); err != nil {
+	name := fmt.Sprintf("%d.%d", os.Getpid(), seq)
+	if err := removeAllAt(c.tmpFd, name); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLocal, err)
 	}
-	if err := os.Mkdir(d, 0o755); err != nil {
+	if err := unix.Mkdirat(c.tmpFd, name, dirMode); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLocal, err)
 	}
-	return &Pending{c: c, dir: d}, nil
+	fd, err := c.openDir(c.tmpFd, name, filepath.Join(c.dir, "tmp", name))
+	if err != nil {
+		removeAllAt(c.tmpFd, name)
+		if !errors.Is(err, ErrLocal) {
+			err = fmt.Errorf("%w: %w", ErrLocal, err)
+		}
+		return nil, err
+	}
+	return &Pending{c: c, name: name, fd: fd}, nil
 }
 
-// Root is where the caller writes the store path (it does not exist yet).
-func (p *Pending) Root() string { return filepath.Join(p.dir, "root") }
+// Root is where the caller writes the store path (it does not exist
+// yet), for callers that keep a tree: it is reached by path.
+func (p *Pending) Root() string { return filepath.Join(p.c.dir, "tmp", p.name, "root") }
 
 // WriteMeta writes a small file beside the root.
 func (p *Pending) WriteMeta(name string, data []byte) error {
 	if !validName(name) || name == "meta" || name == "lock" || name == "root" {
 		return fmt.Errorf("meta name %q: invalid", name)
 	}
-	if err := os.WriteFile(filepath.Join(p.dir, name), data, 0o644); err != nil {
+	if err := writeAt(p.fd, name, data); err != nil {
 		return fmt.Errorf("%w: %w", ErrLocal, err)
 	}
 	return nil
@@ -51,7 +62,8 @@ func (p *Pending) WriteMeta(name string, data []byte) error {
 func (p *Pending) Abort() {
 	if !p.done {
 		p.done = true
-		os.RemoveAll(p.dir)
+		unix.Close(p.fd)
+		removeAllAt(p.c.tmpFd, p.name)
 	}
 }
 
@@ -68,27 +80,34 @@ func (p *Pending) Commit(key string, size int64) (*Entry, error) {
 		size = 0
 	}
 	for _, f := range []struct{ name, data string }{{"meta", strconv.FormatInt(size, 10) + "\n"}, {"lock", ""}} {
-		if err := os.WriteFile(filepath.Join(p.dir, f.name), []byte(f.data), 0o644); err != nil {
+		if err := writeAt(p.fd, f.name, []byte(f.data)); err != nil {
 			p.Abort()
 			return nil, fmt.Errorf("%w: %w", ErrLocal, err)
 		}
 	}
 	c.mu.Lock()
 	for attempt := 0; ; attempt++ {
-		err := os.Rename(p.dir, c.entryDir(key))
+		err := unix.Renameat(c.tmpFd, p.name, c.narFd, key)
 		if err == nil {
 			p.done = true
+			unix.Close(p.fd)
 			break
 		}
-		if _, _, merr := readMeta(c.entryDir(key)); merr == nil {
+		_, _, merr := c.readMeta(key)
+		if merr == nil {
 			break // published by another process (or an earlier run) meanwhile: use it
+		}
+		if errors.Is(merr, ErrUnsafe) {
+			c.mu.Unlock()
+			p.Abort()
+			return nil, merr
 		}
 		// Not a complete entry there: another process may be renaming its
 		// copy away right now; try again, then give up.
-		if attempt >= 3 || !(errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY)) {
+		if attempt >= 3 || !(err == unix.EEXIST || err == unix.ENOTEMPTY) {
 			c.mu.Unlock()
 			p.Abort()
-			return nil, fmt.Errorf("%w: %w", ErrLocal, err)
+			return nil, fmt.Errorf("%w: rename to %s: %w", ErrLocal, c.entryDir(key), err)
 		}
 	}
 	el, ok := c.entries[key]
@@ -114,7 +133,7 @@ func (p *Pending) Commit(key string, size int64) (*Entry, error) {
 	gone := c.evictLocked(key)
 	c.mu.Unlock()
 	p.Abort()
-	removeAll(gone)
+	c.removeGone(gone)
 	return &Entry{c: c, e: e}, nil
 }
 
@@ -126,9 +145,9 @@ func (p *Pending) CreateFile(name string) (*os.File, error) {
 	if !validName(name) || name == "meta" || name == "lock" || name == "root" {
 		return nil, fmt.Errorf("data file name %q: invalid", name)
 	}
-	f, err := os.OpenFile(filepath.Join(p.dir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	fd, err := unix.Openat(p.fd, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLocal, err)
 	}
-	return f, nil
+	return os.NewFile(uintptr(fd), filepath.Join(p.c.dir, "tmp", p.name, name)), nil
 }
