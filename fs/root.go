@@ -56,7 +56,15 @@ func (r *rootNode) Readdir(ctx context.Context) (_ fs.DirStream, errno syscall.E
 	err := r.st.store.Paths(ctx, func(p *remote.PathInfo) {
 		names[p.Path.String()] = struct{}{}
 	})
-	if err != nil && !errors.Is(err, remote.ErrNotListable) {
+	switch {
+	case err == nil || errors.Is(err, remote.ErrNotListable):
+	case errors.Is(err, context.DeadlineExceeded):
+		// Listing and resolving a large cache can take longer than
+		// --timeout: what was found by then is still a listing, as the
+		// root over HTTP lists only what was looked up.
+		r.st.log.Warn("listing the store's root took longer than --timeout; it shows the paths found until then",
+			"paths", len(names), "err", err)
+	default:
 		return nil, toErrno(r.st.log, "readdir", r.st.store.StoreDir(), err)
 	}
 	r.st.mu.Lock()
