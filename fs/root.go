@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote"
 )
 
@@ -24,6 +25,9 @@ var _ = (fs.NodeLookuper)((*rootNode)(nil))
 
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *fs.Inode, errno syscall.Errno) {
 	defer observe(r.st.metrics, "lookup", time.Now(), &errno)
+	if len(name) > nar.MaxNameLen {
+		return nil, syscall.ENAMETOOLONG // as in dirNode.Lookup
+	}
 	info, err := r.st.store.Resolve(ctx, name)
 	if err != nil {
 		return nil, toErrno(r.st.log, "lookup", name, err)
