@@ -189,6 +189,10 @@ func TestRangelessServerStockNAR(t *testing.T) {
 		t.Errorf("the NAR (%d bytes) cost %d requests and %d bytes, want 1 and at most its size:\n%s",
 			p.NarInfo.FileSize, reqs, sent, srv.requests())
 	}
+	// The answer read whole is counted like any other.
+	if st := s.Stats(); st.NarBytes != p.NarInfo.FileSize {
+		t.Errorf("Stats.NarBytes %d, want the NAR's %d", st.NarBytes, p.NarInfo.FileSize)
+	}
 	// Known now: the next NAR is one plain GET.
 	if _, err := s.Materialize(context.Background(), mustResolve(t, s, pathLib)); err != nil {
 		t.Fatal(err)
@@ -255,6 +259,9 @@ func TestRangelessServerIndexedReads(t *testing.T) {
 			if sent > int64(len(c.object))+int64(reqs)*headerSlack {
 				t.Errorf("three files cost %d bytes of a %d byte object (%d requests), want at most the object:\n%s",
 					sent, len(c.object), reqs, srv.requests())
+			}
+			if st := s.Stats(); st.NarBytes != int64(len(c.object)) {
+				t.Errorf("Stats.NarBytes %d, want the object's %d", st.NarBytes, len(c.object))
 			}
 			// Every chunk passed by is kept: the rest of the path
 			// reads with no request.

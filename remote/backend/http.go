@@ -283,8 +283,7 @@ func (b *httpBackend) rangeOnce(ctx context.Context, key string, off, n int64) (
 	if resp.StatusCode == http.StatusOK && (ce == "" || strings.EqualFold(ce, "identity")) &&
 		offerWhole(ctx, &namedBody{rc: body, prefix: b.errorPrefix("get", key)}) {
 		// The caller reads the object from this answer (GetRangeOrWhole).
-		return nil, b.errorf("get", key, fmt.Errorf("%w: server answered %s to a range request; its whole answer is used",
-			ErrUnsupported, resp.Status))
+		return nil, b.errorf("get", key, fmt.Errorf("%w (%s)", ErrWholeAnswer, resp.Status))
 	}
 	if strictRanges(ctx) {
 		if resp.StatusCode != http.StatusPartialContent {

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"sync"
 )
@@ -56,11 +57,30 @@ func ServedWhole(r io.Reader) bool {
 // and fails the request (ErrUnsupported) instead of skipping to the range.
 type wholeSlotKey struct{}
 
+// ErrWholeAnswer fails a range request of GetRangeOrWhole whose answer
+// was the whole object, handed to GetRangeOrWhole's caller instead: a
+// Backend decorator sees it, and should count neither a failure nor the
+// end of the request's bytes (see OnWhole).
+var ErrWholeAnswer = fmt.Errorf("%w: the server ignored Range and sent the whole object", ErrUnsupported)
+
+// OnWhole registers, for the request made with ctx, a function applied to
+// a whole-object answer before GetRangeOrWhole's caller gets it, so that
+// a Backend decorator can wrap that body as it wraps the ones it returns
+// (counting its bytes). It does nothing for other requests.
+func OnWhole(ctx context.Context, wrap func(io.ReadCloser) io.ReadCloser) {
+	if s, ok := ctx.Value(wholeSlotKey{}).(*wholeSlot); ok {
+		s.mu.Lock()
+		s.wraps = append(s.wraps, wrap)
+		s.mu.Unlock()
+	}
+}
+
 // wholeSlot holds one whole-object body for the caller that made it.
 type wholeSlot struct {
 	mu    sync.Mutex
 	body  io.ReadCloser
 	taken bool // the caller looked: later bodies have no one to read them
+	wraps []func(io.ReadCloser) io.ReadCloser
 }
 
 // offerWhole gives body to the request's caller if its context asked for
@@ -86,5 +106,11 @@ func (s *wholeSlot) take() io.ReadCloser {
 	s.taken = true
 	b := s.body
 	s.body = nil
+	if b != nil {
+		// Innermost decorator first, as its own body would be wrapped.
+		for i := len(s.wraps) - 1; i >= 0; i-- {
+			b = s.wraps[i](b)
+		}
+	}
 	return b
 }
