@@ -133,7 +133,7 @@ func (b *Blob) startHeld() {
 	b.startPending = false
 	b.mu.Unlock()
 	if start {
-		go b.runStreams(nil, s, nil)
+		go b.runStreams(s, nil)
 	}
 }
 
@@ -211,7 +211,7 @@ func (b *Blob) request(ctx context.Context, i, j int, off, n int64) (rc io.ReadC
 	if b.opts.OnFetch != nil {
 		b.opts.OnFetch(b.x.FileSize - n) // the rest of the object
 	}
-	b.runStreams(ctx, s, rc)
+	b.runStreams(s, rc) // within ctx, which outlives it
 	return nil, true, nil
 }
 
@@ -224,25 +224,24 @@ func rangeOf(i, j int) []int {
 }
 
 // runStreams reads the object with stream s (from body, the answer
-// already at hand, when not nil; ctx is then its request's), then with
-// each stream started for chunks it had passed, until none is left.
-func (b *Blob) runStreams(ctx context.Context, s *stream, body io.ReadCloser) {
+// already at hand, when not nil), then with each stream started for
+// chunks it had passed, until none is left.
+func (b *Blob) runStreams(s *stream, body io.ReadCloser) {
 	if b.opts.Hold != nil {
 		defer b.opts.Hold()()
 	}
 	for s != nil {
-		err := b.readStream(ctx, s, body)
-		ctx, body = nil, nil
+		err := b.readStream(s, body)
+		body = nil
 		s = b.endStream(s, err)
 	}
 }
 
 // readStream reads the object from its start, settling the chunks s
 // owns and claiming every other missing one it passes.
-func (b *Blob) readStream(ctx context.Context, s *stream, body io.ReadCloser) error {
+func (b *Blob) readStream(s *stream, body io.ReadCloser) error {
 	if body == nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(b.bg, b.opts.FetchDeadline(b.x.FileSize))
+		ctx, cancel := context.WithTimeout(b.bg, b.opts.FetchDeadline(b.x.FileSize))
 		defer cancel()
 		if b.opts.OnFetch != nil {
 			b.opts.OnFetch(b.x.FileSize)
