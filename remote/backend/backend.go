@@ -86,9 +86,9 @@ type Backend interface {
 // paths) is far above any cache a mount or `narfs verify --all` lists in
 // one go, yet makes a server that never ends its listing (S3 answering
 // "truncated" for ever, with fresh tokens) cost a bounded number of
-// requests: maxListPages at S3's 1,000 keys a page, about a minute of
-// requests on a local network; with fewer keys a page it ends sooner. A
-// repeated continuation token ends it at once.
+// requests: maxListPages at S3's 1,000 keys a page, about 80 s at the
+// 1,200 pages a second a local server answers. A repeated continuation
+// token ends it at once; a mount's root listing ends at --timeout.
 const (
 	maxListKeys  = 100_000_000
 	maxListPages = maxListKeys / 1000
