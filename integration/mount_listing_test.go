@@ -1,12 +1,16 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -98,5 +102,40 @@ func TestMountRootListingEnds(t *testing.T) {
 				t.Errorf("the log does not say the listing was cut short")
 			}
 		})
+	}
+}
+
+// TestWriteToolsListingEnds: `narfs verify --all` and `narfs index --all`
+// over an S3 listing that repeats its continuation token fail (exit 1,
+// saying why) instead of listing for ever.
+func TestWriteToolsListingEnds(t *testing.T) {
+	requireE2E(t)
+	url, pages := endlessS3(t, func(int64) string { return "same" })
+	env := []string{"AWS_ACCESS_KEY_ID=narfs", "AWS_SECRET_ACCESS_KEY=narfs-test", "AWS_EC2_METADATA_DISABLED=true"}
+	sk, err := filepath.Abs("../nar/testdata/keys/narfs-test-1.sk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"verify", url, "--all"},
+		{"index", "--secret-key", sk, url, "--all"},
+	} {
+		before := pages.Load()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmd := exec.CommandContext(ctx, narfsBin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if timedOut {
+			t.Fatalf("narfs %s still listing after 60s (%d list requests)", args[0], pages.Load()-before)
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "listing does not end") {
+			t.Errorf("narfs %s: %v, want exit 1 saying the listing does not end:\n%s", args[0], err, out)
+		}
+		if n := pages.Load() - before; n > 2 {
+			t.Errorf("narfs %s: %d list requests", args[0], n)
+		}
 	}
 }
