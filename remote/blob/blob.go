@@ -297,7 +297,7 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 func (b *Blob) Prefetch(first, last, from int) {
 	from = min(max(from, first), last)
 	var runs [][2]int
-	var hc holdCall
+	hc := holdCall{bg: true}
 	var claims []*run
 	b.mu.Lock()
 	now := time.Now()

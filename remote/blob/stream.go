@@ -72,10 +72,13 @@ func (b *Blob) modeLocked() rangeMode {
 }
 
 // holdCall is what one Ensure or Prefetch call asked holdLocked: the
-// probe's run, if this call started it.
+// probe's run, if this call started it, and for Prefetch (bg) the claim
+// its chunks queued behind the probe are fetched under later.
 type holdCall struct {
 	probing    bool
 	start, end int
+	bg         bool
+	queued     *run
 }
 
 // holdLocked decides who fetches chunk i, which the caller (hc) has just
@@ -99,6 +102,12 @@ func (b *Blob) holdLocked(i int, hc *holdCall) bool {
 			return false
 		}
 		c.run = nil
+		if hc.bg {
+			if hc.queued == nil {
+				hc.queued = &run{urgent: make(chan struct{})}
+			}
+			c.run = hc.queued // a background run's, once ranges work
+		}
 		b.queued = append(b.queued, i)
 		return true
 	}
@@ -180,16 +189,19 @@ func (b *Blob) request(ctx context.Context, i, j int, off, n int64) (rc io.ReadC
 		b.mode = modeRanged
 		b.opts.Ranges.honoured.Store(true)
 		var runs [][2]int
+		var bgs []*run
 		for _, k := range queued {
-			if n := len(runs); n > 0 && runs[n-1][1] == k && b.runBytes(runs[n-1][0], k+1) <= maxRun {
+			bg := b.chunks[k].run
+			if n := len(runs); n > 0 && runs[n-1][1] == k && bgs[n-1] == bg && b.runBytes(runs[n-1][0], k+1) <= maxRun {
 				runs[n-1][1] = k + 1
 			} else {
 				runs = append(runs, [2]int{k, k + 1})
+				bgs = append(bgs, bg)
 			}
 		}
 		b.mu.Unlock()
-		for _, r := range runs {
-			go b.fetch(r[0], r[1], nil)
+		for n, r := range runs {
+			go b.fetch(r[0], r[1], bgs[n])
 		}
 		return rc, false, nil
 	}
