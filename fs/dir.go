@@ -49,6 +49,12 @@ var _ = (fs.NodeLookuper)((*dirNode)(nil))
 
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *fs.Inode, errno syscall.Errno) {
 	defer observe(d.ref.st.metrics, "lookup", time.Now(), &errno)
+	if len(name) > nar.MaxNameLen {
+		// The kernel passes FUSE names longer than NAME_MAX (1024
+		// bytes, more on newer kernels); no NAR holds one (Statfs says
+		// 255), and ext4 answers so.
+		return nil, syscall.ENAMETOOLONG
+	}
 	gen := d.ref.generation()
 	n, errno := d.dir(ctx)
 	if errno != 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote"
 )
 
@@ -24,6 +25,9 @@ var _ = (fs.NodeLookuper)((*rootNode)(nil))
 
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *fs.Inode, errno syscall.Errno) {
 	defer observe(r.st.metrics, "lookup", time.Now(), &errno)
+	if len(name) > nar.MaxNameLen {
+		return nil, syscall.ENAMETOOLONG // as in dirNode.Lookup
+	}
 	info, err := r.st.store.Resolve(ctx, name)
 	if err != nil {
 		return nil, toErrno(r.st.log, "lookup", name, err)
@@ -56,7 +60,15 @@ func (r *rootNode) Readdir(ctx context.Context) (_ fs.DirStream, errno syscall.E
 	err := r.st.store.Paths(ctx, func(p *remote.PathInfo) {
 		names[p.Path.String()] = struct{}{}
 	})
-	if err != nil && !errors.Is(err, remote.ErrNotListable) {
+	switch {
+	case err == nil || errors.Is(err, remote.ErrNotListable):
+	case errors.Is(err, context.DeadlineExceeded):
+		// Listing and resolving a large cache can take longer than
+		// --timeout: what was found by then is still a listing, as the
+		// root over HTTP lists only what was looked up.
+		r.st.log.Warn("listing the store's root took longer than --timeout; it shows the paths found until then",
+			"paths", len(names), "err", err)
+	default:
 		return nil, toErrno(r.st.log, "readdir", r.st.store.StoreDir(), err)
 	}
 	r.st.mu.Lock()

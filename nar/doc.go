@@ -10,7 +10,9 @@
 // entry names that are non-empty, not "." or "..", free of '/' and NUL, at
 // most 255 bytes and strictly ascending in byte order, symlink targets of
 // 1..4095 bytes without NUL, tags of at most 32 bytes, nesting depth below
-// 64 and sizes that fit int64. Lengths are checked before anything is
+// MaxDepth (1024: deeper than Nix ≥ 2.35 allows, as Nix 2.8 writes such
+// trees) and sizes that fit int64. Whole paths are not bounded: a NAR may
+// hold paths longer than PATH_MAX, which Nix cannot restore. Lengths are checked before anything is
 // allocated, so hostile input costs at most one bounded buffer.
 //
 // Next returns io.EOF only when the root node is closed and the underlying

@@ -358,11 +358,14 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 		s.cache.Forget(key)
 		return nil, fmt.Errorf("%s: %w: blob is not NarSize bytes", p.Path, localcache.ErrLocal)
 	}
+	var r *blobRef
 	b, err := blob.New(s.bg, kl.index, bf, mf, s.be, blob.Options{
 		FetchDeadline: s.fetchDeadline,
 		Logger:        s.log.With("path", p.Path.String()),
 		OnFetch:       func(n int64) { s.stats.chunkBytes.Add(n) },
 		Background:    s.background,
+		Ranges:        &s.ranges,
+		Hold:          func() func() { return s.holdBlob(r) },
 	})
 	if err != nil {
 		bf.Close()
@@ -370,7 +373,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 		e.Release()
 		return nil, fmt.Errorf("%s: %w: %w", p.Path, localcache.ErrLocal, err)
 	}
-	r := &blobRef{key: key, e: e, b: b, refs: 1, lastSmall: -1}
+	r = &blobRef{key: key, e: e, b: b, refs: 1, lastSmall: -1}
 	s.blobs[key] = r
 	return r, nil
 }

@@ -14,8 +14,10 @@ import (
 // openNAR opens the NAR object of a narinfo and returns its body and the
 // transport encoding to remove. An object larger than one part is read
 // with parallel ranged requests; a server that cannot answer them
-// exactly (no 206, or a Content-Encoding per response) is read with one
-// GET, and is not asked for ranges again.
+// exactly is not asked for ranges again: one that ignores Range is read
+// from its answer to the first of them (a 200 with the whole object, so
+// the NAR crosses the network once), one that adds a Content-Encoding per
+// response with one GET.
 func (s *Store) openNAR(ctx context.Context, ni *narinfo.NarInfo) (io.ReadCloser, string, error) {
 	popts := s.cfg.Parallel
 	if !s.cfg.SingleStream && !s.noRanges.Load() {
@@ -74,6 +76,12 @@ func (s *Store) openParallel(ctx context.Context, key string, size int64, opts b
 			err = fmt.Errorf("%w: empty object", backend.ErrRange)
 		}
 		return nil, err
+	}
+	if backend.ServedWhole(pr) {
+		s.ranges.SetIgnored()
+		if !s.noRanges.Swap(true) {
+			s.log.Info("the cache ignores Range: NARs are read with one request, indexed paths by streaming their objects", "url", key)
+		}
 	}
 	return &prefixed{Reader: io.MultiReader(bytes.NewReader(first[:n]), pr), c: pr}, nil
 }

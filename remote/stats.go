@@ -218,8 +218,13 @@ func (b countingBackend) Get(ctx context.Context, key string) (*backend.Object, 
 
 func (b countingBackend) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	k, done := b.start(key)
+	backend.OnWhole(ctx, func(rc io.ReadCloser) io.ReadCloser { return &countingBody{ReadCloser: rc, c: b.c, kind: k} })
 	rc, err := b.Backend.GetRange(ctx, key, off, n)
-	done(err)
+	if errors.Is(err, backend.ErrWholeAnswer) {
+		done(nil) // an answer, read by GetRangeOrWhole's caller
+	} else {
+		done(err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/blob"
 	"github.com/narfs/narfs/remote/localcache"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
@@ -53,6 +54,9 @@ type Store struct {
 	// noRanges is set once the cache failed to answer a ranged request
 	// exactly: NARs are then read with one GET.
 	noRanges atomic.Bool
+	// ranges is what the cache does with range requests, as its blobs
+	// (indexed paths) learnt it: one that ignores them is streamed.
+	ranges blob.Ranges
 
 	resolveGroup singleflight.Group // by hash part
 	listingGroup singleflight.Group // by hash part

@@ -236,8 +236,13 @@ func severity(err error) int {
 // Paths calls fn once for every trusted store path some listable cache
 // holds, with the PathInfo Resolve would give. Caches that cannot be
 // listed (plain HTTP) or fail are left out, with a warning for the
-// latter; it fails only when no cache could be listed.
+// latter; it fails only when no cache could be listed. The whole
+// enumeration is one operation bounded by Config.Timeout: at the deadline
+// it returns an error wrapping context.DeadlineExceeded, fn having seen
+// the paths found until then.
 func (g *Substituters) Paths(ctx context.Context, fn func(*PathInfo)) error {
+	ctx, cancel := g.OpContext(ctx)
+	defer cancel()
 	if len(g.caches) == 1 {
 		return g.caches[0].Paths(ctx, fn)
 	}

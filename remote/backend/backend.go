@@ -68,7 +68,10 @@ type Backend interface {
 	Stat(ctx context.Context, key string) (Info, error)
 	// List calls fn for every top-level key ending in suffix (no
 	// "directories", like Nix's queryAllValidPaths), in no particular
-	// order. It returns ErrUnsupported where listing is impossible (http).
+	// order. It returns ErrUnsupported where listing is impossible (http),
+	// and ErrListing for a listing that does not end (a repeated S3
+	// continuation token, more than maxListPages pages or maxListKeys
+	// entries): the keys passed to fn until then are real, but not all.
 	// An error from fn stops the listing and is returned as is.
 	List(ctx context.Context, suffix string, fn func(key string) error) error
 	// String is the redacted store URL: scheme, host/bucket and path, no
@@ -76,6 +79,20 @@ type Backend interface {
 	String() string
 	Close() error
 }
+
+// Listing bounds. A listing names the cache's top-level keys: per store
+// path a .narinfo and usually a .ls, and the nar/ and index/ directories
+// as one entry each. maxListKeys (100 million keys, 50 million store
+// paths) is far above any cache a mount or `narfs verify --all` lists in
+// one go, yet makes a server that never ends its listing (S3 answering
+// "truncated" for ever, with fresh tokens) cost a bounded number of
+// requests: maxListPages at S3's 1,000 keys a page, about 80 s at the
+// 1,200 pages a second a local server answers. A repeated continuation
+// token ends it at once; a mount's root listing ends at --timeout.
+const (
+	maxListKeys  = 100_000_000
+	maxListPages = maxListKeys / 1000
+)
 
 // DefaultMinRate is Options.MinRate's default: 64 KiB/s.
 const DefaultMinRate = 64 << 10

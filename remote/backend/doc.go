@@ -47,10 +47,18 @@
 // collector; a reader holding none always gets one, so no download waits
 // for another's memory. A part whose body breaks is resumed from its last
 // byte. Its
-// requests carry a context mark that makes http refuse a 200 or a
-// Content-Encoding (and s3 a stored Content-Encoding) with ErrUnsupported
-// instead of working around it, so the caller can read the object with
-// Get.
+// requests carry a context mark that makes http refuse a Content-Encoding
+// (and s3 a stored Content-Encoding) with ErrUnsupported instead of
+// working around it, so the caller can read the object with Get.
+//
+// # Servers that ignore Range
+//
+// GetRange works around a 200 by discarding the bytes before the range,
+// which costs the object's prefix per request. GetRangeOrWhole (used by
+// the parallel reader's first request and by the blob of an indexed path)
+// instead hands the caller the 200's body, the whole object, to read as
+// the stream it is: the first NAR from such a server crosses the network
+// once, not twice, and an indexed path is streamed once.
 //
 // # file://
 //

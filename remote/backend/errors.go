@@ -25,4 +25,7 @@ var (
 	ErrStalled = errors.New("download stalled")
 	// ErrTimeout: no response headers within Options.RequestTimeout.
 	ErrTimeout = errors.New("request timed out")
+	// ErrListing: a listing did not end (a continuation token repeated,
+	// more than maxListPages pages or maxListKeys keys).
+	ErrListing = errors.New("listing does not end")
 )

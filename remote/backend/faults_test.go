@@ -296,6 +296,45 @@ func TestHTTPRangeFallbacks(t *testing.T) {
 			t.Errorf("%d requests, want 2", calls.Load())
 		}
 	})
+	t.Run("resume answered with 200", func(t *testing.T) {
+		// A 206 that dies half way, then a server (or another proxy
+		// node) that ignores Range: the resumption skips to the byte it
+		// needs, for GetRange and GetRangeOrWhole alike (the latter asked
+		// for a range and got one; the 200 of its resumption is not a
+		// whole object to hand over).
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if calls.Add(1)%2 == 1 {
+				w.Header().Set("Content-Length", "50000")
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes 100-50099/%d", len(payload)))
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(payload[100:20100])
+				conn, buf, _ := http.NewResponseController(w).Hijack()
+				buf.Flush()
+				conn.Close()
+				return
+			}
+			w.Write(payload) // Range ignored
+		}))
+		t.Cleanup(srv.Close)
+		b := mustOpen(t, srv.URL, faultOpts())
+		got, err := readRange(ctx, b, "x", 100, 50000)
+		if err != nil || !bytes.Equal(got, payload[100:50100]) {
+			t.Errorf("GetRange resumed by a 200: %d bytes, %v", len(got), err)
+		}
+		rc, whole, err := GetRangeOrWhole(ctx, b, "x", 100, 50000)
+		if err != nil || whole {
+			t.Fatalf("GetRangeOrWhole: whole %v, %v; want the range", whole, err)
+		}
+		got, err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, payload[100:50100]) {
+			t.Errorf("GetRangeOrWhole resumed by a 200: %d bytes, %v", len(got), err)
+		}
+		if calls.Load() != 4 {
+			t.Errorf("%d requests, want 4", calls.Load())
+		}
+	})
 }
 
 func TestHTTPNetrc(t *testing.T) {

@@ -151,8 +151,15 @@ func (b *fileBackend) List(ctx context.Context, suffix string, fn func(string) e
 		return fmt.Errorf("%s: list: %w", b, err)
 	}
 	defer d.Close()
+	// A directory cannot cycle, but one on a file system that never ends
+	// its listing (a FUSE mount, say) must not keep a caller without a
+	// deadline for ever.
+	entries := 0
 	for {
 		ents, err := d.ReadDir(1024)
+		if entries += len(ents); entries > maxListKeys {
+			return fmt.Errorf("%s: list: %w: more than %d entries", b, ErrListing, maxListKeys)
+		}
 		for _, e := range ents {
 			name := e.Name()
 			// Nix writes <name>.tmp.<pid>.<n> and renames it into place.

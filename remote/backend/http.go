@@ -279,12 +279,18 @@ func (b *httpBackend) rangeOnce(ctx context.Context, key string, off, n int64) (
 		return nil, b.errorf("get", key, err)
 	}
 	body := io.ReadCloser(resp.Body)
+	ce := resp.Header.Get("Content-Encoding")
+	if resp.StatusCode == http.StatusOK && (ce == "" || strings.EqualFold(ce, "identity")) &&
+		offerWhole(ctx, &namedBody{rc: body, prefix: b.errorPrefix("get", key)}) {
+		// The caller reads the object from this answer (GetRangeOrWhole).
+		return nil, b.errorf("get", key, fmt.Errorf("%w (%s)", ErrWholeAnswer, resp.Status))
+	}
 	if strictRanges(ctx) {
 		if resp.StatusCode != http.StatusPartialContent {
 			body.Close()
 			return nil, b.errorf("get", key, fmt.Errorf("%w: server answered %s to a range request", ErrUnsupported, resp.Status))
 		}
-		if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		if ce != "" && !strings.EqualFold(ce, "identity") {
 			body.Close()
 			return nil, b.errorf("get", key, fmt.Errorf("%w: range answered with Content-Encoding %q", ErrUnsupported, ce))
 		}

@@ -115,7 +115,10 @@ var errClosed = errors.New("parallel reader closed")
 // the backend's error (errors.Is ErrNotFound, ErrStalled, ErrUnsupported,
 // context.DeadlineExceeded...) when a request fails after the backend's
 // own retries, when MaxResumes resumptions in a row deliver nothing, or
-// at ctx's deadline. An http server that ignores Range or adds a
+// at ctx's deadline. An http server that ignores Range (a 200 with the
+// whole object) is read from that answer, as a Get would: the reader then
+// yields the object as the server sends it, whatever its length (the
+// caller verifies it), and ServedWhole reports it. One that adds a
 // Content-Encoding fails the first request with ErrUnsupported: read the
 // object with Get instead.
 //
@@ -162,6 +165,10 @@ type parallelReader struct {
 	partSize int64      // size of the next part before tail splitting
 	opened   bool       // a response arrived: ranges work
 	err      error      // the first failure; fails the reader
+	// whole is the server's answer to the first part when it ignored
+	// Range: the object from byte 0. Set once, by that part's worker;
+	// then only the caller's goroutine reads it.
+	whole io.ReadCloser
 }
 
 // part is one range. Its worker writes buf[filled:] and publishes filled
@@ -184,6 +191,12 @@ func (r *parallelReader) Read(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
+		if w := r.whole; w != nil {
+			r.mu.Unlock()
+			n, err := w.Read(p)
+			r.mu.Lock()
+			return n, err
+		}
 		r.scheduleLocked()
 		if len(r.parts) == 0 {
 			if r.err != nil {
@@ -324,7 +337,21 @@ func (r *parallelReader) fetchPart(p *part) error {
 	var got int64 // bytes in p.buf; only this goroutine writes it
 	failures := 0
 	for got < p.n {
-		rc, err := r.b.GetRange(r.ctx, r.key, p.off+got, p.n-got)
+		var rc io.ReadCloser
+		var err error
+		if p.off == 0 && got == 0 && !r.isOpened() {
+			// The first request: a server that ignores Range answers it
+			// with the whole object, which is then read as it comes
+			// instead of thrown away and asked for again.
+			var whole bool
+			rc, whole, err = GetRangeOrWhole(r.ctx, r.b, r.key, 0, p.n)
+			if whole {
+				r.useWhole(rc)
+				return nil
+			}
+		} else {
+			rc, err = r.b.GetRange(r.ctx, r.key, p.off+got, p.n-got)
+		}
 		if err != nil {
 			return r.partError(p, err)
 		}
@@ -375,6 +402,29 @@ func (r *parallelReader) fetchPart(p *part) error {
 	return nil
 }
 
+func (r *parallelReader) isOpened() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.opened
+}
+
+// useWhole makes the server's whole-object answer the reader's source in
+// place of the parts: the first and only part so far is dropped and
+// nothing more is scheduled.
+func (r *parallelReader) useWhole(body io.ReadCloser) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.whole = body
+	r.opened = true
+	r.next = r.size
+	for _, q := range r.parts {
+		r.opts.Pool.put(q.buf, q.charged)
+		q.buf = nil
+	}
+	r.parts = nil
+	r.buffered = 0
+}
+
 // partError says which part failed; the cause keeps its sentinels. After
 // the context ended, the cause of that is what matters.
 func (r *parallelReader) partError(p *part, err error) error {
@@ -397,6 +447,9 @@ func (r *parallelReader) Close() error {
 	r.cancel(errClosed)
 	r.wg.Wait()
 	r.mu.Lock()
+	if r.whole != nil {
+		r.whole.Close()
+	}
 	for _, p := range r.parts {
 		r.opts.Pool.put(p.buf, p.charged)
 		p.buf = nil

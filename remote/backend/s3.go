@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -451,16 +452,21 @@ func (b *s3Backend) rangeOnce(ctx context.Context, key string, off, n int64) (io
 	return &namedBody{rc: &exactReader{r: out.Body, c: out.Body, left: n}, prefix: fmt.Sprintf("%s: get %s", b, key)}, nil
 }
 
+// List reads ListObjectsV2 pages itself rather than with the SDK's
+// paginator, which follows a continuation token for ever (or, with
+// StopOnDuplicateToken, stops silently as if the listing were complete).
+// A server that repeats a token (any earlier one: a cycle of any length)
+// or needs more than maxListPages pages fails the listing with
+// ErrListing. The context bounds the whole listing; each page request
+// gets the usual retries within it.
 func (b *s3Backend) List(ctx context.Context, suffix string, fn func(string) error) error {
-	pg := s3.NewListObjectsV2Paginator(b.client(), &s3.ListObjectsV2Input{
-		Bucket:    &b.bucket,
-		Delimiter: aws.String("/"),
-	})
-	for pg.HasMorePages() {
+	in := &s3.ListObjectsV2Input{Bucket: &b.bucket, Delimiter: aws.String("/")}
+	seen := map[[sha256.Size]byte]struct{}{}
+	for pages := 1; ; pages++ {
 		pctx, opt, explain := b.deadline(ctx)
-		page, err := pg.NextPage(pctx, opt)
+		page, err := b.client().ListObjectsV2(pctx, in, opt)
 		if err != nil {
-			return fmt.Errorf("%s: list: %w", b, mapS3Error(explain(err)))
+			return fmt.Errorf("%s: list: page %d: %w", b, pages, mapS3Error(explain(err)))
 		}
 		for _, o := range page.Contents {
 			k := aws.ToString(o.Key)
@@ -471,8 +477,24 @@ func (b *s3Backend) List(ctx context.Context, suffix string, fn func(string) err
 				return err
 			}
 		}
+		if !aws.ToBool(page.IsTruncated) {
+			return nil
+		}
+		tok := aws.ToString(page.NextContinuationToken)
+		if tok == "" {
+			return fmt.Errorf("%s: list: page %d: %w: truncated without a continuation token", b, pages, ErrListing)
+		}
+		// Tokens are opaque and may be long: remember their digests.
+		sum := sha256.Sum256([]byte(tok))
+		if _, ok := seen[sum]; ok {
+			return fmt.Errorf("%s: list: page %d: %w: continuation token %.40q was already followed", b, pages, ErrListing, tok)
+		}
+		if pages >= maxListPages {
+			return fmt.Errorf("%s: list: %w: more than %d pages", b, ErrListing, maxListPages)
+		}
+		seen[sum] = struct{}{}
+		in.ContinuationToken = &tok
 	}
-	return nil
 }
 
 // sizeOrUnknown maps a missing or negative (hostile, or from an injected

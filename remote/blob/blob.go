@@ -74,6 +74,14 @@ type Options struct {
 	// reads that wait for their own chunks. A run whose chunk a reader
 	// waits for stops waiting for a slot.
 	Background chan struct{}
+	// Ranges is what the source is known to do with range requests,
+	// shared by the blobs of one cache (default: the blob's own). See
+	// stream.go for servers that ignore Range.
+	Ranges *Ranges
+	// Hold, if set, is called when a stream of the whole object starts
+	// and returns what to call when it ended: the blob must stay open
+	// meanwhile, or the chunks it would bring cost the prefix again.
+	Hold func() (release func())
 }
 
 // run is one background request's claim on its chunks.
@@ -113,6 +121,13 @@ type Blob struct {
 
 	mu     sync.Mutex
 	chunks []chunk
+	// How chunks are fetched (stream.go); protected by mu.
+	mode         rangeMode
+	probing      bool    // the probe is in flight
+	queued       []int   // chunks waiting for the probe's answer
+	stream       *stream // reading the object from its start
+	nextStream   *stream // to run after it, for chunks it had passed
+	startPending bool    // stream was created and is not started yet
 }
 
 // New returns the Blob over an entry's open blob and marks files.
@@ -122,6 +137,9 @@ func New(bg context.Context, x *chunkindex.Index, blobF, marksF *os.File, src So
 	}
 	if opts.FetchDeadline == nil {
 		opts.FetchDeadline = func(int64) time.Duration { return time.Minute }
+	}
+	if opts.Ranges == nil {
+		opts.Ranges = new(Ranges)
 	}
 	b := &Blob{x: x, src: src, opts: opts, blob: blobF, marks: marksF, bg: bg, chunks: make([]chunk, len(x.Chunks))}
 	m := make([]byte, len(x.Chunks))
@@ -181,6 +199,7 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 		var waits []chan struct{}
 		var checks []int
 		var runs [][2]int
+		var hc holdCall
 		now := time.Now()
 		b.mu.Lock()
 		for i := first; i < first+n; i++ {
@@ -220,6 +239,9 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 			if i < last {
 				waits = append(waits, c.done)
 			}
+			if b.holdLocked(i, &hc) {
+				continue
+			}
 			if n := len(runs); n > 0 && runs[n-1][1] == i && b.runBytes(runs[n-1][0], i+1) <= maxRun {
 				runs[n-1][1] = i + 1
 			} else {
@@ -227,6 +249,7 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 			}
 		}
 		b.mu.Unlock()
+		b.startHeld()
 		for _, i := range checks {
 			b.check(i)
 		}
@@ -274,6 +297,7 @@ func (b *Blob) Ensure(ctx context.Context, first, last, raLast int) error {
 func (b *Blob) Prefetch(first, last, from int) {
 	from = min(max(from, first), last)
 	var runs [][2]int
+	hc := holdCall{bg: true}
 	var claims []*run
 	b.mu.Lock()
 	now := time.Now()
@@ -281,6 +305,10 @@ func (b *Blob) Prefetch(first, last, from int) {
 		for i := span[0]; i < span[1]; i++ {
 			c := &b.chunks[i]
 			if c.st != missing || now.Before(c.failedUntil) {
+				continue
+			}
+			c.st, c.done, c.run = inflight, make(chan struct{}), nil
+			if b.holdLocked(i, &hc) {
 				continue
 			}
 			n := len(runs)
@@ -295,6 +323,7 @@ func (b *Blob) Prefetch(first, last, from int) {
 		}
 	}
 	b.mu.Unlock()
+	b.startHeld()
 	for k, r := range runs {
 		go b.fetch(r[0], r[1], claims[k])
 	}
@@ -353,12 +382,15 @@ func (b *Blob) fetch(i, j int, bg *run) {
 	}()
 	first := b.x.Chunks[i]
 	n := b.runBytes(i, j)
-	ctx, cancel := context.WithTimeout(b.bg, b.opts.FetchDeadline(n))
+	ctx, cancel := context.WithTimeout(b.bg, b.fetchDeadline(n))
 	defer cancel()
 	if b.opts.OnFetch != nil {
 		b.opts.OnFetch(n)
 	}
-	rc, err := b.src.GetRange(ctx, b.x.URL, first.FileOffset, n)
+	rc, streamed, err := b.request(ctx, i, j, first.FileOffset, n)
+	if streamed {
+		return // the object's stream settled [i, j)
+	}
 	if err != nil {
 		b.opts.Logger.Warn("chunk request failed", "url", b.x.URL, "offset", first.FileOffset, "bytes", n, "err", err)
 		b.settle(i, false, err)
