@@ -36,7 +36,8 @@ const (
 	// A path missing now may be pushed later; the store itself remembers
 	// misses for its NegativeTTL.
 	negativeTimeout = time.Minute
-	maxRead         = 1 << 20
+	// The largest read the kernel sends, the core's bound too.
+	maxRead = remote.MaxRead
 )
 
 // Server is a mounted narfs.

@@ -206,7 +206,7 @@ func (r *storePathRef) setVerified(l *nar.Listing) bool {
 	if r.verified {
 		return false
 	}
-	changed := !sameRoot(r.root, l.Root) || r.listing != nil && !remote.SameListing(r.listing.Root, l.Root)
+	changed := !sameRoot(r.root, l.Root) || r.listing != nil && !nar.SameTree(r.listing.Root, l.Root)
 	r.listing, r.root, r.verified = l, l.Root, true
 	if changed {
 		r.gen++
@@ -221,7 +221,7 @@ func sameRoot(a, b *nar.Node) bool {
 	if a.Type == nar.TypeDirectory && a.Entries == nil {
 		return b.Type == nar.TypeDirectory
 	}
-	return remote.SameListing(a, b)
+	return nar.SameTree(a, b)
 }
 
 // newChild makes (or finds) the inode for node n at sub inside a store path.

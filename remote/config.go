@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/narinfo"
 )
 
@@ -106,25 +107,25 @@ func (c *Config) setDefaults() {
 		c.CacheDir = DefaultCacheDir()
 	}
 	if c.CacheSize == 0 {
-		c.CacheSize = 10 << 30
+		c.CacheSize = tune.DefaultCacheSize
 	}
 	if c.NegativeTTL == 0 {
-		c.NegativeTTL = time.Hour
+		c.NegativeTTL = tune.DefaultNegativeTTL
 	}
 	if c.NarinfoCacheSize == 0 {
-		c.NarinfoCacheSize = 65536
+		c.NarinfoCacheSize = tune.DefaultNarinfoCacheSize
 	}
 	if c.PrefetchJobs <= 0 {
-		c.PrefetchJobs = 4
+		c.PrefetchJobs = tune.DefaultPrefetchJobs
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 30 * time.Second
+		c.Timeout = tune.DefaultTimeout
 	}
 	if c.ListingMemory <= 0 {
-		c.ListingMemory = 256 << 20
+		c.ListingMemory = tune.DefaultListingMemory
 	}
 	if c.NarinfoTTL <= 0 {
-		c.NarinfoTTL = 30 * 24 * time.Hour
+		c.NarinfoTTL = tune.DefaultNarinfoTTL
 	}
 	if c.Backend.RequestTimeout <= 0 {
 		c.Backend.RequestTimeout = c.Timeout
@@ -139,3 +140,8 @@ func (c *Config) setDefaults() {
 		c.Backend.Logger = c.Logger
 	}
 }
+
+// MaxRead is the largest read a front end sends in one request (the FUSE
+// mount's max_read); a file at least this large gets a file of its own in
+// the local cache, which FUSE passthrough can hand to the kernel.
+const MaxRead = tune.MaxRead

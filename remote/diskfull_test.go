@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // A full disk is a local failure: an error naming ENOSPC, not ErrCorrupt,
@@ -46,7 +48,7 @@ func TestMaterializeDiskFull(t *testing.T) {
 		t.Errorf("NarGets = %d after 50 opens on a full disk, want 1", got)
 	}
 	// Past the memo, the next open tries again.
-	s.failed.now = func() time.Time { return time.Now().Add(localMemoMax) }
+	s.failed.Now = func() time.Time { return time.Now().Add(tune.LocalMemoMax) }
 	if _, err := s.OpenFile(context.Background(), p, sub); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("after the memo: %v", err)
 	}

@@ -6,11 +6,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// downFor is how long a cache that failed a lookup is skipped, as Nix
-// disables a failing binary cache for a minute.
-const downFor = time.Minute
+	"github.com/narfs/narfs/remote/internal/tune"
+)
 
 // errSkipped: the cache failed recently and is not asked until downFor
 // has passed.
@@ -42,10 +40,10 @@ func (s *Store) markDown(err error) {
 	d := &s.down
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.until, d.err = time.Now().Add(downFor), err
+	d.until, d.err = time.Now().Add(tune.DownFor), err
 	if !d.was {
 		d.was = true
-		s.log.Warn("cache failed; skipping it for a while (paths it holds are served from the local cache or not at all)", "for", downFor, "err", err)
+		s.log.Warn("cache failed; skipping it for a while (paths it holds are served from the local cache or not at all)", "for", tune.DownFor, "err", err)
 	}
 }
 

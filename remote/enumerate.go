@@ -7,14 +7,12 @@ import (
 	"sync"
 
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
 // ErrNotListable: the cache cannot enumerate its paths (plain HTTP).
 var ErrNotListable = backend.ErrUnsupported
-
-// resolveWorkers bounds the narinfo fetches of one enumeration.
-const resolveWorkers = 16
 
 // Paths calls fn for every trusted store path the cache holds, in no
 // particular order. Only listable backends (file://, s3://) can do this:
@@ -27,7 +25,7 @@ func (s *Store) Paths(ctx context.Context, fn func(*PathInfo)) error {
 		wg sync.WaitGroup
 		mu sync.Mutex // serialises fn
 	)
-	for range resolveWorkers {
+	for range tune.ResolveWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/internal/flight"
 	"github.com/narfs/narfs/remote/narinfo"
 )
 
@@ -17,4 +18,7 @@ var (
 	// ErrCorrupt: what the cache served failed verification (hash, size,
 	// malformed NAR or narinfo, listing disagreeing with the NAR).
 	ErrCorrupt = errors.New("corrupt cache object")
+	// ErrBug marks a panic inside narfs that was caught: a bug, logged
+	// with its stack, answered as a plain I/O error.
+	ErrBug = flight.ErrBug
 )

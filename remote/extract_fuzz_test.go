@@ -56,7 +56,7 @@ func FuzzStore(f *testing.F) {
 		if werr != nil {
 			t.Fatalf("store accepted a NAR BuildListing rejects: %v", werr)
 		}
-		if !SameListing(l.Root, want.Root) {
+		if !nar.SameTree(l.Root, want.Root) {
 			t.Fatal("store's listing differs from BuildListing's")
 		}
 		blobData, _ := os.ReadFile(filepath.Join(dir, blob.BlobFile))

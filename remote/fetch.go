@@ -20,21 +20,9 @@ import (
 	"github.com/narfs/narfs/nar/compress"
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/blob"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
 	"github.com/narfs/narfs/remote/storepath"
-)
-
-// corruptMemo is how long a NAR that failed verification is not fetched
-// again: long enough that a reader retrying in a loop does not turn into a
-// download loop, short enough that a repaired cache heals quickly.
-const corruptMemo = time.Minute
-
-// Local failures (disk full, cache dir unwritable) back off from
-// localMemoMin to localMemoMax: a diff -r over a full disk must not turn
-// into thousands of downloads.
-const (
-	localMemoMin = 2 * time.Second
-	localMemoMax = 2 * time.Minute
 )
 
 // listingMeta is the verified listing's file beside an entry's root.
@@ -98,14 +86,14 @@ func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, erro
 		return nil, fmt.Errorf("%s: %w", p.Path, err)
 	}
 	fk := flightKey(p)
-	if err := s.failed.get(fk); err != nil {
+	if err := s.failed.Get(fk); err != nil {
 		return nil, err
 	}
 	return s.fetches.do(ctx, s.log, fk, fmt.Sprintf("%s: NAR %s of %s", s.url, p.NarInfo.URL, p.Path), func() (*localcache.Entry, error) {
 		if e, err := s.cache.Acquire(key); err == nil {
 			return e, nil
 		}
-		if err := s.failed.get(fk); err != nil {
+		if err := s.failed.Get(fk); err != nil {
 			return nil, err
 		}
 		// The references' fetches start with this one, not after it: a
@@ -117,10 +105,10 @@ func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, erro
 			s.stats.fetches.Add(1)
 		case errors.Is(err, ErrCorrupt):
 			s.stats.corrupt.Add(1)
-			s.failed.add(fk, err, corruptMemo, corruptMemo)
+			s.failed.Add(fk, err, tune.CorruptMemo, tune.CorruptMemo)
 			s.log.Error("NAR failed verification; not served", "path", p.Path.String(), "err", err)
 		case errors.Is(err, localcache.ErrLocal):
-			s.failed.add(fk, err, localMemoMin, localMemoMax)
+			s.failed.Add(fk, err, tune.LocalMemoMin, tune.LocalMemoMax)
 			if errors.Is(err, syscall.ENOSPC) {
 				s.log.Error("the local cache disk is full: NARs cannot be stored (free space or lower --cache-size)", "cache-dir", s.cfg.CacheDir, "path", p.Path.String(), "err", err)
 			} else {
@@ -351,7 +339,7 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 	// its end (EOF), which it sends after its last write to them. On the
 	// way out the download is cancelled first, so every stage's Read
 	// returns and each can stop.
-	hashed := newInspectedReadAhead(io.LimitReader(dec, satAdd(ni.NarSize, 1)), 2*aheadDepth, aheadBuffer, v.inspect)
+	hashed := newInspectedReadAhead(io.LimitReader(dec, satAdd(ni.NarSize, 1)), 2*tune.AheadDepth, tune.AheadBuffer, v.inspect)
 	defer hashed.Close()
 	defer cancel()
 
@@ -422,11 +410,11 @@ func (s *Store) verified(p *PathInfo, l *nar.Listing) {
 func (s *Store) verifiedIndex(p *PathInfo, kl *knownListing) {
 	l := kl.Listing
 	if old, ok := s.listings.get(p.Path.Hash); ok {
-		if !old.verified && !SameListing(old.Root, l.Root) {
+		if !old.verified && !nar.SameTree(old.Root, l.Root) {
 			s.stats.corrupt.Add(1)
 			s.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
 		}
-		if old.index != nil && kl.index == nil && SameListing(old.Root, l.Root) {
+		if old.index != nil && kl.index == nil && nar.SameTree(old.Root, l.Root) {
 			// The NAR was fetched whole as well: keep reading by chunks.
 			kl = old
 		}
@@ -458,11 +446,9 @@ func localIOError(err error) bool {
 }
 
 // OwnFileMin: a file this large is stored in a file of its own, which the
-// kernel can read directly (FUSE passthrough needs the contents at offset
-// 0); smaller files are read from the NAR blob at their narOffset. A NAR
-// costs one file creation plus one per large file, where extracting it
-// cost one per entry (~290 µs each on ext4).
-const OwnFileMin = 1 << 20
+// kernel can read directly; smaller files are read from the NAR blob at
+// their narOffset. It equals MaxRead (see tune.MaxRead for why).
+const OwnFileMin = tune.OwnFileMin
 
 // ownFileName names the file holding the contents at a NAR offset.
 func ownFileName(narOffset int64) string { return "f-" + strconv.FormatInt(narOffset, 10) }
@@ -653,9 +639,3 @@ func (e *errRecorder) first() error {
 	defer e.mu.Unlock()
 	return e.err
 }
-
-// Each queue between fetch's stages: 8 × 256 KiB.
-const (
-	aheadDepth  = 8
-	aheadBuffer = 256 << 10
-)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -233,7 +234,7 @@ func TestCorruptMemoExpires(t *testing.T) {
 	putFile(t, narPath, data)
 	s := openStore(t, dir, "", trustedConfig(t))
 	now := time.Now()
-	s.failed.now = func() time.Time { return now }
+	s.failed.Now = func() time.Time { return now }
 	ctx := context.Background()
 	p := mustResolve(t, s, pathLib)
 	if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
@@ -244,7 +245,7 @@ func TestCorruptMemoExpires(t *testing.T) {
 	if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Materialize within the memo = %v, want ErrCorrupt", err)
 	}
-	now = now.Add(corruptMemo + time.Second)
+	now = now.Add(tune.CorruptMemo + time.Second)
 	_, err := s.Materialize(ctx, p)
 	if err != nil {
 		t.Fatalf("Materialize after the memo expired: %v", err)

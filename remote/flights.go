@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/narfs/narfs/remote/internal/flight"
 	"github.com/narfs/narfs/remote/localcache"
 )
 
@@ -68,7 +69,7 @@ func (g *entryFlights) run(log *slog.Logger, key string, f *entryFlight, fn func
 		err error
 	)
 	func() {
-		defer recoverBug(log, "fetch "+key, &err)
+		defer flight.RecoverBug(log, "fetch "+key, &err)
 		e, err = fn()
 	}()
 	if err != nil && e != nil {

@@ -336,7 +336,7 @@ func checkStored(t testing.TB, s *Store, p *PathInfo, n *nar.Node, narData []byt
 		t.Errorf("%s: verified listing: %v", name, err)
 		return
 	}
-	if !SameListing(l.Root, n) {
+	if !nar.SameTree(l.Root, n) {
 		t.Errorf("%s: verified listing differs from the NAR's", name)
 		return
 	}

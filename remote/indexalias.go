@@ -10,30 +10,7 @@ import (
 
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
-)
-
-// Bounds of index aliases fetched ahead of their narinfo, before the
-// NarSize that bounds an index (chunkindex.ObjectBound) is known: one
-// larger than aliasMaxObject (an index of ~40k files) is fetched again,
-// within that bound, once the narinfo is there; at most aliasMaxPending
-// are held, each for aliasKeep unless a listing takes it sooner, so a
-// hostile cache can pin at most their product (8 MiB) in memory, a fixed
-// budget beside --listing-memory.
-const (
-	aliasMaxObject  = 512 << 10
-	aliasMaxPending = 16
-	aliasKeep       = 30 * time.Second
-)
-
-// A lookup that finds its alias still in flight waits for it as long
-// again as it has run, but at least aliasWaitMin and at most aliasWaitMax:
-// long enough for an index of a few MiB on a slow link, short enough that
-// a cache (or CDN) hanging on the alias key costs a lookup a moment, not
-// the whole --timeout, before the narinfo's own index is fetched.
-const (
-	aliasWaitMin   = 500 * time.Millisecond
-	aliasWaitMax   = 2 * time.Second
-	aliasSlowPause = time.Minute
+	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // indexAliases fetches a path's chunk index under its hash-part name
@@ -71,7 +48,7 @@ func (s *Store) startIndexAlias(hash string) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if s.bg.Err() != nil || a.pending[hash] != nil || len(a.pending) >= aliasMaxPending {
+	if s.bg.Err() != nil || a.pending[hash] != nil || len(a.pending) >= tune.AliasMaxPending {
 		return
 	}
 	if a.pending == nil {
@@ -83,10 +60,10 @@ func (s *Store) startIndexAlias(hash string) {
 	go func() {
 		defer a.wg.Done()
 		ctx, cancel := s.flightContext(s.bg)
-		f.obj, f.err = backend.ReadAll(ctx, s.be, chunkindex.AliasKey(hash), aliasMaxObject)
+		f.obj, f.err = backend.ReadAll(ctx, s.be, chunkindex.AliasKey(hash), tune.AliasMaxObject)
 		cancel()
 		close(f.done)
-		time.AfterFunc(aliasKeep, func() { a.drop(hash, f) })
+		time.AfterFunc(tune.AliasKeep, func() { a.drop(hash, f) })
 	}()
 }
 
@@ -116,7 +93,7 @@ func (s *Store) takeIndexAlias(ctx context.Context, hash string, only bool) (obj
 	}
 	var wait <-chan time.Time
 	if !only {
-		t := time.NewTimer(min(max(time.Since(f.start), aliasWaitMin), aliasWaitMax))
+		t := time.NewTimer(min(max(time.Since(f.start), tune.AliasWaitMin), tune.AliasWaitMax))
 		defer t.Stop()
 		wait = t.C
 	}
@@ -129,7 +106,7 @@ func (s *Store) takeIndexAlias(ctx context.Context, hash string, only bool) (obj
 		return nil, ctx.Err(), true
 	case <-wait:
 		// It goes on to its own deadline; what it brings is dropped.
-		a.slowUntil.Store(time.Now().Add(aliasSlowPause).UnixNano())
+		a.slowUntil.Store(time.Now().Add(tune.AliasSlowPause).UnixNano())
 		s.log.Warn("index alias slow; using the narinfo's index, and asking for no alias for a minute", "hash", hash, "waited", time.Since(f.start))
 		return nil, errAliasSlow, true
 	}

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // aliasServer serves a cache directory over http and records every path
@@ -109,7 +111,7 @@ func TestIndexAliasFetchedWithNarinfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !SameListing(l.Root, c.listing.Root) {
+	if !nar.SameTree(l.Root, c.listing.Root) {
 		t.Fatal("listing differs from the NAR's")
 	}
 	if n := srv.count("/index/x.nidx"); n != 0 {
@@ -159,7 +161,7 @@ func TestIndexAliasStaleOrForeignIgnored(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !SameListing(l.Root, c.listing.Root) {
+			if !nar.SameTree(l.Root, c.listing.Root) {
 				t.Fatal("listing differs from the NAR's")
 			}
 			if srv.count("/index/x.nidx") != 1 {
@@ -237,10 +239,10 @@ func TestIndexAliasHangingKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > aliasWaitMax+5*time.Second {
-		t.Errorf("lookup and listing took %v with the alias key hanging; want the narinfo's index after at most %v", d, aliasWaitMax)
+	if d := time.Since(start); d > tune.AliasWaitMax+5*time.Second {
+		t.Errorf("lookup and listing took %v with the alias key hanging; want the narinfo's index after at most %v", d, tune.AliasWaitMax)
 	}
-	if !SameListing(l.Root, c.listing.Root) {
+	if !nar.SameTree(l.Root, c.listing.Root) {
 		t.Fatal("listing differs from the NAR's")
 	}
 	if kl, _ := s.listings.get(hash); kl == nil || kl.index == nil {

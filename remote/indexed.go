@@ -16,16 +16,13 @@ import (
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/blob"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
 // ErrNotIndexed: the path has no valid chunk index; read it whole.
 var ErrNotIndexed = errors.New("no valid chunk index")
-
-// blobLinger is how long an indexed path's open blob is kept after its
-// last reader closed it, so that the next open finds it warm.
-const blobLinger = 30 * time.Second
 
 // chunkedKey names an indexed path's blob entry: the NAR and the index it
 // was cut by (another index of the same NAR has other chunks).
@@ -72,29 +69,13 @@ var errNoIndex = errors.New("the cache has no index of the path")
 // recently; indexes are not asked for until indexPause has passed.
 var errIndexPaused = errors.New("index requests paused after one timed out")
 
-// indexShareNum/indexShareDen: the share of a lookup's remaining deadline
-// an index fetch may take; the rest is left for the stock way (narinfo
-// already there, .ls or NAR) when the index does not come.
-const (
-	indexShareNum = 1
-	indexShareDen = 2
-)
-
-// Index failures are remembered per path (s.failed) like other failed
-// downloads: an index that does not verify for corruptMemo, one the cache
-// did not deliver for indexMemoMin, doubling up to indexMemoMax.
-const (
-	indexMemoMin = 10 * time.Second
-	indexMemoMax = 5 * time.Minute
-)
-
 // indexContext bounds an index fetch by its share of ctx's deadline.
 func indexContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	d, ok := ctx.Deadline()
 	if !ok {
 		return context.WithCancel(ctx)
 	}
-	share := time.Until(d) * indexShareNum / indexShareDen
+	share := time.Until(d) * tune.IndexShareNum / tune.IndexShareDen
 	return context.WithTimeout(ctx, max(share, 0))
 }
 
@@ -127,7 +108,7 @@ func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, declare
 			return kl, nil
 		}
 	}
-	if err := s.failed.get("index/" + hash); err != nil {
+	if err := s.failed.Get("index/" + hash); err != nil {
 		return nil, fmt.Errorf("index of %s (failed recently): %w", p.Path, err)
 	}
 	if !legacy && time.Now().UnixNano() < s.aliases.slowUntil.Load() {
@@ -159,7 +140,7 @@ func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, declare
 		switch {
 		case errors.Is(aliasErr, ErrNotFound):
 			return nil, errNoIndex
-		case !errors.Is(aliasErr, backend.ErrTooLarge) || bound <= aliasMaxObject:
+		case !errors.Is(aliasErr, backend.ErrTooLarge) || bound <= tune.AliasMaxObject:
 			// Not delivered in time, or failed: asking again would
 			// only wait once more.
 			return nil, s.indexFailed(p, key, aliasErr)
@@ -188,12 +169,12 @@ func (s *Store) indexFailed(p *PathInfo, key string, err error) error {
 	err = fmt.Errorf("index %s: %w", key, err)
 	switch {
 	case errors.Is(err, chunkindex.ErrInvalid), errors.Is(err, ErrUntrusted):
-		s.failed.add("index/"+p.Path.Hash, err, corruptMemo, corruptMemo)
+		s.failed.Add("index/"+p.Path.Hash, err, tune.CorruptMemo, tune.CorruptMemo)
 	default:
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errAliasSlow) {
-			s.aliases.slowUntil.Store(time.Now().Add(aliasSlowPause).UnixNano())
+			s.aliases.slowUntil.Store(time.Now().Add(tune.AliasSlowPause).UnixNano())
 		}
-		s.failed.add("index/"+p.Path.Hash, err, indexMemoMin, indexMemoMax)
+		s.failed.Add("index/"+p.Path.Hash, err, tune.IndexMemoMin, tune.IndexMemoMax)
 	}
 	return err
 }
@@ -281,15 +262,9 @@ type blobRef struct {
 	filling atomic.Bool // a small path's fill has been started
 }
 
-// DefaultIndexedWholeMax is Config.IndexedWholeMax's default: an indexed
-// path whose stored object is at most this large is fetched whole, in the
-// background, in parallel, from its first read on (each chunk still
-// verified before it is served; readers wait only for their own chunks).
-// Reads of such a path (a Python stdlib, a directory of libraries) tend
-// to touch much of it, one file after another, and each miss would be a
-// round trip; 16 parallel requests of at most 2 MiB cost about one.
-// Larger paths (a Go toolchain) are read by ranges.
-const DefaultIndexedWholeMax = 32 << 20
+// DefaultIndexedWholeMax is Config.IndexedWholeMax's default (see
+// tune.DefaultIndexedWholeMax for why).
+const DefaultIndexedWholeMax = tune.DefaultIndexedWholeMax
 
 // fill starts background requests for every missing chunk of a path
 // stored in at most limit bytes, once per open blob, from chunk from on
@@ -304,17 +279,13 @@ func (r *blobRef) fill(limit int64, from int) {
 	r.b.Prefetch(0, len(x.Chunks), from)
 }
 
-// maxSmallRA bounds smallRA: 8 chunks is ~8 MiB, a few round trips'
-// worth of transfer on object storage.
-const maxSmallRA = 8
-
 // smallReadahead returns how many chunks after chunk c to fetch with a
 // small file there, and records the read.
 func (r *blobRef) smallReadahead(c int) int {
 	r.raMu.Lock()
 	defer r.raMu.Unlock()
 	if r.lastSmall >= 0 && c >= r.lastSmall-1 && c <= r.lastSmall+r.smallRA+2 {
-		r.smallRA = min(max(2*r.smallRA, 1), maxSmallRA)
+		r.smallRA = min(max(2*r.smallRA, 1), tune.MaxSmallReadahead)
 	} else {
 		r.smallRA = 1
 	}
@@ -419,7 +390,7 @@ func (s *Store) releaseBlob(r *blobRef) {
 		return
 	}
 	gen := r.gen
-	time.AfterFunc(blobLinger, func() {
+	time.AfterFunc(tune.BlobLinger, func() {
 		s.blobsMu.Lock()
 		defer s.blobsMu.Unlock()
 		if r.refs == 0 && r.gen == gen && s.blobs[r.key] == r {
@@ -584,14 +555,6 @@ func copyOwn(r *blobRef, n *nar.Node) error {
 // Node is the file's node in the signed listing.
 func (f *ChunkedFile) Node() *nar.Node { return f.node }
 
-// Readahead bounds: reads that follow each other double the window from
-// minWindow up to maxWindow, fetched in parallel requests of at most a
-// few MiB.
-const (
-	minWindow = 2 << 20
-	maxWindow = 16 << 20
-)
-
 // ReadAt reads the file's bytes at off; every byte returned is from a
 // chunk verified against the index.
 func (f *ChunkedFile) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
@@ -649,14 +612,14 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	}
 	// Kernel readahead sends reads slightly out of order: near the last
 	// end counts as sequential.
-	if d := off - f.nextOff; d > -maxRead && d < maxRead && off > 0 {
-		f.window = min(max(2*f.window, minWindow), maxWindow)
+	if d := off - f.nextOff; d > -tune.MaxRead && d < tune.MaxRead && off > 0 {
+		f.window = min(max(2*f.window, tune.MinWindow), tune.MaxWindow)
 	} else {
 		f.window = 0
 	}
 	f.nextOff = max(f.nextOff, off+n)
 	window := f.window
-	whole := !f.wholeAsked && size <= wholeFileMax
+	whole := !f.wholeAsked && size <= tune.WholeFileMax
 	f.wholeAsked = f.wholeAsked || whole
 	f.mu.Unlock()
 	ctx, cancel := f.s.opContext(ctx)
@@ -692,15 +655,6 @@ func (f *ChunkedFile) ensure(ctx context.Context, off, n int64) (int64, error) {
 	return n, nil
 }
 
-// wholeFileMax: files up to this size are fetched whole at their first
-// read (bin/go is ~15 MiB); larger ones by the reads' ranges and the
-// sequential readahead, so random reads of a large file fetch about a
-// chunk each.
-const wholeFileMax = 16 << 20
-
-// maxRead is the largest read the kernel sends in one request.
-const maxRead = 1 << 20
-
 // Close releases the file; the blob stays open a while for the next.
 func (f *ChunkedFile) Close() error {
 	f.mu.Lock()
@@ -729,8 +683,8 @@ type chunkedReader struct {
 }
 
 func (r *chunkedReader) Read(p []byte) (int, error) {
-	if len(p) > maxRead {
-		p = p[:maxRead]
+	if len(p) > tune.MaxRead {
+		p = p[:tune.MaxRead]
 	}
 	n, err := r.f.ReadAt(r.ctx, p, r.off)
 	r.off += int64(n)

@@ -121,7 +121,7 @@ func TestIndexedReadsOnlyTheFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !SameListing(l.Root, c.listing.Root) {
+			if !nar.SameTree(l.Root, c.listing.Root) {
 				t.Fatal("listing differs from the NAR's")
 			}
 			st := s.Stats()

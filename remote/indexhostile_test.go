@@ -19,7 +19,9 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -275,7 +277,7 @@ func TestIndexInflatedSizeBounded(t *testing.T) {
 			// NarSize is known: at most aliasMaxObject then.
 			bound := chunkindex.ObjectBound(p.NarInfo.NarSize)
 			if layout == 2 {
-				bound = max(bound, aliasMaxObject)
+				bound = max(bound, tune.AliasMaxObject)
 			}
 			if got := s.Stats().Upstream[KindIndex].Bytes; got > bound+1 {
 				t.Errorf("read %d bytes of index objects for a NAR of %d bytes; bound %d", got, p.NarInfo.NarSize, bound)
@@ -327,7 +329,7 @@ func TestIndexHangingKeysFallBack(t *testing.T) {
 			if err != nil {
 				t.Fatalf("listing with index keys hanging: %v", err)
 			}
-			if !SameListing(l.Root, c.listing.Root) {
+			if !nar.SameTree(l.Root, c.listing.Root) {
 				t.Fatal("wrong listing")
 			}
 			sub, n := firstFile(c.listing)
@@ -340,7 +342,7 @@ func TestIndexHangingKeysFallBack(t *testing.T) {
 			if !bytes.Equal(got, contentsOf(c, n)) {
 				t.Fatal("wrong contents")
 			}
-			if err := s.failed.get("index/" + hash); err == nil {
+			if err := s.failed.Get("index/" + hash); err == nil {
 				t.Error("the index failure is not remembered")
 			}
 		})

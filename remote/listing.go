@@ -7,6 +7,8 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/internal/flight"
+	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // Listing returns the best known tree of a store path: the verified one
@@ -69,7 +71,7 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 	if !fetchNAR {
 		key += "/no-nar"
 	}
-	v, err := shared(ctx, s.log, &s.listingGroup, key, fmt.Sprintf("%s: listing of %s", s.url, p.Path), func() (any, error) {
+	v, err := flight.Shared(ctx, s.log, &s.listingGroup, key, fmt.Sprintf("%s: listing of %s", s.url, p.Path), func() (any, error) {
 		// A flight that ended between the check above and Do has already
 		// filled the cache.
 		if kl, ok := s.listings.get(p.Path.Hash); ok {
@@ -126,7 +128,7 @@ func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*knownListing, 
 	// six bytes per byte at most.
 	// A listing takes more memory decoded than as JSON, so one larger than
 	// what a single listing may take of the budget cannot be used.
-	limit := min(int64(maxListing), s.cfg.ListingMemory/4)
+	limit := min(int64(tune.MaxListing), s.cfg.ListingMemory/4)
 	if n := p.NarInfo.NarSize; n < limit/6 {
 		limit = 6*n + 64<<10
 	}
@@ -167,26 +169,4 @@ func (s *Store) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node,
 		return nil, fmt.Errorf("%s/%s: %w (%v)", p.Path, sub, ErrNotFound, err)
 	}
 	return n, nil
-}
-
-// SameListing compares what a user sees: types, sizes, executable bits,
-// targets and names. NarOffsets are ignored where either side lacks one
-// (Nix versions differ on empty files).
-func SameListing(a, b *nar.Node) bool {
-	if a.Type != b.Type || a.Size != b.Size || a.Executable != b.Executable || a.Target != b.Target {
-		return false
-	}
-	if a.NarOffset != 0 && b.NarOffset != 0 && a.NarOffset != b.NarOffset {
-		return false
-	}
-	if len(a.Entries) != len(b.Entries) {
-		return false
-	}
-	for name, ca := range a.Entries {
-		cb, ok := b.Entries[name]
-		if !ok || !SameListing(ca, cb) {
-			return false
-		}
-	}
-	return true
 }

@@ -10,13 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/narfs/narfs/remote/internal/tune"
+	"github.com/narfs/narfs/remote/internal/workq"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
 // waitIdle waits until the store's lookahead has nothing queued or running.
-func waitIdle(t *testing.T, q *workQueue) {
+func waitIdle(t *testing.T, q *workq.Queue) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !q.idle(); {
+	for deadline := time.Now().Add(30 * time.Second); !q.Idle(); {
 		if time.Now().After(deadline) {
 			t.Fatal("background work still running after 30s")
 		}
@@ -164,8 +166,8 @@ func TestLookaheadFanOut(t *testing.T) {
 	if narinfos != 1+2*width {
 		t.Errorf("%d narinfo requests, want %d", narinfos, 1+2*width)
 	}
-	if maxIn > lookaheadJobs || maxIn < lookaheadJobs/2 {
-		t.Errorf("at most %d requests in flight, want up to %d and parallel", maxIn, lookaheadJobs)
+	if maxIn > tune.LookaheadJobs || maxIn < tune.LookaheadJobs/2 {
+		t.Errorf("at most %d requests in flight, want up to %d and parallel", maxIn, tune.LookaheadJobs)
 	}
 	// Serially: 129 narinfos + 128 .ls misses, 20 ms each.
 	if serial := time.Duration(2*(1+2*width)) * delay; took > serial/3 {
@@ -208,7 +210,7 @@ func TestLookaheadStopsAtClose(t *testing.T) {
 	if after := s.Stats(); after != st {
 		t.Errorf("requests after Close: %+v → %+v", st, after)
 	}
-	if before, _, _ := c.requests(); before > 1+2+2*lookaheadJobs+lookaheadJobs {
+	if before, _, _ := c.requests(); before > 1+2+2*tune.LookaheadJobs+tune.LookaheadJobs {
 		t.Errorf("%d requests before Close: the queue was not dropped", before)
 	}
 }
@@ -225,8 +227,8 @@ func TestLookaheadPausesWhileCacheFails(t *testing.T) {
 	mustResolve(t, s, root)
 	waitIdle(t, s.lookq)
 	_, narinfos, _ := c.requests()
-	if narinfos > 1+2*lookaheadJobs {
-		t.Errorf("%d narinfo requests to a failing cache, want at most the first batch (%d)", narinfos, 1+lookaheadJobs)
+	if narinfos > 1+2*tune.LookaheadJobs {
+		t.Errorf("%d narinfo requests to a failing cache, want at most the first batch (%d)", narinfos, 1+tune.LookaheadJobs)
 	}
 	// The paths are not remembered as missing: a reader still gets them
 	// once the cache is back.

@@ -54,7 +54,7 @@ func parallelFirstPart(o backend.ParallelOptions) int64 {
 	if o.FirstPart > 0 {
 		return o.FirstPart
 	}
-	return 1 << 20
+	return backend.DefaultFirstPart
 }
 
 // openParallel starts a parallel reader and waits for its first bytes,

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
 )
 
@@ -60,9 +61,6 @@ func idOf(f *os.File) (fileID, error) {
 	return fileID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Sec, mtimeNs: st.Mtim.Nsec, ctime: st.Ctim.Sec, ctimeNs: st.Ctim.Nsec}, nil
 }
 
-// maxOwnChecks bounds the memory of checks; past it they start over.
-const maxOwnChecks = 1 << 16
-
 // ownChecks remembers the copies found (or written) right.
 type ownChecks struct {
 	mu sync.Mutex // protects m
@@ -79,7 +77,7 @@ func (o *ownChecks) has(id fileID) bool {
 func (o *ownChecks) add(id fileID) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.m == nil || len(o.m) >= maxOwnChecks {
+	if o.m == nil || len(o.m) >= tune.MaxOwnChecks {
 		o.m = map[fileID]struct{}{}
 	}
 	o.m[id] = struct{}{}

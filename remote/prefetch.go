@@ -5,23 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/storepath"
-)
-
-// lookaheadJobs bounds the narinfo and listing lookups of references in
-// flight per Store: Nix's http-connections default is 25, and its parallel
-// narinfo queries are what make copying a closure fast (NixOS/nix#5118).
-const lookaheadJobs = 16
-
-// Lookahead backs off for lookaheadPauseMin, doubling up to
-// lookaheadPauseMax while failures repeat, after a lookup failed for a
-// reason other than the cache's answer (network, server): a cache that is
-// down is asked by the readers who need a path, not by guesses.
-const (
-	lookaheadPauseMin = 5 * time.Second
-	lookaheadPauseMax = 5 * time.Minute
 )
 
 // lookahead queues background lookups of p's references: their narinfos
@@ -44,26 +30,26 @@ func (s *Store) lookahead(p *PathInfo) {
 		if ref == p.Path {
 			continue
 		}
-		q.lookq.add(ref.Hash, func(ctx context.Context) { q.lookAt(ctx, ref) })
+		q.lookq.Add(ref.Hash, func(ctx context.Context) { q.lookAt(ctx, ref) })
 	}
 }
 
 // lookNext passes a reference's lookahead to the next substituter.
 func (s *Store) lookNext(ref storepath.StorePath) {
 	if n := s.group.next(s); n != nil {
-		n.lookq.add(ref.Hash, func(ctx context.Context) { n.lookAt(ctx, ref) })
+		n.lookq.Add(ref.Hash, func(ctx context.Context) { n.lookAt(ctx, ref) })
 	}
 }
 
 // lookAt is one lookahead job.
 func (s *Store) lookAt(ctx context.Context, ref storepath.StorePath) {
-	if err := s.lookaheadPaused.get(""); err != nil {
+	if err := s.lookaheadPaused.Get(""); err != nil {
 		// Skipped, not done: a later resolution may queue it again.
-		s.lookq.forget(ref.Hash)
+		s.lookq.Forget(ref.Hash)
 		return
 	}
 	if s.skipping() != nil {
-		s.lookq.forget(ref.Hash)
+		s.lookq.Forget(ref.Hash)
 		s.lookNext(ref)
 		return
 	}
@@ -96,7 +82,7 @@ func (s *Store) lookaheadDone(ref storepath.StorePath, err error) {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUntrusted), errors.Is(err, ErrCorrupt):
 		s.log.Debug("lookahead: reference not usable", "path", ref.String(), "err", err)
 	default:
-		s.lookaheadPaused.add("", err, lookaheadPauseMin, lookaheadPauseMax)
+		s.lookaheadPaused.Add("", err, tune.LookaheadPauseMin, tune.LookaheadPauseMax)
 		s.log.Debug("lookahead failed; pausing it", "path", ref.String(), "err", err)
 	}
 }
@@ -114,7 +100,7 @@ func (s *Store) prefetchReferences(p *PathInfo) {
 		if ref == p.Path {
 			continue
 		}
-		s.prefetchq.add(ref.Hash, func(ctx context.Context) {
+		s.prefetchq.Add(ref.Hash, func(ctx context.Context) {
 			// Of several substituters, the one a reader would get.
 			var info *PathInfo
 			var err error

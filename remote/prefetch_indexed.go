@@ -8,12 +8,8 @@ import (
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/blob"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/tune"
 )
-
-// prefetchWindow is the NAR bytes PrefetchIndexed waits for at a time;
-// the next window's requests (at most 8 MiB each) are in flight meanwhile,
-// so one path keeps a handful of requests busy, not one per chunk.
-const prefetchWindow = 32 << 20
 
 // PrefetchIndexed fills an indexed path's blob in the local cache with
 // every chunk, each verified against the signed index, and gives its
@@ -35,7 +31,7 @@ func (s *Store) PrefetchIndexed(ctx context.Context, p *PathInfo) error {
 	}
 	defer s.releaseBlob(r)
 	x := kl.index
-	windows := chunkWindows(x.Chunks, prefetchWindow)
+	windows := chunkWindows(x.Chunks, tune.PrefetchWindow)
 	for i, w := range windows {
 		ra := w[1]
 		if i+1 < len(windows) {
@@ -43,7 +39,7 @@ func (s *Store) PrefetchIndexed(ctx context.Context, p *PathInfo) error {
 		}
 		// Bounded like a download of the window, so that a cache that
 		// went away fails the path instead of being asked forever.
-		wctx, cancel := context.WithTimeout(ctx, s.fetchDeadline(2*prefetchWindow))
+		wctx, cancel := context.WithTimeout(ctx, s.fetchDeadline(2*tune.PrefetchWindow))
 		err := r.b.Ensure(wctx, w[0], w[1], ra)
 		cancel()
 		if err != nil {

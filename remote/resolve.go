@@ -10,6 +10,8 @@ import (
 
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/flight"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -96,20 +98,20 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 		s.stats.lookup(nil, false)
 		return pi, nil
 	}
-	if err := s.negative.get(hash); err != nil {
+	if err := s.negative.Get(hash); err != nil {
 		s.stats.lookup(err, true)
 		return nil, err
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
 	// The fetch is shared, so one caller giving up must not fail the others.
-	v, err := shared(ctx, s.log, &s.resolveGroup, hash, fmt.Sprintf("%s: narinfo %s", s.url, hash), func() (any, error) {
+	v, err := flight.Shared(ctx, s.log, &s.resolveGroup, hash, fmt.Sprintf("%s: narinfo %s", s.url, hash), func() (any, error) {
 		// A flight that ended between the checks above and Do has already
 		// filled one of the caches.
 		if pi, ok := s.narinfos.Get(hash); ok {
 			return pi, nil
 		}
-		if err := s.negative.get(hash); err != nil {
+		if err := s.negative.Get(hash); err != nil {
 			return nil, err
 		}
 		ctx, cancel := s.flightContext(ctx)
@@ -117,7 +119,7 @@ func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
 		pi, err := s.lookupNarinfo(ctx, hash)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUntrusted) || errors.Is(err, ErrCorrupt) {
-				s.negative.addMiss(hash, err)
+				s.negative.AddMiss(hash, err)
 				s.log.Debug("narinfo rejected", "hash", hash, "err", err)
 			}
 			return nil, err
@@ -144,7 +146,7 @@ func (s *Store) lookupNarinfo(ctx context.Context, hash string) (*PathInfo, erro
 		}
 	}
 	s.startIndexAlias(hash)
-	data, err := backend.ReadAll(ctx, s.be, hash+".narinfo", maxSmallObject)
+	data, err := backend.ReadAll(ctx, s.be, hash+".narinfo", tune.MaxSmallObject)
 	if err != nil {
 		err = fmt.Errorf("narinfo %s: %w", hash, err)
 		if recErr == nil && !errors.Is(err, ErrNotFound) {

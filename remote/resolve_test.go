@@ -79,7 +79,7 @@ func TestResolveMissingIsRemembered(t *testing.T) {
 	cfg.NegativeTTL = time.Hour
 	s := openStore(t, filepath.Join(fixtureDir, "cache-none"), "", cfg)
 	now := time.Now()
-	s.negative.now = func() time.Time { return now }
+	s.negative.Now = func() time.Time { return now }
 	ctx := context.Background()
 	const missing = "00000000000000000000000000000000-missing"
 
@@ -114,7 +114,7 @@ func TestResolveMissingThenAdded(t *testing.T) {
 	cfg.NegativeTTL = time.Minute
 	s := openStore(t, dir, "", cfg)
 	now := time.Now()
-	s.negative.now = func() time.Time { return now }
+	s.negative.Now = func() time.Time { return now }
 	ctx := context.Background()
 
 	// Hide the narinfo, look it up, bring it back: once the TTL has passed

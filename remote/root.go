@@ -9,11 +9,8 @@ import (
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/nar/compress"
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/internal/tune"
 )
-
-// rootPeek bounds the compressed bytes read to learn a root node: the
-// first NAR header is a few hundred bytes into the decompressed stream.
-const rootPeek = 256 << 10
 
 // Root returns a store path's root node, which is what a lookup in the
 // store directory needs: from a listing when one is at hand (memory, local
@@ -73,8 +70,8 @@ func (s *Store) peekRoot(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 	ni := p.NarInfo
 	where := fmt.Sprintf("NAR %s of %s", ni.URL, p.Path)
 	var body io.ReadCloser
-	if ni.FileSize > rootPeek {
-		rc, err := s.be.GetRange(ctx, ni.URL, 0, rootPeek)
+	if ni.FileSize > tune.RootPeek {
+		rc, err := s.be.GetRange(ctx, ni.URL, 0, tune.RootPeek)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // Without .ls listings, a lookup needs only the root node: Root reads the
@@ -27,7 +28,7 @@ func TestRootWithoutListingPeeks(t *testing.T) {
 			t.Fatalf("%s: %v", fp.base, err)
 		}
 		after := s.Stats()
-		if got := after.NarBytes - before.NarBytes; got > rootPeek || got >= p.NarInfo.NarSize && p.NarInfo.NarSize > rootPeek {
+		if got := after.NarBytes - before.NarBytes; got > tune.RootPeek || got >= p.NarInfo.NarSize && p.NarInfo.NarSize > tune.RootPeek {
 			t.Errorf("%s: Root read %d NAR bytes of %d", fp.base, got, p.NarInfo.NarSize)
 		}
 		// A single symlink is verified first (its NAR is tiny); nothing

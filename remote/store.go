@@ -16,18 +16,13 @@ import (
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/blob"
+	"github.com/narfs/narfs/remote/internal/memo"
+	"github.com/narfs/narfs/remote/internal/tune"
+	"github.com/narfs/narfs/remote/internal/workq"
 	"github.com/narfs/narfs/remote/localcache"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
-
-// maxSmallObject bounds narinfo and nix-cache-info bodies; real ones are
-// well under a kilobyte.
-const maxSmallObject = 1 << 20
-
-// maxListing bounds a .ls download; a listing of a million files is
-// ~100 MB. Tighter bounds follow from NarSize and Config.ListingMemory.
-const maxListing = 256 << 20
 
 // Store is one binary cache opened for reading. Safe for concurrent use.
 type Store struct {
@@ -65,8 +60,8 @@ type Store struct {
 	narinfos *lru.Cache[string, *PathInfo] // hash part → trusted narinfo and verdict
 	listings *listingCache                 // hash part → best known listing
 	decoding *semaphore.Weighted           // memory of .ls decodes in progress
-	negative *negativeCache                // hash part → why it is not visible
-	failed   *negativeCache                // flightKey → why its download failed
+	negative *memo.Memo                    // hash part → why it is not visible
+	failed   *memo.Memo                    // flightKey → why its download failed
 	// verifiedIndexes: hash parts whose chunk index verified (recently;
 	// IndexVerified also asks the local records).
 	verifiedIndexes *lru.Cache[string, struct{}]
@@ -92,10 +87,10 @@ type Store struct {
 	// Background work, stopped by Close: lookq looks up references'
 	// narinfos and listings ahead of readers, prefetchq fetches their data
 	// (Config.PrefetchReferences).
-	lookq           *workQueue
-	prefetchq       *workQueue
-	lookaheadPaused *negativeCache // "" → why lookahead pauses
-	aliases         indexAliases   // chunk indexes fetched with their narinfos
+	lookq           *workq.Queue
+	prefetchq       *workq.Queue
+	lookaheadPaused *memo.Memo   // "" → why lookahead pauses
+	aliases         indexAliases // chunk indexes fetched with their narinfos
 	bg              context.Context
 	stopBG          context.CancelFunc
 }
@@ -124,8 +119,8 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 		log:      cfg.Logger.With("cache", u.String()),
 		storeDir: storepath.DefaultStoreDir,
 		trustAll: !cfg.RequireSigs || u.Params.Get("trusted") == "true" || u.Params.Get("trusted") == "1",
-		negative: newNegativeCache(cfg.NegativeTTL),
-		failed:   newNegativeCache(corruptMemo),
+		negative: memo.New(cfg.NegativeTTL),
+		failed:   memo.New(tune.CorruptMemo),
 		listings: newListingCache(cfg.ListingMemory),
 		decoding: semaphore.NewWeighted(cfg.ListingMemory),
 		recordNS: recordNamespace(u.String()),
@@ -134,11 +129,11 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 		warm:            map[string]*warmBlob{},
 		publishSem:      make(chan struct{}, 1),
 		background:      make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
-		lookaheadPaused: newNegativeCache(lookaheadPauseMin),
+		lookaheadPaused: memo.New(tune.LookaheadPauseMin),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	s.lookq = newWorkQueue(s.bg, lookaheadJobs, s.log, "lookahead")
-	s.prefetchq = newWorkQueue(s.bg, cfg.PrefetchJobs, s.log, "prefetch")
+	s.lookq = workq.New(s.bg, tune.LookaheadJobs, s.log, "lookahead")
+	s.prefetchq = workq.New(s.bg, cfg.PrefetchJobs, s.log, "prefetch")
 	s.stats.observer = cfg.OnRequest
 	s.stats.cache = u.String()
 	s.be = countingBackend{Backend: be, c: &s.stats}
@@ -179,7 +174,7 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 func (s *Store) checkCacheInfo(ctx context.Context) (priority int, err error) {
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	data, err := backend.ReadAll(ctx, s.be, "nix-cache-info", maxSmallObject)
+	data, err := backend.ReadAll(ctx, s.be, "nix-cache-info", tune.MaxSmallObject)
 	if errors.Is(err, ErrNotFound) {
 		// Nix writes the file when it creates a cache; a reader can live
 		// without it, but a wrong URL usually looks exactly like this.
@@ -229,8 +224,8 @@ func (s *Store) Close() error {
 	s.blobsMu.Lock()
 	s.stopBG()
 	s.blobsMu.Unlock()
-	s.lookq.wait()
-	s.prefetchq.wait()
+	s.lookq.Wait()
+	s.prefetchq.Wait()
 	s.aliases.wg.Wait()
 	s.publishing.Wait()
 	s.blobsMu.Lock()
@@ -249,3 +244,18 @@ func (s *Store) Close() error {
 
 // CacheUsage is the bytes of extracted NARs in the local cache.
 func (s *Store) CacheUsage() int64 { return s.cache.Usage() }
+
+// opContext bounds one user-facing operation (a lookup, an open) by
+// Config.Timeout, retries included, unless the caller set an earlier
+// deadline.
+func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.Timeout)
+}
+
+// flightContext is the context of work shared by several callers: it
+// outlives any one caller but not the operation's bound, nor the Store.
+func (s *Store) flightContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
+	stop := context.AfterFunc(s.bg, cancel)
+	return ctx, func() { stop(); cancel() }
+}

@@ -393,7 +393,7 @@ func TestSubstitutersLookaheadCrossesCaches(t *testing.T) {
 	// Resolve returned with a's answer; b was asked for app at the same
 	// time, and its miss may still be on the way: let it land before
 	// counting b's requests.
-	for deadline := time.Now().Add(10 * time.Second); cb.negative.get(hashPart(pathApp)) == nil; {
+	for deadline := time.Now().Add(10 * time.Second); cb.negative.Get(hashPart(pathApp)) == nil; {
 		if time.Now().After(deadline) {
 			t.Fatal("the second cache's lookup of app never ended")
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // The blob of a fetched stock path, kept open for opens of its small
@@ -15,17 +16,12 @@ import (
 //
 // A warm blob holds a descriptor only, no pin, so it never holds up an
 // eviction; a reader that has it goes on reading the verified bytes after
-// one (as any open file does). It is closed warmBlobLinger after its last
+// one (as any open file does). It is closed tune.WarmLinger after its last
 // reader. An open re-checks (Acquire) that the entry is still there
 // whenever this process dropped any entry since the last check (the
-// cache's Drops moved), and at least every warmBlobTouch (another process
+// cache's Drops moved), and at least every tune.WarmTouch (another process
 // may have evicted it), which also keeps the entry recent in the cache's
 // LRU order; an entry gone is fetched again by the slow path.
-const (
-	warmBlobLinger = 2 * time.Second
-	warmBlobTouch  = time.Second
-)
-
 type warmBlob struct {
 	key  string
 	f    *os.File
@@ -58,7 +54,7 @@ func (s *Store) openWarm(p *PathInfo, sub string) (*LocalFile, *nar.Node, bool) 
 		s.warmMu.Unlock()
 		return nil, nil, false
 	}
-	if now, drops := time.Now(), s.cache.Drops(); now.Sub(b.touched) >= warmBlobTouch || drops != b.drops {
+	if now, drops := time.Now(), s.cache.Drops(); now.Sub(b.touched) >= tune.WarmTouch || drops != b.drops {
 		b.touched, b.drops = now, drops
 		s.warmMu.Unlock()
 		e, err := s.cache.Acquire(key)
@@ -112,7 +108,7 @@ func (s *Store) releaseWarm(b *warmBlob) {
 	b.idle = time.Now()
 	if !b.armed {
 		b.armed = true
-		time.AfterFunc(warmBlobLinger, func() { s.lingerWarm(b) })
+		time.AfterFunc(tune.WarmLinger, func() { s.lingerWarm(b) })
 	}
 }
 
@@ -124,7 +120,7 @@ func (s *Store) lingerWarm(b *warmBlob) {
 	if b.closed || b.refs > 0 {
 		return
 	}
-	if left := warmBlobLinger - time.Since(b.idle); left > 0 {
+	if left := tune.WarmLinger - time.Since(b.idle); left > 0 {
 		b.armed = true
 		time.AfterFunc(left, func() { s.lingerWarm(b) })
 		return

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"testing"
+
+	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // Opens of a fetched path's small files after the first share its blob's
@@ -46,7 +48,7 @@ func TestWarmBlobSharedByOpens(t *testing.T) {
 		t.Fatal("no warm blob after opens of a small file")
 	}
 	s.warmMu.Lock()
-	b.idle = b.idle.Add(-warmBlobLinger)
+	b.idle = b.idle.Add(-tune.WarmLinger)
 	s.warmMu.Unlock()
 	s.lingerWarm(b)
 	s.warmMu.Lock()

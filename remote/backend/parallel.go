@@ -50,6 +50,11 @@ const (
 	DefaultPartSize       = 1 << 20
 )
 
+// DefaultFirstPart is ParallelOptions.FirstPart's default: an object no
+// larger costs one request; callers that choose between a parallel and a
+// plain download compare against it.
+const DefaultFirstPart = 1 << 20
+
 func (o ParallelOptions) withDefaults() ParallelOptions {
 	if o.MaxConcurrency <= 0 {
 		o.MaxConcurrency = 16
@@ -65,7 +70,7 @@ func (o ParallelOptions) withDefaults() ParallelOptions {
 		o.MaxPart = o.Pool.PartSize()
 	}
 	if o.FirstPart <= 0 {
-		o.FirstPart = 1 << 20
+		o.FirstPart = DefaultFirstPart
 	}
 	o.FirstPart = min(o.FirstPart, o.MaxPart)
 	if o.Pool == nil {

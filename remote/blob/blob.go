@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
 )
 
@@ -46,10 +47,6 @@ var ErrChunk = chunkindex.ErrChunk
 // errRetry: the chunk was in a request that failed before reaching it;
 // its waiters start a request of their own.
 var errRetry = errors.New("chunk not reached; retry")
-
-// corruptMemo is how long a chunk that failed verification is not
-// fetched again.
-const corruptMemo = time.Minute
 
 // maxRun bounds the stored bytes one ranged request asks for: longer
 // spans are split so several requests run in parallel.
@@ -342,7 +339,7 @@ func (b *Blob) settle(i int, ok bool, err error) {
 	} else {
 		c.st, c.err = missing, err
 		if errors.Is(err, ErrChunk) {
-			c.failedUntil = time.Now().Add(corruptMemo)
+			c.failedUntil = time.Now().Add(tune.CorruptMemo)
 		}
 	}
 	close(c.done)

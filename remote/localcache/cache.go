@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/narfs/narfs/remote/internal/tune"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,13 +27,6 @@ var (
 	// ErrLocal wraps failures of the local disk (ENOSPC, EIO, EACCES...).
 	ErrLocal = errors.New("local cache")
 )
-
-// touchEvery bounds the mtime updates that record use on disk.
-const touchEvery = time.Minute
-
-// oversizeLinger is how long an entry larger than the cap stays after its
-// last use when nothing else makes room.
-const oversizeLinger = 10 * time.Second
 
 // Cache is one process's view of a cache directory. Safe for concurrent
 // use.
@@ -278,7 +272,7 @@ func (c *Cache) Acquire(key string) (*Entry, error) {
 	c.hits.Add(1)
 	c.lru.MoveToFront(el)
 	e.used = time.Now()
-	if now := e.used; now.Sub(e.touched) > touchEvery {
+	if now := e.used; now.Sub(e.touched) > tune.TouchEvery {
 		e.touched = now
 		ts := []unix.Timespec{unix.NsecToTimespec(now.UnixNano()), unix.NsecToTimespec(now.UnixNano())}
 		unix.UtimesNanoAt(c.narFd, key, ts, unix.AT_SYMLINK_NOFOLLOW)
@@ -353,7 +347,7 @@ func (c *Cache) unpinLocked(e *entry) {
 	}
 	c.held[e] = time.Now()
 	if c.sweeping == nil {
-		c.sweeping = time.AfterFunc(holdIdle, c.sweep)
+		c.sweeping = time.AfterFunc(tune.HoldIdle, c.sweep)
 	}
 }
 
@@ -367,9 +361,6 @@ func (c *Cache) closeFdsLocked(e *entry) {
 	}
 }
 
-// holdIdle is how long an unpinned entry keeps its flock.
-const holdIdle = 2 * time.Second
-
 // sweep closes the descriptors of entries idle for holdIdle.
 func (c *Cache) sweep() {
 	c.mu.Lock()
@@ -377,12 +368,12 @@ func (c *Cache) sweep() {
 	c.sweeping = nil
 	now := time.Now()
 	for e, since := range c.held {
-		if now.Sub(since) >= holdIdle {
+		if now.Sub(since) >= tune.HoldIdle {
 			c.closeFdsLocked(e)
 		}
 	}
 	if len(c.held) > 0 {
-		c.sweeping = time.AfterFunc(holdIdle, c.sweep)
+		c.sweeping = time.AfterFunc(tune.HoldIdle, c.sweep)
 	}
 }
 

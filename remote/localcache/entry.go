@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/narfs/narfs/remote/internal/tune"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,7 +51,7 @@ func (h *Entry) Release() {
 		gone = c.evictLocked(h.e.key)
 		if h.e.size > c.max {
 			key := h.e.key
-			time.AfterFunc(oversizeLinger, func() { c.evictIdle(key) })
+			time.AfterFunc(tune.OversizeLinger, func() { c.evictIdle(key) })
 		}
 	}
 	c.mu.Unlock()
@@ -68,7 +69,7 @@ func (c *Cache) evictIdle(key string) {
 	}
 	e := el.Value.(*entry)
 	var gone string
-	if e.pins == 0 && e.size > c.max && time.Since(e.used) >= oversizeLinger {
+	if e.pins == 0 && e.size > c.max && time.Since(e.used) >= tune.OversizeLinger {
 		c.closeFdsLocked(e)
 		if d, ok := c.renameAwayLocked(key); ok {
 			c.dropLocked(el)

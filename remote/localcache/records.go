@@ -7,11 +7,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/narfs/narfs/remote/internal/tune"
 	"golang.org/x/sys/unix"
 )
-
-// maxRecord bounds a record; narinfos are well under a kilobyte.
-const maxRecord = 64 << 20 // chunk indexes of large paths are records too
 
 // checkRecords checks, at Open, every namespace directory under records/.
 func (c *Cache) checkRecords() error {
@@ -48,7 +46,7 @@ func (c *Cache) nsDir(ns string) (int, error) {
 // PutRecord stores a small record atomically (a reader sees the old or
 // the new one, never a mix).
 func (c *Cache) PutRecord(ns, name string, data []byte) error {
-	if !validName(ns) || !validName(name) || len(data) > maxRecord {
+	if !validName(ns) || !validName(name) || len(data) > tune.MaxRecord {
 		return fmt.Errorf("record %s/%s: invalid", ns, name)
 	}
 	dir, err := c.nsDir(ns)
@@ -94,7 +92,7 @@ func (c *Cache) GetRecord(ns, name string) ([]byte, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("record %s/%s: %w: %w", ns, name, ErrLocal, err)
 	}
-	data, err := readRegular(f, name, maxRecord)
+	data, err := readRegular(f, name, tune.MaxRecord)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("record %s/%s: %w: %w", ns, name, ErrLocal, err)
 	}

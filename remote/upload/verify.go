@@ -9,7 +9,6 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/nar/compress"
-	"github.com/narfs/narfs/remote"
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
@@ -146,7 +145,7 @@ func (c *Cache) verifyListing(ctx context.Context, ni *narinfo.NarInfo, narListi
 	if err := l.Check(ni.NarSize); err != nil {
 		return err
 	}
-	if narListing != nil && !remote.SameListing(l.Root, narListing.Root) {
+	if narListing != nil && !nar.SameTree(l.Root, narListing.Root) {
 		return fmt.Errorf("does not list the NAR's contents")
 	}
 	return nil
@@ -202,7 +201,7 @@ func (c *Cache) verifyIndex(ctx context.Context, ni *narinfo.NarInfo, keys []nar
 	if err := x.Matches(ni); err != nil {
 		r.failf("index %s: %v", url, err)
 	}
-	if narListing != nil && !remote.SameListing(x.Listing.Root, narListing.Root) {
+	if narListing != nil && !nar.SameTree(x.Listing.Root, narListing.Root) {
 		r.failf("index %s: its listing is not the NAR's", url)
 	}
 	// Every chunk's stored range decodes, on its own, to its bytes; and

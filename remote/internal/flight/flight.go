@@ -1,4 +1,7 @@
-package remote
+// Package flight runs work shared by concurrent callers (singleflight)
+// without letting one caller's cancellation or a panic in the work take
+// the others, or the process, down.
+package flight
 
 import (
 	"context"
@@ -15,17 +18,17 @@ import (
 // the mount down for everyone.
 var ErrBug = errors.New("internal error (a bug in narfs; see the log)")
 
-// shared runs fn once for all concurrent callers of key. A caller whose
+// Shared runs fn once for all concurrent callers of key. A caller whose
 // context ends stops waiting (a reader's Ctrl-C interrupts its open at
 // once) while the work goes on for the others and fills the caches; fn
 // must therefore not use the caller's context for its I/O. A panic in fn
 // (which runs on a goroutine of its own, where nothing else would catch
 // it) becomes an error wrapping ErrBug. what names the work in the
 // error of a caller who stopped waiting.
-func shared(ctx context.Context, log *slog.Logger, g *singleflight.Group, key, what string, fn func() (any, error)) (any, error) {
+func Shared(ctx context.Context, log *slog.Logger, g *singleflight.Group, key, what string, fn func() (any, error)) (any, error) {
 	select {
 	case r := <-g.DoChan(key, func() (v any, err error) {
-		defer recoverBug(log, key, &err)
+		defer RecoverBug(log, key, &err)
 		return fn()
 	}):
 		return r.Val, r.Err
@@ -34,25 +37,10 @@ func shared(ctx context.Context, log *slog.Logger, g *singleflight.Group, key, w
 	}
 }
 
-// recoverBug turns a panic into an error wrapping ErrBug; use it deferred.
-func recoverBug(log *slog.Logger, what string, err *error) {
+// RecoverBug turns a panic into an error wrapping ErrBug; use it deferred.
+func RecoverBug(log *slog.Logger, what string, err *error) {
 	if r := recover(); r != nil {
 		log.Error("BUG: panic caught; answering with an I/O error", "in", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		*err = fmt.Errorf("%s: %w: %v", what, ErrBug, r)
 	}
-}
-
-// opContext bounds one user-facing operation (a lookup, an open) by
-// Config.Timeout, retries included, unless the caller set an earlier
-// deadline.
-func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.cfg.Timeout)
-}
-
-// flightContext is the context of work shared by several callers: it
-// outlives any one caller but not the operation's bound, nor the Store.
-func (s *Store) flightContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
-	stop := context.AfterFunc(s.bg, cancel)
-	return ctx, func() { stop(); cancel() }
 }
