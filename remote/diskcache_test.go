@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/narfs/narfs/remote/internal/trust"
 )
 
 // cacheLayout is the local cache's layout directory (localcache's v4).
 const cacheLayout = "v4"
 
-func narKey(p *PathInfo) string { return entryKey(p) }
+func narKey(p *PathInfo) string { return trust.EntryKey(p.v) }
 
 func TestDiskCacheSurvivesRestart(t *testing.T) {
 	ctx := context.Background()

@@ -1,10 +1,9 @@
 package remote
 
 import (
-	"errors"
-
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/internal/flight"
+	"github.com/narfs/narfs/remote/internal/trust"
 	"github.com/narfs/narfs/remote/narinfo"
 )
 
@@ -17,7 +16,7 @@ var (
 	ErrUntrusted = narinfo.ErrUntrusted
 	// ErrCorrupt: what the cache served failed verification (hash, size,
 	// malformed NAR or narinfo, listing disagreeing with the NAR).
-	ErrCorrupt = errors.New("corrupt cache object")
+	ErrCorrupt = trust.ErrCorrupt
 	// ErrBug marks a panic inside narfs that was caught: a bug, logged
 	// with its stack, answered as a plain I/O error.
 	ErrBug = flight.ErrBug

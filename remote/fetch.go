@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -20,42 +19,13 @@ import (
 	"github.com/narfs/narfs/nar/compress"
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/blob"
+	"github.com/narfs/narfs/remote/internal/trust"
 	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
-	"github.com/narfs/narfs/remote/storepath"
 )
 
 // listingMeta is the verified listing's file beside an entry's root.
 const listingMeta = "listing.json"
-
-// entryKey names a store path's local cache entry: its NarHash, so that
-// paths (and caches) with the same contents share one download. Where
-// trust rests on a content address that is not the NarHash itself (flat,
-// text, other algorithms), that address is part of the key, since the
-// entry proves it was checked too.
-func entryKey(p *PathInfo) string {
-	k := storepath.EncodeNix32(p.NarInfo.NarHash.Digest)
-	if p.ca != nil && !(p.ca.recursive && p.ca.hash.Algo == "sha256") {
-		d := sha256.Sum256([]byte(p.NarInfo.CA))
-		k += "-ca-" + hex.EncodeToString(d[:16])
-	}
-	return k
-}
-
-// flightKey identifies what one fetch downloads and what it is checked
-// against: the URL and every narinfo field that decides the bytes or
-// their verdict. Downloads and failure memos are keyed by it, so a bad
-// narinfo of one path (a key-less twin with the same NarHash and a broken
-// URL) never blocks another path.
-func flightKey(p *PathInfo) string {
-	ni := p.NarInfo
-	h := sha256.New()
-	for _, f := range []string{p.Path.String(), ni.URL, ni.Compression, ni.NarHash.String(), strconv.FormatInt(ni.NarSize, 10), ni.CA} {
-		h.Write([]byte(f))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // Materialize makes sure the store path's NAR is fetched, verified and
 // extracted into the local cache and returns the local path of its root,
@@ -76,7 +46,7 @@ func (s *Store) Materialize(ctx context.Context, p *PathInfo) (string, error) {
 // fetching the NAR first if needed. Concurrent callers for the same
 // download share it; a caller giving up does not cancel it.
 func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, error) {
-	key := entryKey(p)
+	key := trust.EntryKey(p.v)
 	if e, err := s.cache.Acquire(key); err == nil {
 		return e, nil
 	} else if !errors.Is(err, localcache.ErrMiss) {
@@ -85,7 +55,7 @@ func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, erro
 		}
 		return nil, fmt.Errorf("%s: %w", p.Path, err)
 	}
-	fk := flightKey(p)
+	fk := trust.FlightKey(p.v)
 	if err := s.failed.Get(fk); err != nil {
 		return nil, err
 	}
@@ -179,7 +149,7 @@ func (s *Store) openIn(p *PathInfo, e *localcache.Entry, sub string) (*LocalFile
 	if err != nil {
 		return nil, nil, err
 	}
-	n, err := l.Find(sub)
+	n, err := l.Tree().Find(sub)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s/%s: %w (%v)", p.Path, sub, ErrNotFound, err)
 	}
@@ -254,15 +224,15 @@ func (f *LocalFile) Close() error {
 
 // entryListing is the verified listing of an entry: from memory, else
 // from the file written beside it when the NAR was verified.
-func (s *Store) entryListing(p *PathInfo, e *localcache.Entry) (*nar.Listing, error) {
-	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.verified {
-		return kl.Listing, nil
+func (s *Store) entryListing(p *PathInfo, e *localcache.Entry) (*trust.Listing, error) {
+	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.verified() {
+		return kl.v, nil
 	}
 	data, err := e.ReadMeta(listingMeta)
 	if err != nil {
 		return nil, fmt.Errorf("%s: verified listing: %w", p.Path, err)
 	}
-	l, err := nar.DecodeListing(data)
+	l, err := trust.Recorded(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: verified listing: %w: %v", p.Path, localcache.ErrLocal, err)
 	}
@@ -321,11 +291,11 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 
 	v := &verifier{limit: ni.NarSize, sha: sha256.New()}
 	var caHash hash.Hash
-	if p.ca != nil {
-		if caHash, err = p.ca.newHash(); err != nil {
+	if p.v.CA != nil {
+		if caHash, err = p.v.CA.NewHash(); err != nil {
 			return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
 		}
-		if p.ca.recursive {
+		if p.v.CA.Recursive() {
 			v.extra = caHash
 		}
 	}
@@ -349,7 +319,7 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 	}
 	defer blobF.Close()
 	bw := &blobWriter{f: blobF}
-	listing, owns, err := store(io.TeeReader(hashed, bw), bw, pend, p.ca, caHash)
+	listing, owns, err := store(io.TeeReader(hashed, bw), bw, pend, p.v.CA, caHash)
 	if err == nil {
 		err = drain(hashed)
 	}
@@ -365,23 +335,20 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 		}
 		return nil, fmt.Errorf("%s: %w: %v", where, ErrCorrupt, err)
 	}
-	if v.n != ni.NarSize {
-		return nil, fmt.Errorf("%s: %w: NAR is %d bytes, narinfo says NarSize %d", where, ErrCorrupt, v.n, ni.NarSize)
+	var caSum []byte
+	if caHash != nil {
+		caSum = caHash.Sum(nil)
 	}
-	if got := v.sha.Sum(nil); !bytes.Equal(got, ni.NarHash.Digest) {
-		return nil, fmt.Errorf("%s: %w: NAR hash mismatch: expected %s, got sha256:%s", where, ErrCorrupt, ni.NarHash, storepath.EncodeNix32(got))
-	}
-	if p.ca != nil {
-		if got := caHash.Sum(nil); !bytes.Equal(got, p.ca.hash.Digest) {
-			return nil, fmt.Errorf("%s: %w: content hash does not match CA %s", where, ErrCorrupt, ni.CA)
-		}
+	verified, err := trust.VerifyNAR(p.v, listing, v.n, v.sha.Sum(nil), caSum)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	// Files of their own leave holes in the blob; the last may end it.
 	if err := blobF.Truncate(ni.NarSize); err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", where, localcache.ErrLocal, err)
 	}
 	var buf bytes.Buffer
-	if err := listing.Encode(&buf); err != nil {
+	if err := verified.Tree().Encode(&buf); err != nil {
 		return nil, fmt.Errorf("%s: listing: %w", where, err)
 	}
 	if err := pend.WriteMeta(listingMeta, buf.Bytes()); err != nil {
@@ -393,7 +360,7 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 	}
 	s.trustWritten(e, owns)
 	s.recordNarinfo(p)
-	s.verified(p, listing)
+	s.verified(p, verified)
 	return e, nil
 }
 
@@ -401,20 +368,16 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 // on and tells the mount, which drops what the kernel cached of any other
 // answer. Metadata from the unsigned .ls (or the NAR's first header) may
 // already have been handed out; if it disagrees, the .ls lied.
-func (s *Store) verified(p *PathInfo, l *nar.Listing) {
-	s.verifiedIndex(p, &knownListing{Listing: l, verified: true, cost: l.MemSize()})
-}
-
-// verifiedIndex is verified for a listing that may carry the path's
-// chunk index.
-func (s *Store) verifiedIndex(p *PathInfo, kl *knownListing) {
+// The listing may carry the path's chunk index (it came from one).
+func (s *Store) verified(p *PathInfo, v *trust.Listing) {
+	kl := knownVerified(v)
 	l := kl.Listing
 	if old, ok := s.listings.get(p.Path.Hash); ok {
-		if !old.verified && !nar.SameTree(old.Root, l.Root) {
+		if !old.verified() && !nar.SameTree(old.Root, l.Root) {
 			s.stats.corrupt.Add(1)
 			s.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
 		}
-		if old.index != nil && kl.index == nil && nar.SameTree(old.Root, l.Root) {
+		if old.index() != nil && kl.index() == nil && nar.SameTree(old.Root, l.Root) {
 			// The NAR was fetched whole as well: keep reading by chunks.
 			kl = old
 		}
@@ -459,7 +422,7 @@ func ownFileName(narOffset int64) string { return "f-" + strconv.FormatInt(narOf
 // its hash. It returns the listing and the files of their own. For flat
 // and text content addresses it feeds the root file's contents to
 // caHash.
-func store(r io.Reader, bw *blobWriter, pend *localcache.Pending, ca *contentAddress, caHash hash.Hash) (*nar.Listing, []ownWritten, error) {
+func store(r io.Reader, bw *blobWriter, pend *localcache.Pending, ca *trust.ContentAddress, caHash hash.Hash) (*nar.Listing, []ownWritten, error) {
 	nr := nar.NewReader(r)
 	var lb nar.ListingBuilder
 	buf := make([]byte, 256<<10)
@@ -477,7 +440,7 @@ func store(r io.Reader, bw *blobWriter, pend *localcache.Pending, ca *contentAdd
 			continue
 		}
 		var content io.Reader = nr
-		if ca != nil && !ca.recursive {
+		if ca != nil && !ca.Recursive() {
 			if h.Path != "" || h.Executable {
 				return nil, nil, fmt.Errorf("flat/text CA needs a single non-executable file")
 			}
@@ -500,7 +463,7 @@ func store(r io.Reader, bw *blobWriter, pend *localcache.Pending, ca *contentAdd
 	if l.Root == nil {
 		return nil, nil, fmt.Errorf("empty NAR")
 	}
-	if ca != nil && !ca.recursive && l.Root.Type != nar.TypeRegular {
+	if ca != nil && !ca.Recursive() && l.Root.Type != nar.TypeRegular {
 		return nil, nil, fmt.Errorf("flat/text CA on a path that is not a single file")
 	}
 	return l, owns, nil

@@ -168,10 +168,10 @@ func TestIndexAliasStaleOrForeignIgnored(t *testing.T) {
 				t.Errorf("the narinfo's index was not fetched after an unusable alias: %v", srv.paths)
 			}
 			kl, _ := s.listings.get(hash)
-			if kl == nil || kl.index == nil {
+			if kl == nil || kl.index() == nil {
 				t.Fatal("the path is not read by its index")
 			}
-			if !bytes.Equal(kl.indexObject, idx) {
+			if !bytes.Equal(kl.indexObject(), idx) {
 				t.Fatal("the index in use is not the narinfo's")
 			}
 		})
@@ -245,7 +245,7 @@ func TestIndexAliasHangingKey(t *testing.T) {
 	if !nar.SameTree(l.Root, c.listing.Root) {
 		t.Fatal("listing differs from the NAR's")
 	}
-	if kl, _ := s.listings.get(hash); kl == nil || kl.index == nil {
+	if kl, _ := s.listings.get(hash); kl == nil || kl.index() == nil {
 		t.Fatal("the path is not read by its index")
 	}
 	// For a while, lookups ask for no alias: one hanging key does not

@@ -16,20 +16,13 @@ import (
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/blob"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/trust"
 	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
-	"github.com/narfs/narfs/remote/storepath"
 )
 
 // ErrNotIndexed: the path has no valid chunk index; read it whole.
 var ErrNotIndexed = errors.New("no valid chunk index")
-
-// chunkedKey names an indexed path's blob entry: the NAR and the index it
-// was cut by (another index of the same NAR has other chunks).
-func chunkedKey(p *PathInfo, object []byte) string {
-	d := chunkindex.Digest(object)
-	return entryKey(p) + "-x-" + storepath.EncodeNix32(d.Digest)[:20]
-}
 
 // index returns the path's verified chunk index, or nil (never an error)
 // when it has none or it is not usable: the path is then read the stock
@@ -39,15 +32,15 @@ func chunkedKey(p *PathInfo, object []byte) string {
 // (chunkindex.AliasKey), in caches that keep aliases (s.aliases.on);
 // layout 1 where the narinfo names it (NarfsIndex lines), the alias
 // then being a copy fetched ahead.
-func (s *Store) index(ctx context.Context, p *PathInfo) *knownListing {
+func (s *Store) index(ctx context.Context, p *PathInfo) *trust.Listing {
 	url, declared, legacy, err := chunkindex.Location(p.NarInfo)
 	if !legacy && !s.aliases.on.Load() {
 		return nil
 	}
 	if err == nil {
-		var kl *knownListing
-		if kl, err = s.fetchIndex(ctx, p, url, declared, legacy); err == nil {
-			return kl
+		var v *trust.Listing
+		if v, err = s.fetchIndex(ctx, p, url, declared, legacy); err == nil {
+			return v
 		}
 	}
 	switch {
@@ -88,7 +81,7 @@ func (s *Store) IndexesDeclared() bool { return s.aliases.on.Load() }
 // Store, now or earlier (a listing held, or the index kept beside the
 // path's records from an earlier run and still verifying).
 func (s *Store) IndexVerified(p *PathInfo) bool {
-	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.index != nil {
+	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.index() != nil {
 		return true
 	}
 	if s.verifiedIndexes.Contains(p.Path.Hash) {
@@ -99,7 +92,7 @@ func (s *Store) IndexVerified(p *PathInfo) bool {
 	return err == nil
 }
 
-func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, declared int64, legacy bool) (*knownListing, error) {
+func (s *Store) fetchIndex(ctx context.Context, p *PathInfo, url string, declared int64, legacy bool) (*trust.Listing, error) {
 	hash := p.Path.Hash
 	// An index read before (kept beside the blob's entry) is checked again
 	// like a downloaded one, against the narinfo of now.
@@ -214,34 +207,13 @@ func (s *Store) recordIndex(p *PathInfo, object []byte) {
 // trust in an index comes from nothing else; --require-sigs=false and
 // trusted=1 trust narinfos, not indexes), before decoding anything; then
 // that it holds together and describes this narinfo's NAR and object.
-func (s *Store) acceptIndex(ctx context.Context, p *PathInfo, object []byte) (*knownListing, error) {
-	if bound := chunkindex.ObjectBound(p.NarInfo.NarSize); int64(len(object)) > bound {
-		return nil, fmt.Errorf("%w: %d bytes, more than a NAR of %d bytes can need (%d)", chunkindex.ErrInvalid, len(object), p.NarInfo.NarSize, bound)
-	}
-	o, _, err := chunkindex.VerifyObject(p.NarInfo, object, s.cfg.TrustedKeys)
+func (s *Store) acceptIndex(ctx context.Context, p *PathInfo, object []byte) (*trust.Listing, error) {
+	v, err := trust.VerifyIndex(ctx, p.v, object, s.cfg.TrustedKeys, s.decoding, s.cfg.ListingMemory)
 	if err != nil {
 		return nil, err
-	}
-	// Decoding takes a few times the object's decoded size: bound
-	// concurrent decodes by the listing budget, as for .ls.
-	weight := min(chunkindex.TextBound(p.NarInfo.NarSize), s.cfg.ListingMemory, 16*int64(len(o.Payload)))
-	if err := s.decoding.Acquire(ctx, weight); err != nil {
-		return nil, err
-	}
-	x, err := chunkindex.DecodeFor(o.Payload, p.NarInfo.NarSize)
-	s.decoding.Release(weight)
-	if err != nil {
-		return nil, err
-	}
-	if err := x.Matches(p.NarInfo); err != nil {
-		return nil, err
-	}
-	cost := x.Listing.MemSize() + int64(len(x.Chunks))*64 + int64(len(object))
-	if !s.listings.fits(cost) {
-		return nil, fmt.Errorf("%w: %d bytes in memory, more than a quarter of the listing budget", chunkindex.ErrInvalid, cost)
 	}
 	s.verifiedIndexes.Add(p.Path.Hash, struct{}{})
-	return &knownListing{Listing: x.Listing, verified: true, cost: cost, index: x, indexObject: object}, nil
+	return v, nil
 }
 
 // blobRef is an indexed path's blob, open while readers use it.
@@ -296,7 +268,7 @@ func (r *blobRef) smallReadahead(c int) int {
 // openBlob returns the indexed path's blob, creating its local cache
 // entry (an empty sparse blob) the first time.
 func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
-	key := chunkedKey(p, kl.indexObject)
+	key := trust.ChunkedKey(p.v, kl.indexObject())
 	s.blobsMu.Lock()
 	defer s.blobsMu.Unlock()
 	if r, ok := s.blobs[key]; ok {
@@ -322,7 +294,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 		e.Release()
 		return nil, fmt.Errorf("%s: %w", p.Path, err)
 	}
-	if fi, err := bf.Stat(); err != nil || fi.Size() != kl.index.NarSize {
+	if fi, err := bf.Stat(); err != nil || fi.Size() != kl.index().NarSize {
 		bf.Close()
 		mf.Close()
 		e.Release()
@@ -330,7 +302,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 		return nil, fmt.Errorf("%s: %w: blob is not NarSize bytes", p.Path, localcache.ErrLocal)
 	}
 	var r *blobRef
-	b, err := blob.New(s.bg, kl.index, bf, mf, s.be, blob.Options{
+	b, err := blob.New(s.bg, kl.index(), bf, mf, s.be, blob.Options{
 		FetchDeadline: s.fetchDeadline,
 		Logger:        s.log.With("path", p.Path.String()),
 		OnFetch:       func(n int64) { s.stats.chunkBytes.Add(n) },
@@ -358,7 +330,7 @@ func (s *Store) createBlob(key string, kl *knownListing, p *PathInfo) (*localcac
 	for _, f := range []struct {
 		name string
 		size int64
-	}{{blob.BlobFile, kl.index.NarSize}, {blob.MarksFile, int64(len(kl.index.Chunks))}} {
+	}{{blob.BlobFile, kl.index().NarSize}, {blob.MarksFile, int64(len(kl.index().Chunks))}} {
 		fh, err := pend.CreateFile(f.name)
 		if err != nil {
 			return nil, err
@@ -371,11 +343,11 @@ func (s *Store) createBlob(key string, kl *knownListing, p *PathInfo) (*localcac
 			return nil, fmt.Errorf("%w: %w", localcache.ErrLocal, err)
 		}
 	}
-	if err := pend.WriteMeta(blob.IndexFile, kl.indexObject); err != nil {
+	if err := pend.WriteMeta(blob.IndexFile, kl.indexObject()); err != nil {
 		return nil, err
 	}
 	// Accounted at its full size: it may fill up to that.
-	e, err := pend.Commit(key, kl.index.NarSize)
+	e, err := pend.Commit(key, kl.index().NarSize)
 	if err == nil {
 		s.recordNarinfo(p)
 	}
@@ -429,7 +401,7 @@ func (s *Store) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*Chun
 	if err != nil && !errors.Is(err, errNeedNAR) {
 		return nil, err
 	}
-	if err != nil || kl.index == nil {
+	if err != nil || kl.index() == nil {
 		return nil, ErrNotIndexed
 	}
 	n, err := kl.Find(sub)

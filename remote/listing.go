@@ -8,6 +8,7 @@ import (
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/internal/flight"
+	"github.com/narfs/narfs/remote/internal/trust"
 	"github.com/narfs/narfs/remote/internal/tune"
 )
 
@@ -27,8 +28,17 @@ func (s *Store) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) 
 // VerifiedListing returns the listing built from the store path's
 // verified NAR, fetching it if needed.
 func (s *Store) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
-	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.verified {
-		return kl.Listing, nil
+	v, err := s.verifiedListing(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return v.Tree(), nil
+}
+
+// verifiedListing is VerifiedListing's verified listing.
+func (s *Store) verifiedListing(ctx context.Context, p *PathInfo) (*trust.Listing, error) {
+	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.verified() {
+		return kl.v, nil
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
@@ -42,8 +52,8 @@ func (s *Store) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing,
 
 // localListing is the verified listing of a path whose NAR is in the
 // local cache, or nil.
-func (s *Store) localListing(p *PathInfo) *nar.Listing {
-	e, err := s.cache.Acquire(entryKey(p))
+func (s *Store) localListing(p *PathInfo) *trust.Listing {
+	e, err := s.cache.Acquire(trust.EntryKey(p.v))
 	if err != nil {
 		return nil
 	}
@@ -79,12 +89,12 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 		}
 		ctx, cancel := s.flightContext(ctx)
 		defer cancel()
-		if l := s.localListing(p); l != nil {
-			return &knownListing{Listing: l, verified: true}, nil
+		if v := s.localListing(p); v != nil {
+			return knownVerified(v), nil
 		}
-		if kl := s.index(ctx, p); kl != nil {
-			s.verifiedIndex(p, kl)
-			return kl, nil
+		if v := s.index(ctx, p); v != nil {
+			s.verified(p, v)
+			return knownVerified(v), nil
 		}
 		err := errListingsOff
 		if s.unsignedMetadataOK(p) {
@@ -102,11 +112,11 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 		if !fetchNAR {
 			return nil, errNeedNAR
 		}
-		l, err := s.VerifiedListing(ctx, p)
+		v, err := s.verifiedListing(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		return &knownListing{Listing: l, verified: true}, nil
+		return knownVerified(v), nil
 	})
 	if err != nil {
 		return nil, err

@@ -6,21 +6,33 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/trust"
+	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // knownListing is a store path's listing with where it came from.
 type knownListing struct {
 	*nar.Listing
-	// verified: built from the NAR after NarHash matched. Otherwise it
-	// came from the unsigned .ls (or a NAR header) and only describes
-	// metadata; no byte a reader gets is chosen by it.
-	verified bool
-	cost     int64
-	// index, when set, is the path's verified chunk index (the listing is
-	// its listing) and indexObject the object it was decoded from.
-	index       *chunkindex.Index
-	indexObject []byte
+	// v, when set, is the verified listing (Listing is its tree): built
+	// from the NAR after NarHash matched, or from a verified chunk index.
+	// Otherwise the listing came from the unsigned .ls (or a NAR header)
+	// and only describes metadata; no byte a reader gets is chosen by it.
+	v    *trust.Listing
+	cost int64
 }
+
+// knownVerified wraps a verified listing.
+func knownVerified(v *trust.Listing) *knownListing {
+	return &knownListing{Listing: v.Tree(), v: v, cost: v.Cost()}
+}
+
+func (kl *knownListing) verified() bool { return kl.v != nil }
+
+// index is the path's verified chunk index, or nil.
+func (kl *knownListing) index() *chunkindex.Index { return kl.v.Index() }
+
+// indexObject is the object the index was decoded from.
+func (kl *knownListing) indexObject() []byte { return kl.v.Object() }
 
 // listingCache keeps listings by hash part within a byte budget, least
 // recently used first out. Counting entries would let a few hostile
@@ -44,7 +56,7 @@ func newListingCache(max int64) *listingCache {
 }
 
 // fits says whether a listing of that cost may be cached at all.
-func (c *listingCache) fits(cost int64) bool { return cost <= c.max/4 }
+func (c *listingCache) fits(cost int64) bool { return cost <= c.max/tune.ListingShare }
 
 func (c *listingCache) get(key string) (*knownListing, bool) {
 	c.mu.Lock()
@@ -64,7 +76,7 @@ func (c *listingCache) add(key string, l *knownListing) {
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
 		it := el.Value.(*listingItem)
-		if it.l.verified && !l.verified {
+		if it.l.verified() && !l.verified() {
 			c.lru.MoveToFront(el)
 			return
 		}

@@ -22,7 +22,7 @@ func (s *Store) PrefetchIndexed(ctx context.Context, p *PathInfo) error {
 	if err != nil && !errors.Is(err, errNeedNAR) {
 		return err
 	}
-	if err != nil || kl.index == nil {
+	if err != nil || kl.index() == nil {
 		return ErrNotIndexed
 	}
 	r, err := s.openBlob(kl, p)
@@ -30,7 +30,7 @@ func (s *Store) PrefetchIndexed(ctx context.Context, p *PathInfo) error {
 		return err
 	}
 	defer s.releaseBlob(r)
-	x := kl.index
+	x := kl.index()
 	windows := chunkWindows(x.Chunks, tune.PrefetchWindow)
 	for i, w := range windows {
 		ra := w[1]

@@ -11,6 +11,7 @@ import (
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/internal/flight"
+	"github.com/narfs/narfs/remote/internal/trust"
 	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
@@ -23,9 +24,9 @@ type PathInfo struct {
 	// Trust says why the path is trusted, for `narfs info` and logs:
 	// "signature by KEY", "content-addressed", or "unchecked".
 	Trust string
-	// ca, when trust rests on the content address, is the hash the NAR
-	// (or, for flat and text paths, the file) must have.
-	ca *contentAddress
+	// v is the verdict the fields above came from: what the NAR must
+	// hash to, and the keys of the path's local state.
+	v *trust.Path
 	// src is the cache that answered, where its data is read.
 	src *Store
 }
@@ -183,7 +184,7 @@ func (s *Store) parseNarinfo(hash string, data []byte) (*PathInfo, error) {
 	if ni.StoreDir != s.storeDir {
 		return nil, fmt.Errorf("narinfo %s: %w: store path %s is not under %s", hash, ErrNotFound, ni.StorePath.Abs(ni.StoreDir), s.storeDir)
 	}
-	trust, ca, err := s.trust(ni)
+	tp, err := trust.Judge(ni, s.cfg.TrustedKeys, s.trustAll)
 	if err != nil {
 		s.log.Info("untrusted path hidden", "path", ni.StorePath.String(), "err", err)
 		return nil, fmt.Errorf("narinfo %s: %w", hash, err)
@@ -193,7 +194,7 @@ func (s *Store) parseNarinfo(hash string, data []byte) (*PathInfo, error) {
 		// their indexes together with their narinfos from now on.
 		s.aliases.on.Store(true)
 	}
-	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: trust, ca: ca, src: s}, nil
+	return &PathInfo{Path: ni.StorePath, NarInfo: ni, Trust: tp.Why, v: tp, src: s}, nil
 }
 
 // recordNamespace separates the local records of different caches sharing
@@ -201,36 +202,4 @@ func (s *Store) parseNarinfo(hash string, data []byte) (*PathInfo, error) {
 func recordNamespace(storeURL string) string {
 	d := sha256.Sum256([]byte(storeURL))
 	return hex.EncodeToString(d[:8])
-}
-
-// trust decides whether a narinfo may be shown, and why.
-func (s *Store) trust(ni *narinfo.NarInfo) (string, *contentAddress, error) {
-	// A CA field is checked whenever it is genuine, even on signed paths:
-	// then the bytes must match it as well.
-	var ca *contentAddress
-	caErr := ni.VerifyCA()
-	if caErr == nil {
-		c, err := parseContentAddress(ni.CA)
-		if err != nil {
-			caErr = fmt.Errorf("%w: %v", ErrUntrusted, err)
-		} else if err := c.checkNarHash(ni); err != nil {
-			return "", nil, err
-		} else {
-			ca = c
-		}
-	}
-	if s.trustAll {
-		return "unchecked (signatures not required)", ca, nil
-	}
-	key, sigErr := ni.Verify(s.cfg.TrustedKeys)
-	if sigErr == nil {
-		return "signature by " + key.Name, ca, nil
-	}
-	if ca != nil {
-		return "content-addressed (" + ni.CA + ")", ca, nil
-	}
-	if ni.CA != "" {
-		return "", nil, fmt.Errorf("%w; CA %q does not match the store path: %v", sigErr, ni.CA, caErr)
-	}
-	return "", nil, sigErr
 }

@@ -33,7 +33,7 @@ func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 	}
 	kl, err := s.listing(ctx, p, false)
 	if err == nil {
-		if kl.Root.Type == nar.TypeSymlink && !kl.verified {
+		if kl.Root.Type == nar.TypeSymlink && !kl.verified() {
 			return s.verifiedRoot(ctx, p)
 		}
 		return kl.Root, nil

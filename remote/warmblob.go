@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/internal/trust"
 	"github.com/narfs/narfs/remote/internal/tune"
 )
 
@@ -40,14 +41,14 @@ type warmBlob struct {
 // and whose blob is open already; ok false when the slow path must run.
 func (s *Store) openWarm(p *PathInfo, sub string) (*LocalFile, *nar.Node, bool) {
 	kl, ok := s.listings.get(p.Path.Hash)
-	if !ok || !kl.verified || kl.index != nil {
+	if !ok || !kl.verified() || kl.index() != nil {
 		return nil, nil, false
 	}
 	n, err := kl.Find(sub)
 	if err != nil || n.Type != nar.TypeRegular || n.Size >= OwnFileMin || n.NarOffset <= 0 {
 		return nil, nil, false
 	}
-	key := entryKey(p)
+	key := trust.EntryKey(p.v)
 	s.warmMu.Lock()
 	b := s.warm[key]
 	if b == nil || n.NarOffset > b.size-n.Size {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/narfs/narfs/remote/internal/trust"
 	"github.com/narfs/narfs/remote/internal/tune"
 )
 
@@ -42,7 +43,7 @@ func TestWarmBlobSharedByOpens(t *testing.T) {
 	second.Close()
 
 	s.warmMu.Lock()
-	b := s.warm[entryKey(p)]
+	b := s.warm[trust.EntryKey(p.v)]
 	s.warmMu.Unlock()
 	if b == nil {
 		t.Fatal("no warm blob after opens of a small file")
@@ -53,7 +54,7 @@ func TestWarmBlobSharedByOpens(t *testing.T) {
 	s.lingerWarm(b)
 	s.warmMu.Lock()
 	defer s.warmMu.Unlock()
-	if !b.closed || s.warm[entryKey(p)] != nil {
+	if !b.closed || s.warm[trust.EntryKey(p.v)] != nil {
 		t.Error("a warm blob idle for warmBlobLinger is still open")
 	}
 }

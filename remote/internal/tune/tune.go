@@ -188,3 +188,8 @@ const (
 	HoldIdle       = 2 * time.Second
 	MaxRecord      = 64 << 20
 )
+
+// ListingShare: one listing (a .ls, a chunk index) may take at most
+// 1/ListingShare of --listing-memory, so a few hostile listings cannot
+// take all of it.
+const ListingShare = 4

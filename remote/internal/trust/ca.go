@@ -1,4 +1,4 @@
-package remote
+package trust
 
 import (
 	"crypto/md5"
@@ -12,33 +12,35 @@ import (
 	"github.com/narfs/narfs/remote/storepath"
 )
 
-// contentAddress is what a genuine CA field promises about the bytes:
+// ContentAddress is what a genuine CA field promises about the bytes:
 // either the hash of the whole NAR (fixed:r:) or of the single regular file
 // the path consists of (text: and flat fixed:).
-type contentAddress struct {
+type ContentAddress struct {
 	recursive bool
 	hash      storepath.Hash
 }
 
-func parseContentAddress(ca string) (*contentAddress, error) {
+// ParseContentAddress parses a narinfo's CA field.
+func ParseContentAddress(ca string) (*ContentAddress, error) {
 	c, err := storepath.ParseCA(ca)
 	if err != nil {
 		return nil, err
 	}
-	return &contentAddress{recursive: c.Method == "nar", hash: c.Hash}, nil
+	return &ContentAddress{recursive: c.Method == "nar", hash: c.Hash}, nil
 }
 
-// checkNarHash rejects a CA whose promise contradicts the NarHash outright
+// CheckNarHash rejects a CA whose promise contradicts the NarHash outright
 // (fixed:r:sha256 is the NarHash itself); the other forms are checked
 // against the bytes when the NAR is fetched.
-func (c *contentAddress) checkNarHash(ni *narinfo.NarInfo) error {
+func (c *ContentAddress) CheckNarHash(ni *narinfo.NarInfo) error {
 	if c.recursive && c.hash.Algo == "sha256" && !c.hash.Equal(ni.NarHash) {
 		return fmt.Errorf("%w: CA %s disagrees with NarHash %s", ErrCorrupt, ni.CA, ni.NarHash)
 	}
 	return nil
 }
 
-func (c *contentAddress) newHash() (hash.Hash, error) {
+// NewHash returns a hash of the address's algorithm.
+func (c *ContentAddress) NewHash() (hash.Hash, error) {
 	switch c.hash.Algo {
 	case "sha256":
 		return sha256.New(), nil
@@ -51,3 +53,10 @@ func (c *contentAddress) newHash() (hash.Hash, error) {
 	}
 	return nil, fmt.Errorf("unsupported CA hash algorithm %q", c.hash.Algo)
 }
+
+// Recursive reports whether the address is the hash of the whole NAR
+// (fixed:r:) rather than of the path's single file.
+func (c *ContentAddress) Recursive() bool { return c.recursive }
+
+// Digest is the hash the bytes must have.
+func (c *ContentAddress) Digest() []byte { return c.hash.Digest }
