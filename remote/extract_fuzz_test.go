@@ -12,6 +12,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/blob"
+	"github.com/narfs/narfs/remote/internal/layout"
 	"github.com/narfs/narfs/remote/localcache"
 )
 
@@ -71,7 +72,7 @@ func FuzzStore(f *testing.F) {
 				want := data[n.NarOffset : n.NarOffset+n.Size]
 				var got []byte
 				if n.Size >= OwnFileMin {
-					got, _ = os.ReadFile(filepath.Join(dir, ownFileName(n.NarOffset)))
+					got, _ = os.ReadFile(filepath.Join(dir, layout.OwnFileName(n.NarOffset)))
 				} else if n.NarOffset+n.Size <= int64(len(blobData)) {
 					got = blobData[n.NarOffset : n.NarOffset+n.Size]
 				}

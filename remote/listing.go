@@ -6,10 +6,8 @@ import (
 	"fmt"
 
 	"github.com/narfs/narfs/nar"
-	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/internal/flight"
 	"github.com/narfs/narfs/remote/internal/trust"
-	"github.com/narfs/narfs/remote/internal/tune"
 )
 
 // Listing returns the best known tree of a store path: the verified one
@@ -128,45 +126,6 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 // (unsignedMetadataOK); the NAR is the only source.
 var errListingsOff = errors.New(".ls listings not used")
 
-// remoteListing fetches and checks the unsigned .ls. What can be checked
-// without the NAR is: it describes a NAR of exactly the signed NarSize
-// (the NAR encoding is canonical, so names, types, sizes and targets
-// determine its length and every file's offset), and it fits the memory
-// budget. What it says is cross-checked when the NAR is fetched.
-func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*knownListing, error) {
-	// A .ls can be larger than its NAR only by JSON's escaping of names:
-	// six bytes per byte at most.
-	// A listing takes more memory decoded than as JSON, so one larger than
-	// what a single listing may take of the budget cannot be used.
-	limit := min(int64(tune.MaxListing), s.cfg.ListingMemory/4)
-	if n := p.NarInfo.NarSize; n < limit/6 {
-		limit = 6*n + 64<<10
-	}
-	data, err := backend.ReadAll(ctx, s.be, p.Path.Hash+".ls", limit)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", p.Path.Hash, err)
-	}
-	// Decoding takes a few times the JSON's size while it runs: bound what
-	// concurrent decodes take together by the budget too.
-	weight := min(3*int64(len(data)), s.cfg.ListingMemory)
-	if err := s.decoding.Acquire(ctx, weight); err != nil {
-		return nil, fmt.Errorf("listing %s: %w", p.Path.Hash, err)
-	}
-	l, err := nar.DecodeListing(data)
-	s.decoding.Release(weight)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w: %v", p.Path.Hash, ErrCorrupt, err)
-	}
-	if err := l.Check(p.NarInfo.NarSize); err != nil {
-		return nil, fmt.Errorf("listing %s: %w: %v", p.Path.Hash, ErrCorrupt, err)
-	}
-	cost := l.MemSize()
-	if !s.listings.fits(cost) {
-		return nil, fmt.Errorf("listing %s: %w: %d bytes in memory, more than a quarter of the listing budget", p.Path.Hash, ErrCorrupt, cost)
-	}
-	return &knownListing{Listing: l, cost: cost}, nil
-}
-
 // Lookup finds a node by slash-separated sub-path inside a store path.
 func (s *Store) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node, error) {
 	l, err := s.Listing(ctx, p)
@@ -179,4 +138,40 @@ func (s *Store) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node,
 		return nil, fmt.Errorf("%s/%s: %w (%v)", p.Path, sub, ErrNotFound, err)
 	}
 	return n, nil
+}
+
+// verified makes the NAR's listing the only answer for the path from now
+// on and tells the mount, which drops what the kernel cached of any other
+// answer. Metadata from the unsigned .ls (or the NAR's first header) may
+// already have been handed out; if it disagrees, the .ls lied.
+// The listing may carry the path's chunk index (it came from one).
+func (s *Store) verified(p *PathInfo, v *trust.Listing) {
+	kl := knownVerified(v)
+	l := kl.Listing
+	if old, ok := s.listings.get(p.Path.Hash); ok {
+		if !old.verified() && !nar.SameTree(old.Root, l.Root) {
+			s.stats.corrupt.Add(1)
+			s.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
+		}
+		if old.index() != nil && kl.index() == nil && nar.SameTree(old.Root, l.Root) {
+			// The NAR was fetched whole as well: keep reading by chunks.
+			kl = old
+		}
+	}
+	s.listings.add(p.Path.Hash, kl)
+	s.hooksMu.Lock()
+	hooks := s.onVerified
+	s.hooksMu.Unlock()
+	for _, fn := range hooks {
+		fn(p, l)
+	}
+}
+
+// OnVerified registers fn to be called, on the fetching goroutine, each
+// time a store path's NAR has been verified, with the listing built from
+// it. fn must not block.
+func (s *Store) OnVerified(fn func(p *PathInfo, l *nar.Listing)) {
+	s.hooksMu.Lock()
+	defer s.hooksMu.Unlock()
+	s.onVerified = append(s.onVerified, fn)
 }

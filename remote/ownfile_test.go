@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/internal/layout"
 )
 
 // logBuf collects a logger's output, safe for concurrent writes.
@@ -76,7 +77,7 @@ func TestTamperedOwnFileNeverServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := filepath.Join(filepath.Dir(root), ownFileName(n.NarOffset))
+	own := filepath.Join(filepath.Dir(root), layout.OwnFileName(n.NarOffset))
 	read := func(s *Store) []byte {
 		t.Helper()
 		f, _, err := s.OpenVerified(context.Background(), p, "big")
@@ -104,7 +105,7 @@ func TestTamperedOwnFileNeverServed(t *testing.T) {
 
 	// A restart: nothing remembered, the recorded hash decides.
 	s.Close()
-	nowOwn, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "v*", "nar", "*", ownFileName(n.NarOffset)))
+	nowOwn, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "v*", "nar", "*", layout.OwnFileName(n.NarOffset)))
 	if len(nowOwn) != 1 {
 		t.Fatalf("own copies after the re-fetch: %v", nowOwn)
 	}
@@ -161,7 +162,7 @@ func TestTamperedIndexedOwnFileNeverServed(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	own, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "v*", "nar", "*", ownFileName(n.NarOffset)))
+	own, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "v*", "nar", "*", layout.OwnFileName(n.NarOffset)))
 	if len(own) != 1 {
 		t.Fatalf("own copies: %v", own)
 	}

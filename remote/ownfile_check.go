@@ -6,20 +6,20 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"sync"
 	"syscall"
 
+	"github.com/narfs/narfs/remote/internal/layout"
 	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
 )
 
-// A large file's own copy in a local cache entry (ownFileName) is served
+// A large file's own copy in a local cache entry (layout.OwnFileName) is served
 // whole, by passthrough too, so its bytes are never checked on the way
 // out: it is checked once before it is first served, against the SHA-256
-// of its contents recorded beside it (ownSumName) when they were verified
+// of its contents recorded beside it (layout.OwnSumName) when they were verified
 // (as part of the NAR, or chunk by chunk against the signed index). The
 // record is trusted because the cache dir is narfs's own (localcache
 // refuses one another user could write); the copy is not trusted for its
@@ -34,12 +34,6 @@ var (
 	// publishing it, or a crash between the two publications).
 	errOwnUnrecorded = errors.New("a large file's copy in the local cache has no recorded hash")
 )
-
-// ownSumName names the record of the hash of the own file name.
-func ownSumName(name string) string { return name + ".sha256" }
-
-// encodeSum is the record's contents: the hex SHA-256 and a newline.
-func encodeSum(sum []byte) []byte { return []byte(hex.EncodeToString(sum) + "\n") }
 
 // fileID is what must not change for a check to hold.
 type fileID struct {
@@ -94,7 +88,7 @@ func (s *Store) checkOwn(e *localcache.Entry, name string, f *os.File, size int6
 	if s.ownChecked.has(id) {
 		return nil
 	}
-	rec, err := e.ReadMeta(ownSumName(name))
+	rec, err := e.ReadMeta(layout.OwnSumName(name))
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w (%v)", name, localcache.ErrLocal, errOwnUnrecorded, err)
 	}
@@ -114,12 +108,6 @@ func (s *Store) checkOwn(e *localcache.Entry, name string, f *os.File, size int6
 	return nil
 }
 
-// ownWritten is an own file this process wrote from verified bytes.
-type ownWritten struct {
-	name string
-	id   fileID
-}
-
 // trustWritten marks the own files a fetch wrote as checked, if they are
 // the ones in the committed entry (another process may have committed
 // its copy first: those are checked when opened).
@@ -134,44 +122,4 @@ func (s *Store) trustWritten(e *localcache.Entry, ws []ownWritten) {
 		}
 		f.Close()
 	}
-}
-
-// asyncSum is a SHA-256 computed on a goroutine of its own: a fetch's
-// parse-and-write stage hands it the large files' bytes (copied, 4
-// buffers deep) instead of hashing them itself, so that the extra hash
-// runs beside the NAR's own instead of after each write. End it with Sum.
-type asyncSum struct {
-	ch   chan *[]byte
-	done chan struct{}
-	h    hash.Hash
-}
-
-var sumBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
-
-func newAsyncSum() *asyncSum {
-	a := &asyncSum{ch: make(chan *[]byte, 4), done: make(chan struct{}), h: sha256.New()}
-	go a.run()
-	return a
-}
-
-func (a *asyncSum) run() {
-	defer close(a.done)
-	for b := range a.ch {
-		a.h.Write(*b)
-		sumBufs.Put(b)
-	}
-}
-
-func (a *asyncSum) Write(p []byte) (int, error) {
-	b := sumBufs.Get().(*[]byte)
-	*b = append((*b)[:0], p...)
-	a.ch <- b
-	return len(p), nil
-}
-
-// Sum waits for the bytes written and returns their hash.
-func (a *asyncSum) Sum() []byte {
-	close(a.ch)
-	<-a.done
-	return a.h.Sum(nil)
 }
