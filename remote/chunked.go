@@ -75,8 +75,8 @@ func (r *blobRef) smallReadahead(c int) int {
 
 // openBlob returns the indexed path's blob, creating its local cache
 // entry (an empty sparse blob) the first time.
-func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
-	key := trust.ChunkedKey(p.v, kl.indexObject())
+func (s *Store) openBlob(v *trust.Listing, p *PathInfo) (*blobRef, error) {
+	key := trust.ChunkedKey(p.v, v.Object())
 	s.blobsMu.Lock()
 	defer s.blobsMu.Unlock()
 	if r, ok := s.blobs[key]; ok {
@@ -86,7 +86,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 	}
 	e, err := s.cache.Acquire(key)
 	if errors.Is(err, localcache.ErrMiss) {
-		e, err = s.createBlob(key, kl, p)
+		e, err = s.createBlob(key, v, p)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Path, err)
@@ -102,7 +102,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 		e.Release()
 		return nil, fmt.Errorf("%s: %w", p.Path, err)
 	}
-	if fi, err := bf.Stat(); err != nil || fi.Size() != kl.index().NarSize {
+	if fi, err := bf.Stat(); err != nil || fi.Size() != v.Index().NarSize {
 		bf.Close()
 		mf.Close()
 		e.Release()
@@ -110,7 +110,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 		return nil, fmt.Errorf("%s: %w: blob is not NarSize bytes", p.Path, localcache.ErrLocal)
 	}
 	var r *blobRef
-	b, err := blob.New(s.bg, kl.index(), bf, mf, s.be, blob.Options{
+	b, err := blob.New(s.bg, v.Index(), bf, mf, s.be, blob.Options{
 		FetchDeadline: s.fetchDeadline,
 		Logger:        s.log.With("path", p.Path.String()),
 		OnFetch:       func(n int64) { s.stats.chunkBytes.Add(n) },
@@ -129,7 +129,7 @@ func (s *Store) openBlob(kl *knownListing, p *PathInfo) (*blobRef, error) {
 	return r, nil
 }
 
-func (s *Store) createBlob(key string, kl *knownListing, p *PathInfo) (*localcache.Entry, error) {
+func (s *Store) createBlob(key string, v *trust.Listing, p *PathInfo) (*localcache.Entry, error) {
 	pend, err := s.cache.Begin()
 	if err != nil {
 		return nil, err
@@ -138,7 +138,7 @@ func (s *Store) createBlob(key string, kl *knownListing, p *PathInfo) (*localcac
 	for _, f := range []struct {
 		name string
 		size int64
-	}{{blob.BlobFile, kl.index().NarSize}, {blob.MarksFile, int64(len(kl.index().Chunks))}} {
+	}{{blob.BlobFile, v.Index().NarSize}, {blob.MarksFile, int64(len(v.Index().Chunks))}} {
 		fh, err := pend.CreateFile(f.name)
 		if err != nil {
 			return nil, err
@@ -151,11 +151,11 @@ func (s *Store) createBlob(key string, kl *knownListing, p *PathInfo) (*localcac
 			return nil, fmt.Errorf("%w: %w", localcache.ErrLocal, err)
 		}
 	}
-	if err := pend.WriteMeta(blob.IndexFile, kl.indexObject()); err != nil {
+	if err := pend.WriteMeta(blob.IndexFile, v.Object()); err != nil {
 		return nil, err
 	}
 	// Accounted at its full size: it may fill up to that.
-	e, err := pend.Commit(key, kl.index().NarSize)
+	e, err := pend.Commit(key, v.Index().NarSize)
 	if err == nil {
 		s.recordNarinfo(p)
 	}
@@ -219,7 +219,7 @@ func (s *Store) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*Chun
 	if n.Type != nar.TypeRegular {
 		return nil, fmt.Errorf("%s/%s: %w (a %s, not a regular file)", p.Path, sub, ErrNotFound, n.Type)
 	}
-	r, err := s.openBlob(kl, p)
+	r, err := s.openBlob(kl.v, p)
 	if err != nil {
 		return nil, err
 	}

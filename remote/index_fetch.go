@@ -165,7 +165,7 @@ func (s *Store) indexFailed(p *PathInfo, key string, err error) error {
 // index bytes count in the same budget as listings. One that could not
 // fit a quarter of it (acceptIndex) is not downloaded.
 func (s *Store) readIndexObject(ctx context.Context, key string, limit int64) ([]byte, error) {
-	if quarter := s.cfg.ListingMemory / 4; limit > quarter {
+	if quarter := s.cfg.ListingMemory / tune.ListingShare; limit > quarter {
 		limit = quarter
 	}
 	if limit <= 0 {

@@ -96,8 +96,10 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 		}
 		err := errListingsOff
 		if s.unsignedMetadataOK(p) {
-			var kl *knownListing
-			if kl, err = s.remoteListing(ctx, p); err == nil {
+			var l *nar.Listing
+			var cost int64
+			if l, cost, err = s.remoteListing(ctx, p); err == nil {
+				kl := &knownListing{Listing: l, cost: cost}
 				s.listings.add(p.Path.Hash, kl)
 				return kl, nil
 			}

@@ -25,7 +25,7 @@ func (s *Store) PrefetchIndexed(ctx context.Context, p *PathInfo) error {
 	if err != nil || kl.index() == nil {
 		return ErrNotIndexed
 	}
-	r, err := s.openBlob(kl, p)
+	r, err := s.openBlob(kl.v, p)
 	if err != nil {
 		return err
 	}

@@ -5,94 +5,48 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
-	"sync/atomic"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
-	"github.com/narfs/narfs/remote/blob"
-	"github.com/narfs/narfs/remote/internal/memo"
 	"github.com/narfs/narfs/remote/internal/tune"
-	"github.com/narfs/narfs/remote/internal/workq"
 	"github.com/narfs/narfs/remote/localcache"
 	"github.com/narfs/narfs/remote/narinfo"
-	"github.com/narfs/narfs/remote/storepath"
 )
 
 // Store is one binary cache opened for reading. Safe for concurrent use.
+//
+// Its state is grouped by the part of the data path it serves, each an
+// embedded part with its constructor (so s.x still names every field):
+// upstreamPart (store_upstream.go) is the binary cache itself (network,
+// trust, narinfos, indexes, liveness); contentPart (store_content.go) the
+// local disk (entries, downloads, warm descriptors, blobs); aheadPart
+// (ahead.go) the background lookahead and prefetch queues. What stays
+// here is shared by all of them or is the core's own: configuration,
+// listings and verification events, the container, lifecycle.
 type Store struct {
 	// read-only after Open
-	url      *backend.StoreURL
-	be       backend.Backend
-	cfg      Config
-	log      *slog.Logger
-	storeDir string
-	trustAll bool // require-sigs=false or the URL's trusted=true
-	cache    *localcache.Cache
-	// ownsCache: the local cache is this store's alone, not shared by
-	// Substituters, and closed with it.
-	ownsCache bool
-	recordNS  string // namespace of this cache's narinfos in the local cache
-	priority  int    // lower is asked first (nix-cache-info, ?priority=)
-
-	down downState // skipping the cache after a failure (Substituters)
+	cfg Config
+	log *slog.Logger
 	// group is the Substituters the store is one of (nil when opened
 	// alone); set before the first lookup, read-only after.
 	group *Substituters
 
-	stats counters
-	// noRanges is set once the cache failed to answer a ranged request
-	// exactly: NARs are then read with one GET.
-	noRanges atomic.Bool
-	// ranges is what the cache does with range requests, as its blobs
-	// (indexed paths) learnt it: one that ignores them is streamed.
-	ranges blob.Ranges
+	*upstreamPart
+	*contentPart
+	*aheadPart
 
-	resolveGroup singleflight.Group // by hash part
 	listingGroup singleflight.Group // by hash part
-	fetches      entryFlights       // by flightKey
-
-	narinfos *lru.Cache[string, *PathInfo] // hash part → trusted narinfo and verdict
-	listings *listingCache                 // hash part → best known listing
-	decoding *semaphore.Weighted           // memory of .ls decodes in progress
-	negative *memo.Memo                    // hash part → why it is not visible
-	failed   *memo.Memo                    // flightKey → why its download failed
-	// verifiedIndexes: hash parts whose chunk index verified (recently;
-	// IndexVerified also asks the local records).
-	verifiedIndexes *lru.Cache[string, struct{}]
+	listings     *listingCache      // hash part → best known listing
 
 	hooksMu    sync.Mutex // protects onVerified
 	onVerified []func(*PathInfo, *nar.Listing)
 
-	ownChecked ownChecks // own files of entries found matching their recorded hash
-
-	warmMu sync.Mutex           // protects warm and every warmBlob's mutable fields
-	warm   map[string]*warmBlob // entry key → open blob of a fetched stock path
-
-	blobsMu sync.Mutex          // protects blobs
-	blobs   map[string]*blobRef // chunked key → open blob of an indexed path
-	// publishSem bounds the copies of complete large files of indexed
-	// paths into files of their own.
-	publishSem chan struct{}
-	publishing sync.WaitGroup // copies in progress; Close waits for them
-	// background holds the decoding slots of indexed paths' background
-	// fills (blob.Options.Background): all cores but one, at least one.
-	background chan struct{}
-
-	// Background work, stopped by Close: lookq looks up references'
-	// narinfos and listings ahead of readers, prefetchq fetches their data
-	// (Config.PrefetchReferences).
-	lookq           *workq.Queue
-	prefetchq       *workq.Queue
-	lookaheadPaused *memo.Memo   // "" → why lookahead pauses
-	aliases         indexAliases // chunk indexes fetched with their narinfos
-	bg              context.Context
-	stopBG          context.CancelFunc
+	// bg ends when the Store closes: background work and flights stop.
+	bg     context.Context
+	stopBG context.CancelFunc
 }
 
 // Open parses storeURL (Nix syntax), connects to the cache and reads its
@@ -109,51 +63,27 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 	if err != nil {
 		return nil, err
 	}
-	be, err := backend.Open(ctx, u, cfg.Backend)
+	log := cfg.Logger.With("cache", u.String())
+	up, err := newUpstreamPart(ctx, u, cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{
-		url:      u,
-		cfg:      cfg,
-		log:      cfg.Logger.With("cache", u.String()),
-		storeDir: storepath.DefaultStoreDir,
-		trustAll: !cfg.RequireSigs || u.Params.Get("trusted") == "true" || u.Params.Get("trusted") == "1",
-		negative: memo.New(cfg.NegativeTTL),
-		failed:   memo.New(tune.CorruptMemo),
-		listings: newListingCache(cfg.ListingMemory),
-		decoding: semaphore.NewWeighted(cfg.ListingMemory),
-		recordNS: recordNamespace(u.String()),
-
-		blobs:           map[string]*blobRef{},
-		warm:            map[string]*warmBlob{},
-		publishSem:      make(chan struct{}, 1),
-		background:      make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
-		lookaheadPaused: memo.New(tune.LookaheadPauseMin),
+		cfg:          cfg,
+		log:          log,
+		upstreamPart: up,
+		listings:     newListingCache(cfg.ListingMemory),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	s.lookq = workq.New(s.bg, tune.LookaheadJobs, s.log, "lookahead")
-	s.prefetchq = workq.New(s.bg, cfg.PrefetchJobs, s.log, "prefetch")
-	s.stats.observer = cfg.OnRequest
-	s.stats.cache = u.String()
-	s.be = countingBackend{Backend: be, c: &s.stats}
-	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
+	s.aheadPart = newAheadPart(s.bg, cfg, log)
+	if s.contentPart, err = newContentPart(cfg, log, local); err != nil {
+		s.stopBG()
+		s.be.Close()
 		return nil, err
-	}
-	if s.verifiedIndexes, err = lru.New[string, struct{}](max(cfg.NarinfoCacheSize, 1<<14)); err != nil {
-		return nil, err
-	}
-	s.cache, s.ownsCache = local, local == nil
-	if s.ownsCache {
-		if s.cache, err = localcache.Open(cfg.CacheDir, cfg.CacheSize, s.log); err != nil {
-			s.stopBG()
-			be.Close()
-			return nil, err
-		}
 	}
 	fail := func(err error) (*Store, error) {
 		s.stopBG()
-		be.Close()
+		s.be.Close()
 		if s.ownsCache {
 			s.cache.Close()
 		}
