@@ -317,7 +317,7 @@ func copyOwn(r *blobRef, n *nar.Node) error {
 	}
 	sum := sha256.New()
 	err := r.e.PublishData(name, func(f *os.File) error {
-		bw := bufio.NewWriterSize(io.MultiWriter(f, sum), 1<<20)
+		bw := bufio.NewWriterSize(io.MultiWriter(f, sum), tune.PublishBuffer)
 		if err := r.b.CopyTo(bw, n.NarOffset, n.Size); err != nil {
 			return err
 		}

@@ -20,8 +20,8 @@ func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*nar.Listing, i
 	// A listing takes more memory decoded than as JSON, so one larger than
 	// what a single listing may take of the budget cannot be used.
 	limit := min(int64(tune.MaxListing), s.cfg.ListingMemory/tune.ListingShare)
-	if n := p.NarInfo.NarSize; n < limit/6 {
-		limit = 6*n + 64<<10
+	if n := p.NarInfo.NarSize; n < limit/tune.ListingJSONFactor {
+		limit = tune.ListingJSONFactor*n + tune.ListingSlack
 	}
 	data, err := backend.ReadAll(ctx, s.be, p.Path.Hash+".ls", limit)
 	if err != nil {
@@ -29,7 +29,7 @@ func (s *Store) remoteListing(ctx context.Context, p *PathInfo) (*nar.Listing, i
 	}
 	// Decoding takes a few times the JSON's size while it runs: bound what
 	// concurrent decodes take together by the budget too.
-	weight := min(3*int64(len(data)), s.cfg.ListingMemory)
+	weight := min(tune.ListingDecodeFactor*int64(len(data)), s.cfg.ListingMemory)
 	if err := s.decoding.Acquire(ctx, weight); err != nil {
 		return nil, 0, fmt.Errorf("listing %s: %w", p.Path.Hash, err)
 	}

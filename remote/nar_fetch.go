@@ -167,7 +167,7 @@ const OwnFileMin = tune.OwnFileMin
 func store(r io.Reader, bw *blobWriter, pend *localcache.Pending, ca *trust.ContentAddress, caHash hash.Hash) (*nar.Listing, []ownWritten, error) {
 	nr := nar.NewReader(r)
 	var lb nar.ListingBuilder
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, tune.ExtractBuffer)
 	var owns []ownWritten
 	for {
 		h, err := nr.Next()

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/narinfo"
 )
 
@@ -68,7 +69,7 @@ func (s *Store) openParallel(ctx context.Context, key string, size int64, opts b
 		be = cb
 	}
 	pr := backend.NewParallelReader(ctx, be, key, size, opts)
-	first := make([]byte, 64<<10)
+	first := make([]byte, tune.ParallelProbe)
 	n, err := pr.Read(first)
 	if n == 0 && err != nil {
 		pr.Close()

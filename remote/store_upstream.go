@@ -11,6 +11,7 @@ import (
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/blob"
 	"github.com/narfs/narfs/remote/internal/memo"
+	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -67,7 +68,7 @@ func newUpstreamPart(ctx context.Context, u *backend.StoreURL, cfg Config) (*ups
 		be.Close()
 		return nil, err
 	}
-	if up.verifiedIndexes, err = lru.New[string, struct{}](max(cfg.NarinfoCacheSize, 1<<14)); err != nil {
+	if up.verifiedIndexes, err = lru.New[string, struct{}](max(cfg.NarinfoCacheSize, tune.VerifiedIndexesMin)); err != nil {
 		be.Close()
 		return nil, err
 	}

@@ -91,7 +91,7 @@ func VerifyIndex(ctx context.Context, p *Path, object []byte, keys []narinfo.Pub
 	}
 	// Decoding takes a few times the object's decoded size: bound
 	// concurrent decodes by the listing budget, as for .ls.
-	weight := min(chunkindex.TextBound(p.NarInfo.NarSize), listingMemory, 16*int64(len(o.Payload)))
+	weight := min(chunkindex.TextBound(p.NarInfo.NarSize), listingMemory, tune.IndexDecodeFactor*int64(len(o.Payload)))
 	if err := dec.Acquire(ctx, weight); err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func VerifyIndex(ctx context.Context, p *Path, object []byte, keys []narinfo.Pub
 	if err := x.Matches(p.NarInfo); err != nil {
 		return nil, err
 	}
-	cost := x.Listing.MemSize() + int64(len(x.Chunks))*64 + int64(len(object))
+	cost := x.Listing.MemSize() + int64(len(x.Chunks))*tune.IndexChunkCost + int64(len(object))
 	if cost > listingMemory/tune.ListingShare {
 		return nil, fmt.Errorf("%w: %d bytes in memory, more than a quarter of the listing budget", chunkindex.ErrInvalid, cost)
 	}

@@ -193,3 +193,33 @@ const (
 // 1/ListingShare of --listing-memory, so a few hostile listings cannot
 // take all of it.
 const ListingShare = 4
+
+// Memory bounds of listings and indexes: a .ls can be larger than its
+// NAR only by JSON's escaping of names, ListingJSONFactor bytes per byte
+// at most, plus ListingSlack; decoding one takes up to
+// ListingDecodeFactor times its JSON (IndexDecodeFactor times an index's
+// payload) while it runs; a decoded index costs IndexChunkCost bytes per
+// chunk beside its listing and object.
+const (
+	ListingJSONFactor   = 6
+	ListingSlack        = 64 << 10
+	ListingDecodeFactor = 3
+	IndexDecodeFactor   = 16
+	IndexChunkCost      = 64
+)
+
+// VerifiedIndexesMin is the least number of hash parts whose index
+// verified that a cache remembers (NarinfoCacheSize when larger).
+const VerifiedIndexesMin = 1 << 14
+
+// ParallelProbe is the first read of a parallel NAR download, made
+// before it is handed on, so that a server that cannot serve ranges is
+// found out before anything downstream consumed a byte.
+const ParallelProbe = 64 << 10
+
+// ExtractBuffer is the buffer a fetch copies a NAR's files through.
+const ExtractBuffer = 256 << 10
+
+// PublishBuffer is the write buffer of a copy of an indexed path's large
+// file into a file of its own.
+const PublishBuffer = 1 << 20
