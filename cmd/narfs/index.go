@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/storepath"
 	"github.com/narfs/narfs/remote/upload"
 )
@@ -50,7 +49,7 @@ rerun finishes what an interrupted one left.`,
 			if err != nil {
 				return err
 			}
-			cache, err := upload.Open(ctx, args[0], backend.Options{Logger: log})
+			cache, err := upload.Open(ctx, args[0], g.backendOptions(log))
 			if err != nil {
 				return err
 			}

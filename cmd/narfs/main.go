@@ -35,6 +35,9 @@ type globalFlags struct {
 
 	// onRequest, not a flag: mount sets it to feed its metrics.
 	onRequest remote.RequestObserver
+	// progressDeadlines, not a flag: commands without readers set it
+	// (remote.Config.ProgressDeadlines).
+	progressDeadlines bool
 }
 
 func main() {
@@ -128,10 +131,18 @@ func (g *globalFlags) openStore(ctx context.Context, storeURLs []string, log *sl
 		NoReferenceLookahead: !g.lookahead,
 		VerifiedMetadataOnly: g.noListings,
 		Timeout:              g.timeout,
+		ProgressDeadlines:    g.progressDeadlines,
 		IndexedWholeMax:      cmp.Or(g.wholeMax, -1),
 		OnRequest:            g.onRequest,
 		Backend:              backend.Options{Logger: log},
 	})
+}
+
+// backendOptions are those of the commands that talk to one cache
+// themselves (push, index, verify): --timeout bounds each request,
+// retries included, as upload.Open says, and each stalled read.
+func (g *globalFlags) backendOptions(log *slog.Logger) backend.Options {
+	return backend.Options{Logger: log, RequestTimeout: g.timeout, StallTimeout: g.timeout}
 }
 
 // target is a store path (and sub-path) named on the command line,

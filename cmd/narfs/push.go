@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/upload"
 )
@@ -42,7 +41,7 @@ skipped. Nix reads the result like any binary cache.`,
 			if err != nil {
 				return err
 			}
-			cache, err := upload.Open(ctx, args[0], backend.Options{Logger: log})
+			cache, err := upload.Open(ctx, args[0], g.backendOptions(log))
 			if err != nil {
 				return err
 			}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -58,7 +57,7 @@ fetched by readers with the narinfo) is that index. It prints "ok PATH" or
 			if err != nil {
 				usageExit(cmd, err)
 			}
-			return runVerify(cmd.Context(), args[0], hashes, all, keys, jobs, log)
+			return runVerify(cmd.Context(), args[0], hashes, all, keys, jobs, g.backendOptions(log))
 		},
 	}
 	c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -76,19 +75,15 @@ func usageExit(cmd *cobra.Command, err error) {
 	os.Exit(2)
 }
 
-func runVerify(ctx context.Context, storeURL string, hashes []string, all bool, keys []narinfo.PublicKey, jobs int, log *slog.Logger) error {
-	u, err := backend.ParseStoreURL(storeURL)
+func runVerify(ctx context.Context, storeURL string, hashes []string, all bool, keys []narinfo.PublicKey, jobs int, opts backend.Options) error {
+	log := opts.Logger
+	cache, err := upload.OpenRead(ctx, storeURL, opts)
 	if err != nil {
 		return err
 	}
-	b, err := backend.Open(ctx, u, backend.Options{})
-	if err != nil {
-		return err
-	}
-	cache := &upload.Cache{B: b}
 	defer cache.Close()
 	if all {
-		if hashes, err = upload.AllHashes(ctx, b); err != nil {
+		if hashes, err = upload.AllHashes(ctx, cache.B); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
@@ -43,21 +44,51 @@ type Cache struct {
 	aliases     bool // nix-cache-info says the cache keeps index aliases
 }
 
-// Open opens storeURL for reading and writing.
+// Open opens storeURL for reading and writing. Every request is one
+// operation bounded by opts.RequestTimeout (default 30s), retries
+// included, until bytes move, then by that plus its bytes at
+// opts.MinRate (backend.ProgressDeadlines): a cache that never answers
+// fails a request after RequestTimeout, not after every attempt's.
 func Open(ctx context.Context, storeURL string, opts backend.Options) (*Cache, error) {
 	u, err := backend.ParseStoreURL(storeURL)
 	if err != nil {
 		return nil, err
 	}
-	b, w, err := backend.OpenWriter(ctx, u, opts)
+	b, _, err := backend.OpenWriter(ctx, u, opts)
 	if err != nil {
 		return nil, err
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	b = deadlines(b, opts)
+	return &Cache{B: b, W: b.(backend.Writer), Log: logger(opts)}, nil
+}
+
+// OpenRead opens storeURL for Verify alone, its requests bounded as
+// Open's.
+func OpenRead(ctx context.Context, storeURL string, opts backend.Options) (*Cache, error) {
+	u, err := backend.ParseStoreURL(storeURL)
+	if err != nil {
+		return nil, err
 	}
-	return &Cache{B: b, W: w, Log: log}, nil
+	b, err := backend.Open(ctx, u, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{B: deadlines(b, opts), Log: logger(opts)}, nil
+}
+
+func deadlines(b backend.Backend, opts backend.Options) backend.Backend {
+	wait := opts.RequestTimeout
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	return backend.ProgressDeadlines(b, wait, opts.MinRate)
+}
+
+func logger(opts backend.Options) *slog.Logger {
+	if opts.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return opts.Logger
 }
 
 // Close closes the backend.

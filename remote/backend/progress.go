@@ -1,0 +1,220 @@
+package backend
+
+import (
+	"context"
+	"io"
+	"sync"
+	"time"
+)
+
+// WithProgressDeadline returns a context whose deadline is wait from now
+// and moves 1/minRate s later for every byte reported to progress: an
+// operation that gets no answer ends after wait, retries included, and
+// one that moves n bytes at minRate or faster ends by wait + n/minRate at
+// the latest (a static deadline of that length would let a server that
+// never answers hold the operation for all of it, one attempt after
+// another). The parent's deadline and cancellation still apply. Err is
+// context.DeadlineExceeded once the deadline passed. cancel releases the
+// timer; call it when the operation ends.
+func WithProgressDeadline(parent context.Context, wait time.Duration, minRate int64) (ctx context.Context, progress func(n int), cancel context.CancelFunc) {
+	if minRate <= 0 {
+		minRate = DefaultMinRate
+	}
+	c := &progressCtx{
+		Context:  parent,
+		perByte:  float64(time.Second) / float64(minRate),
+		done:     make(chan struct{}),
+		deadline: time.Now().Add(wait),
+	}
+	c.mu.Lock()
+	c.timer = time.AfterFunc(wait, c.expire)
+	c.mu.Unlock()
+	stop := context.AfterFunc(parent, func() { c.end(parent.Err()) })
+	return c, c.progress, func() {
+		stop()
+		c.end(context.Canceled)
+	}
+}
+
+// progressCtx is WithProgressDeadline's context. Value comes from the
+// parent.
+type progressCtx struct {
+	context.Context         // the parent
+	perByte         float64 // nanoseconds of deadline per byte of progress
+	done            chan struct{}
+
+	mu       sync.Mutex // protects the fields below
+	deadline time.Time
+	timer    *time.Timer
+	err      error // set once, when done is closed
+}
+
+func (c *progressCtx) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	d := c.deadline
+	c.mu.Unlock()
+	if pd, ok := c.Context.Deadline(); ok && pd.Before(d) {
+		return pd, true
+	}
+	return d, true
+}
+
+func (c *progressCtx) Done() <-chan struct{} { return c.done }
+
+func (c *progressCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *progressCtx) progress(n int) {
+	if n <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.deadline = c.deadline.Add(time.Duration(float64(n) * c.perByte))
+	c.timer.Reset(time.Until(c.deadline))
+}
+
+// expire ends the context unless progress moved the deadline since the
+// timer was set.
+func (c *progressCtx) expire() {
+	c.mu.Lock()
+	if left := time.Until(c.deadline); left > 0 && c.err == nil {
+		c.timer.Reset(left)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.end(context.DeadlineExceeded)
+}
+
+func (c *progressCtx) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	c.timer.Stop()
+	close(c.done)
+}
+
+// ProgressDeadlines returns b with each request bounded as
+// WithProgressDeadline says: Get and GetRange until their body is closed
+// (counting the bytes read from it), Stat and Delete by wait. Put counts
+// the bytes read from its reader. List is left to the caller's context:
+// a listing is many requests. Commands without readers to answer
+// (prefetch, push, index, verify) use it so that --timeout bounds what a
+// server that never answers costs, retries included.
+func ProgressDeadlines(b Backend, wait time.Duration, minRate int64) Backend {
+	p := progressBackend{Backend: b, wait: wait, minRate: minRate}
+	if w, ok := b.(Writer); ok {
+		return progressWriter{p, w}
+	}
+	return p
+}
+
+type progressBackend struct {
+	Backend
+	wait    time.Duration
+	minRate int64
+}
+
+var (
+	_ Backend = progressBackend{}
+	_ Writer  = progressWriter{}
+)
+
+func (p progressBackend) Get(ctx context.Context, key string) (*Object, error) {
+	ctx, progress, cancel := WithProgressDeadline(ctx, p.wait, p.minRate)
+	o, err := p.Backend.Get(ctx, key)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	o.Body = &progressBody{ReadCloser: o.Body, progress: progress, cancel: cancel}
+	return o, nil
+}
+
+func (p progressBackend) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	ctx, progress, cancel := WithProgressDeadline(ctx, p.wait, p.minRate)
+	rc, err := p.Backend.GetRange(ctx, key, off, n)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &progressBody{ReadCloser: rc, progress: progress, cancel: cancel}, nil
+}
+
+func (p progressBackend) Stat(ctx context.Context, key string) (Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.wait)
+	defer cancel()
+	return p.Backend.Stat(ctx, key)
+}
+
+// progressBody reports the bytes read through it and ends the request's
+// context on Close.
+type progressBody struct {
+	io.ReadCloser
+	progress func(int)
+	cancel   context.CancelFunc
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.progress(n)
+	return n, err
+}
+
+func (b *progressBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+type progressWriter struct {
+	progressBackend
+	w Writer
+}
+
+func (p progressWriter) Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) error {
+	ctx, progress, cancel := WithProgressDeadline(ctx, p.wait, p.minRate)
+	defer cancel()
+	var pr io.Reader = progressReader{r, progress}
+	if rs, ok := r.(io.ReadSeeker); ok {
+		// http rewinds a seekable body to retry the upload.
+		pr = progressReadSeeker{progressReader{r, progress}, rs}
+	}
+	return p.w.Put(ctx, key, pr, size, contentType)
+}
+
+func (p progressWriter) Delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, p.wait)
+	defer cancel()
+	return p.w.Delete(ctx, key)
+}
+
+type progressReader struct {
+	r        io.Reader
+	progress func(int)
+}
+
+func (r progressReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.progress(n)
+	return n, err
+}
+
+type progressReadSeeker struct {
+	progressReader
+	s io.Seeker
+}
+
+func (r progressReadSeeker) Seek(off int64, whence int) (int64, error) {
+	return r.s.Seek(off, whence)
+}
