@@ -140,3 +140,35 @@ func TestWriteToolsTimeout(t *testing.T) {
 		check(t, "prefetch of a hanging NAR", out, errOut, code, took)
 	})
 }
+
+// TestSecretKeyNeverPrinted: push and index never print key material when
+// --secret-key is malformed (the key without its name) and read only a
+// few KiB of it (--secret-key /dev/zero fails at once).
+func TestSecretKeyNeverPrinted(t *testing.T) {
+	c := nixClosure(t)
+	sk := strings.TrimSpace(string(readFile(t, c.secretKey)))
+	_, b64, _ := strings.Cut(sk, ":")
+	nameless := filepath.Join(t.TempDir(), "sk")
+	if err := os.WriteFile(nameless, []byte(b64+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cache := "file://" + t.TempDir()
+	for _, cmd := range [][]string{
+		{"push", "--no-closure", cache, "/nix/store/" + c.iaPaths[2]},
+		{"index", cache, hashOf(c.iaPaths[2])},
+	} {
+		for _, file := range []string{nameless, "/dev/zero"} {
+			args := append([]string{cmd[0], "--secret-key", file}, cmd[1:]...)
+			out, errOut, code, _ := narfsWithin(t, 20*time.Second, args...)
+			if code == 0 || !strings.Contains(errOut, "--secret-key "+file) {
+				t.Errorf("narfs %s --secret-key %s: exit %d, want a failure naming the file\n%s%s", cmd[0], file, code, out, errOut)
+			}
+			for i := 0; i+12 <= len(b64); i++ {
+				if strings.Contains(out+errOut, b64[i:i+12]) {
+					t.Errorf("narfs %s --secret-key %s printed key material:\n%s%s", cmd[0], file, out, errOut)
+					break
+				}
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -83,17 +84,32 @@ skipped. Nix reads the result like any binary cache.`,
 	return c
 }
 
+// maxSecretKeyFile bounds what is read of a --secret-key file: a Nix
+// secret key file is a name and 88 characters of base64.
+const maxSecretKeyFile = 4 << 10
+
+// readSecretKey reads and parses a secret key file, reading at most
+// maxSecretKeyFile bytes (--secret-key /dev/zero ends at once) and never
+// putting any of its contents into an error.
 func readSecretKey(file string) (narinfo.SecretKey, error) {
 	if file == "" {
 		return narinfo.SecretKey{}, fmt.Errorf("--secret-key is required")
 	}
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return narinfo.SecretKey{}, fmt.Errorf("--secret-key: %w", err)
 	}
-	k, err := narinfo.ParseSecretKey(strings.TrimSpace(string(b)))
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretKeyFile+1))
 	if err != nil {
 		return narinfo.SecretKey{}, fmt.Errorf("--secret-key %s: %w", file, err)
+	}
+	if len(b) > maxSecretKeyFile {
+		return narinfo.SecretKey{}, fmt.Errorf("--secret-key %s: more than %d bytes: not a Nix secret key file (nix-store --generate-binary-cache-key)", file, maxSecretKeyFile)
+	}
+	k, err := narinfo.ParseSecretKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--secret-key %s: %w (nix-store --generate-binary-cache-key writes one)", file, err)
 	}
 	return k, nil
 }
