@@ -2,11 +2,13 @@ package upload
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -126,6 +128,36 @@ func (c *Cache) putObject(ctx context.Context, key string, r io.ReadSeeker, size
 		return err
 	}
 	return c.W.Put(ctx, key, r, size, contentType)
+}
+
+// ErrStoreDir: the cache is for another store directory (its
+// nix-cache-info's StoreDir), so writing it would put paths where no Nix
+// that reads it looks.
+var ErrStoreDir = errors.New("binary cache is for another store directory")
+
+// CheckStoreDir refuses a cache whose nix-cache-info names a StoreDir
+// other than storeDir, as Nix does before writing to (or reading) one. A
+// cache without nix-cache-info, or without the line, is Nix's default,
+// /nix/store: EnsureCacheInfo writes that.
+func (c *Cache) CheckStoreDir(ctx context.Context, storeDir string) error {
+	data, err := backend.ReadAll(ctx, c.B, "nix-cache-info", narinfo.MaxSize)
+	if errors.Is(err, backend.ErrNotFound) {
+		data, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	info, err := narinfo.ParseCacheInfo(data)
+	if err != nil {
+		return fmt.Errorf("nix-cache-info: %w", err)
+	}
+	if have := cmp.Or(info.StoreDir, storepath.DefaultStoreDir); have != storeDir {
+		// Nix's words: "binary cache '%s' is for Nix stores with prefix
+		// '%s', not '%s'".
+		return fmt.Errorf("%w: binary cache '%s' is for Nix stores with prefix %s, not %s (its nix-cache-info says StoreDir: %s)",
+			ErrStoreDir, c.B, strconv.Quote(have), strconv.Quote(storeDir), strconv.Quote(have))
+	}
+	return nil
 }
 
 // EnsureCacheInfo writes nix-cache-info if the cache has none, and adds

@@ -14,6 +14,7 @@ import (
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/storepath"
 )
 
 // IndexOptions tune IndexAll.
@@ -40,6 +41,11 @@ type IndexResult struct {
 func (c *Cache) IndexAll(ctx context.Context, hashes []string, opts IndexOptions, report func(IndexResult)) error {
 	if opts.Jobs <= 0 {
 		opts.Jobs = 4
+	}
+	// Narinfo hash parts name paths of /nix/store (HashPart), and so do
+	// the narinfos written.
+	if err := c.CheckStoreDir(ctx, storepath.DefaultStoreDir); err != nil {
+		return err
 	}
 	if err := c.EnsureCacheInfo(ctx); err != nil {
 		return fmt.Errorf("nix-cache-info: %w", err)

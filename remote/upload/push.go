@@ -65,10 +65,17 @@ func (c *Cache) PushAll(ctx context.Context, paths []PathInfo, opts PushOptions,
 	if err := opts.defaults(); err != nil {
 		return err
 	}
+	paths = dedup(paths)
+	storeDir := storepath.DefaultStoreDir
+	if len(paths) > 0 {
+		storeDir = paths[0].StoreDir // one local store: one StoreDir
+	}
+	if err := c.CheckStoreDir(ctx, storeDir); err != nil {
+		return err
+	}
 	if err := c.EnsureCacheInfo(ctx); err != nil {
 		return err
 	}
-	paths = dedup(paths)
 	order := topoOrder(paths)
 	done := map[storepath.StorePath]*pathDone{}
 	for _, i := range order {
