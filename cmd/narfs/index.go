@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 	"github.com/narfs/narfs/remote/upload"
 )
@@ -23,7 +24,12 @@ the NAR once, checks it against NarHash/NarSize, and writes a signed chunk index
 An uncompressed NAR is indexed as it is; any other is re-encoded as chunked zstd into a new
 object and the narinfo is rewritten to point at it, every other line (Sig included) kept.
 Old objects stay unless --prune. Paths with a valid index by this key are skipped, so a
-rerun finishes what an interrupted one left.`,
+rerun finishes what an interrupted one left.
+
+The index is signed with --secret-key, so only paths whose narinfo is trusted are indexed:
+signed by that key or by one of --trusted-public-keys (default: nix.conf's), or
+content-addressed. Any other path fails ("not indexing") and nothing is written for it:
+an unsigned narinfo is anyone's word, and indexing it would sign that word.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || (len(args) == 1) != all {
 				return fmt.Errorf("want STORE-URL and PATHs, or STORE-URL --all")
@@ -37,6 +43,13 @@ rerun finishes what an interrupted one left.`,
 				return err
 			}
 			o.Key = key
+			keyText := g.trustedKeys
+			if keyText == "" {
+				keyText = nixConfTrustedKeys()
+			}
+			if o.Trusted, err = narinfo.ParsePublicKeys(keyText); err != nil {
+				return usageError{fmt.Errorf("--trusted-public-keys: %w", err)}
+			}
 			var hashes []string
 			for _, a := range args[1:] {
 				h, err := upload.HashPart(storepath.DefaultStoreDir, a)

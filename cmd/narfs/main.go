@@ -81,7 +81,7 @@ Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...)
 	markUsageErrors(root)
 	err := root.Execute()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "narfs: %v\n", err)
+		fmt.Fprintf(os.Stderr, "narfs: %s\n", escapeLine(err.Error()))
 	}
 	os.Exit(exitStatus(err))
 }

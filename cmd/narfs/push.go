@@ -24,8 +24,11 @@ func pushCmd(g *globalFlags) *cobra.Command {
 		Long: `Push uploads PATHs from the local Nix store, with everything they reference unless
 --no-closure, to STORE-URL (file:///DIR, s3://BUCKET?…, or http(s) accepting PUT). Each path
 gets a chunked NAR object, a signed chunk index, a .ls listing and, last, a narinfo signed
-by the secret key (nix-store --generate-binary-cache-key). Paths already in the cache are
-skipped. Nix reads the result like any binary cache.`,
+by the secret key (nix-store --generate-binary-cache-key). A path is skipped when the cache
+has a narinfo for it that parses, matches the local path (NarHash, NarSize) and is signed
+by that key or one of --trusted-public-keys, with its object present; any other narinfo at
+its name (junk, another path's, unsigned) is replaced, and the output says so. Nix reads
+the result like any binary cache.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -34,6 +37,13 @@ skipped. Nix reads the result like any binary cache.`,
 				return err
 			}
 			o.Key = key
+			keyText := g.trustedKeys
+			if keyText == "" {
+				keyText = nixConfTrustedKeys()
+			}
+			if o.Trusted, err = narinfo.ParsePublicKeys(keyText); err != nil {
+				return usageError{fmt.Errorf("--trusted-public-keys: %w", err)}
+			}
 			log, err := g.logger()
 			if err != nil {
 				return err
@@ -61,6 +71,8 @@ skipped. Nix reads the result like any binary cache.`,
 					pr.linef("FAIL %s: %v", r.Path, r.Err)
 				case r.Skipped:
 					pr.linef("skipped %s (already in the cache)", r.Path)
+				case r.Replaced != "":
+					pr.linef("pushed %s (replaced the narinfo there: %s)", r.Path, r.Replaced)
 				default:
 					pr.linef("pushed %s", r.Path)
 				}

@@ -71,7 +71,7 @@ fetched by readers with the narinfo) is that index. It prints "ok PATH" or
 
 // usageExit ends the process with status 2, as verify's usage promises.
 func usageExit(cmd *cobra.Command, err error) {
-	fmt.Fprintf(os.Stderr, "narfs: %v\nUsage: narfs %s\n", err, cmd.Use)
+	fmt.Fprintf(os.Stderr, "narfs: %s\nUsage: narfs %s\n", escapeLine(err.Error()), cmd.Use)
 	os.Exit(2)
 }
 
@@ -109,9 +109,9 @@ func runVerify(ctx context.Context, storeURL string, hashes []string, all bool, 
 					fatal = err
 				case len(r.Reasons) > 0:
 					failed++
-					fmt.Printf("FAIL %s: %s\n", r.Path, strings.Join(r.Reasons, "; "))
+					fmt.Println(escapeLine(fmt.Sprintf("FAIL %s: %s", r.Path, strings.Join(r.Reasons, "; "))))
 				default:
-					fmt.Printf("ok %s\n", r.Path)
+					fmt.Println(escapeLine("ok " + r.Path))
 				}
 				mu.Unlock()
 			}

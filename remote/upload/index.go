@@ -2,6 +2,7 @@ package upload
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,12 @@ import (
 
 // IndexOptions tune IndexAll.
 type IndexOptions struct {
-	Key     narinfo.SecretKey
+	Key narinfo.SecretKey
+	// Trusted: a path is indexed only if its narinfo is signed by one of
+	// these keys or by Key, or is content-addressed (narinfo.VerifyCA):
+	// the index signs the NAR's contents with Key, and sizes the
+	// temporary files by the narinfo.
+	Trusted []narinfo.PublicKey
 	Level   zstd.EncoderLevel
 	TempDir string
 	Jobs    int // paths in flight, default 4
@@ -96,6 +102,10 @@ func (c *Cache) Index(ctx context.Context, hash string, opts IndexOptions) Index
 		return r
 	}
 	r.Path = ni.StorePath.Abs(storeDirOf(ni))
+	if err := trusted(ni, opts); err != nil {
+		r.Err = err
+		return r
+	}
 	if obj := c.validIndex(ctx, ni, opts.Key.Public()); obj != nil {
 		r.Skipped = true
 		r.Err = c.ensureAlias(ctx, ni.StorePath.Hash, obj)
@@ -125,6 +135,25 @@ func (c *Cache) validIndex(ctx context.Context, ni *narinfo.NarInfo, pub narinfo
 	return data
 }
 
+// trusted says whether Index may sign what the narinfo describes: its
+// signature by a key of opts.Trusted or opts.Key, or its content address,
+// makes NarHash and NarSize the path's, so the NAR checked against them
+// is. Without that, the index would put the operator's signature on
+// whatever a key-less writer of the cache chose, and its sizes would
+// bound nothing.
+func trusted(ni *narinfo.NarInfo, opts IndexOptions) error {
+	keys := opts.Trusted
+	if len(opts.Key.Key) == ed25519.PrivateKeySize {
+		keys = append([]narinfo.PublicKey{opts.Key.Public()}, keys...)
+	}
+	_, err := ni.Verify(keys)
+	if err == nil || ni.CA != "" && ni.VerifyCA() == nil {
+		return nil
+	}
+	// err wraps narinfo.ErrUntrusted.
+	return fmt.Errorf("not indexing (it would sign what no one vouched for): %w; trusted are %s, the keys of --trusted-public-keys and content addresses", err, opts.Key.Name)
+}
+
 func (c *Cache) index(ctx context.Context, ni *narinfo.NarInfo, opts IndexOptions) (oldURL, newURL string, err error) {
 	comp := ni.EffectiveCompression()
 	// Download once, decompressing into a temporary NAR.
@@ -138,14 +167,20 @@ func (c *Cache) index(ctx context.Context, ni *narinfo.NarInfo, opts IndexOption
 		return "", "", err
 	}
 	defer o.Body.Close()
+	// Both temporary files are bounded by the narinfo's sizes, which its
+	// signature vouches for (Index refuses any other): the object by
+	// objectBound, the NAR by NarSize.
+	if bound := objectBound(ni); o.Size > bound {
+		return "", "", fmt.Errorf("%s: %d bytes: %w: the narinfo allows %d", ni.URL, o.Size, errTooLong, bound)
+	}
 	file := newNarDigest()
-	raw := io.TeeReader(o.Body, file)
+	raw := io.TeeReader(newBoundedReader(o.Body, objectBound(ni), ni.URL), file)
 	dec, err := compress.NewReader(comp, raw)
 	if err != nil {
 		return "", "", err
 	}
 	d := newNarDigest()
-	l, err := scan(dec, d, narFile)
+	l, err := scan(newBoundedReader(dec, ni.NarSize, "NAR"), d, narFile)
 	dec.Close()
 	if err != nil {
 		return "", "", fmt.Errorf("%s: decoding the NAR: %w", ni.URL, err)
