@@ -26,10 +26,11 @@ object and the narinfo is rewritten to point at it, every other line (Sig includ
 Old objects stay unless --prune. Paths with a valid index by this key are skipped, so a
 rerun finishes what an interrupted one left.
 
-The index is signed with --secret-key, so only paths whose narinfo is trusted are indexed:
-signed by that key or by one of --trusted-public-keys (default: nix.conf's), or
-content-addressed. Any other path fails ("not indexing") and nothing is written for it:
-an unsigned narinfo is anyone's word, and indexing it would sign that word.`,
+The index is signed with --secret-key, so only paths whose narinfo is signed by that key
+or by one of --trusted-public-keys (default: nix.conf's) are indexed; any other path
+fails ("not indexing") and nothing is written for it: an unsigned narinfo is anyone's
+word, and indexing it would sign that word (a content address vouches for NarHash, not
+for NarSize, which sizes the temporary files).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || (len(args) == 1) != all {
 				return fmt.Errorf("want STORE-URL and PATHs, or STORE-URL --all")

@@ -22,9 +22,8 @@ import (
 type IndexOptions struct {
 	Key narinfo.SecretKey
 	// Trusted: a path is indexed only if its narinfo is signed by one of
-	// these keys or by Key, or is content-addressed (narinfo.VerifyCA):
-	// the index signs the NAR's contents with Key, and sizes the
-	// temporary files by the narinfo.
+	// these keys or by Key: the index signs the NAR's contents with Key,
+	// and the temporary files are sized by the narinfo's NarSize.
 	Trusted []narinfo.PublicKey
 	Level   zstd.EncoderLevel
 	TempDir string
@@ -136,22 +135,22 @@ func (c *Cache) validIndex(ctx context.Context, ni *narinfo.NarInfo, pub narinfo
 }
 
 // trusted says whether Index may sign what the narinfo describes: its
-// signature by a key of opts.Trusted or opts.Key, or its content address,
-// makes NarHash and NarSize the path's, so the NAR checked against them
-// is. Without that, the index would put the operator's signature on
-// whatever a key-less writer of the cache chose, and its sizes would
-// bound nothing.
+// signature by a key of opts.Trusted or opts.Key makes NarHash and NarSize
+// the path's, so the NAR checked against them is, and NarSize bounds the
+// temporary NAR. Without that, the index would put the operator's
+// signature on whatever a key-less writer of the cache chose. A content
+// address is not enough here, unlike for readers: it vouches for NarHash
+// but not NarSize, so a writer could still size the temporary files.
 func trusted(ni *narinfo.NarInfo, opts IndexOptions) error {
 	keys := opts.Trusted
 	if len(opts.Key.Key) == ed25519.PrivateKeySize {
 		keys = append([]narinfo.PublicKey{opts.Key.Public()}, keys...)
 	}
-	_, err := ni.Verify(keys)
-	if err == nil || ni.CA != "" && ni.VerifyCA() == nil {
-		return nil
+	if _, err := ni.Verify(keys); err != nil {
+		// err wraps narinfo.ErrUntrusted.
+		return fmt.Errorf("not indexing (it would sign what no one vouched for): %w; trusted are %s and the keys of --trusted-public-keys", err, opts.Key.Name)
 	}
-	// err wraps narinfo.ErrUntrusted.
-	return fmt.Errorf("not indexing (it would sign what no one vouched for): %w; trusted are %s, the keys of --trusted-public-keys and content addresses", err, opts.Key.Name)
+	return nil
 }
 
 func (c *Cache) index(ctx context.Context, ni *narinfo.NarInfo, opts IndexOptions) (oldURL, newURL string, err error) {
