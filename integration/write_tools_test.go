@@ -1,16 +1,22 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/narfs/narfs/nar"
 )
 
 // hangingCache serves dir over http on 127.0.0.1 and stores PUTs in it,
@@ -171,4 +177,132 @@ func TestSecretKeyNeverPrinted(t *testing.T) {
 			}
 		}
 	}
+}
+
+// hasControl reports a raw control character (a newline ends a line and
+// is allowed) or a byte that is not UTF-8 in s.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || r != '\n' && !strconv.IsPrint(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCLIEscapesCacheText: text a cache chose — a narinfo URL with ESC,
+// CR, BEL and a bidi override, .ls names and a symlink target with ESC
+// and newlines — reaches the terminal escaped, from verify, info and ls;
+// one entry stays one line.
+func TestCLIEscapesCacheText(t *testing.T) {
+	c := nixClosure(t)
+	dir := copyCache(t, c.caches["xz"])
+	lib := c.iaPaths[2]
+	key := "--trusted-public-keys=" + c.publicKey
+	hostile := "nar/\x1b[2J\x1b[31m\rok\a\u202e.nar.xz"
+	p := filepath.Join(dir, hashOf(lib)+".narinfo")
+	ni := readNarinfo(t, p)
+	ni.URL = hostile // unsigned: the narinfo stays trusted
+	if err := os.WriteFile(p, ni.Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lsPath := filepath.Join(dir, hashOf(lib)+".ls")
+	l, err := nar.DecodeListing(readFile(t, lsPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A name and a target of the same padded lengths as those they
+	// replace, and the name in the same place in order, so that the
+	// listing still describes a NAR of NarSize.
+	dirNode, err := l.Find("lib")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := dirNode.Entries["libfake.so"] // -> libfake.so.1
+	delete(dirNode.Entries, "libfake.so")
+	link.Target = "t\x1b]0;t\a\nline"
+	dirNode.Entries["libfake.so\x1b\nok x"] = link
+	var b strings.Builder
+	if err := l.Encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lsPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"verify", key, "file://" + dir, "/nix/store/" + lib},
+		{"info", key, "--cache-dir=" + t.TempDir(), "file://" + dir, "/nix/store/" + lib},
+		{"ls", "-l", key, "--cache-dir=" + t.TempDir(), "file://" + dir, "/nix/store/" + lib + "/lib"},
+		{"ls", "-lR", key, "--cache-dir=" + t.TempDir(), "file://" + dir, "/nix/store/" + lib},
+	} {
+		out, errOut, code := narfs(t, nil, args...)
+		t.Logf("narfs %s: exit %d\n%s%s", args[0], code, out, errOut)
+		if hasControl(out) || hasControl(errOut) {
+			t.Errorf("narfs %s printed raw control characters:\n%q\n%q", args[0], out, errOut)
+		}
+		if strings.Contains(out, "\nok x") {
+			t.Errorf("narfs %s printed a forged line:\n%s", args[0], out)
+		}
+	}
+}
+
+// TestWriteToolsRefuse: push and index refuse a cache for another store
+// directory (exit 1, both directories named, nothing written); index
+// refuses a path whose narinfo no trusted key signed; push replaces a
+// squatted narinfo, and narfs then reads the path.
+func TestWriteToolsRefuse(t *testing.T) {
+	c := nixClosure(t)
+	lib := c.iaPaths[2]
+
+	t.Run("gnu-store", func(t *testing.T) {
+		dir := copyCache(t, c.caches["xz"])
+		info := "StoreDir: /gnu/store\n"
+		os.WriteFile(filepath.Join(dir, "nix-cache-info"), []byte(info), 0o644)
+		before := cacheState(t, dir)
+		for _, args := range [][]string{
+			{"push", "--secret-key", c.secretKey, "file://" + dir, "/nix/store/" + lib},
+			{"index", "--secret-key", c.secretKey, "file://" + dir, "--all"},
+		} {
+			out, errOut, code := narfs(t, nil, args...)
+			if code != 1 || !strings.Contains(errOut, `"/gnu/store"`) || !strings.Contains(errOut, `"/nix/store"`) {
+				t.Errorf("narfs %s to a /gnu/store cache: exit %d, want 1 naming both store dirs\n%s%s", args[0], code, out, errOut)
+			}
+		}
+		if after := cacheState(t, dir); !maps.Equal(before, after) {
+			t.Errorf("the /gnu/store cache changed")
+		}
+	})
+
+	t.Run("index-untrusted", func(t *testing.T) {
+		dir := copyCache(t, c.caches["xz"])
+		p := filepath.Join(dir, hashOf(lib)+".narinfo")
+		ni := readNarinfo(t, p)
+		ni.Sigs = nil
+		ni.NarSize = 1 << 30
+		os.WriteFile(p, ni.Marshal(), 0o644)
+		before := cacheState(t, dir)
+		out, errOut, code := narfs(t, nil, "index", "--secret-key", c.secretKey, "file://"+dir, "/nix/store/"+lib)
+		if code != 1 || !strings.Contains(out, "not indexing") {
+			t.Errorf("index of an unsigned narinfo: exit %d\n%s%s", code, out, errOut)
+		}
+		after := cacheState(t, dir)
+		delete(before, "nix-cache-info")
+		delete(after, "nix-cache-info")
+		if !maps.Equal(before, after) {
+			t.Errorf("index of an unsigned narinfo wrote to the cache")
+		}
+	})
+
+	t.Run("push-squatted", func(t *testing.T) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, hashOf(lib)+".narinfo"), bytes.Repeat([]byte("junk"), 50), 0o644)
+		out, errOut, code := narfs(t, nil, "push", "--no-closure", "--secret-key", c.secretKey, "file://"+dir, "/nix/store/"+lib)
+		if code != 0 || !strings.Contains(out, "pushed /nix/store/"+lib+" (replaced the narinfo there") {
+			t.Fatalf("push over a squatted narinfo: exit %d\n%s%s", code, out, errOut)
+		}
+		out, errOut, code = narfs(t, nil, "cat", "--trusted-public-keys="+c.publicKey, "--cache-dir="+t.TempDir(), "file://"+dir, lib+"/share/doc/README")
+		if code != 0 || out != "narfs integration\n" {
+			t.Errorf("narfs cat after the push: exit %d, %q, %s", code, out, errOut)
+		}
+	})
 }
