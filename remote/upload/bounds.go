@@ -15,17 +15,17 @@ import (
 // bomb: the object by objectBound, the NAR decoded from it by NarSize
 // (one byte more is read, to see that there is more).
 
-// objectBound is the most bytes the narinfo's object may have: FileSize
-// where the narinfo gives it (Nix always does); else NarSize for an
-// uncompressed NAR, and for a compressed one NarSize plus 1/64 and 64 KiB.
-// No compressor Nix uses expands incompressible data by nearly as much:
-// xz and zstd store it in raw blocks (a few bytes per 64 or 128 KiB),
-// gzip and brotli likewise, bzip2 by well under 1%; the 64 KiB are for
-// headers and checks.
+// objectBound is the most bytes the narinfo's object may have, from
+// NarSize, which the signature covers (FileSize does not: it is checked,
+// as a claim, once the object is read): NarSize for an uncompressed NAR,
+// and for a compressed one NarSize plus 1/64 and 64 KiB. No compressor Nix
+// uses expands incompressible data by nearly as much: xz and zstd store it
+// in raw blocks (a few bytes per 64 or 128 KiB), gzip and brotli likewise,
+// bzip2 by well under 1%; the 64 KiB are for headers and checks. So an
+// object a little longer than FileSize is still read, and its NAR
+// checked, but one that never ends is cut there.
 func objectBound(ni *narinfo.NarInfo) int64 {
 	switch {
-	case ni.FileSize > 0:
-		return ni.FileSize
 	case ni.EffectiveCompression() == "none":
 		return ni.NarSize
 	case ni.NarSize > math.MaxInt64/2:
