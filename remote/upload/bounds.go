@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 
 	"github.com/narfs/narfs/remote/narinfo"
 )
@@ -36,12 +37,15 @@ func objectBound(ni *narinfo.NarInfo) int64 {
 
 // boundedReader yields at most max bytes of r and fails, rather than
 // ending, once r has more: an object that goes on past its bound is an
-// error, never a short success.
+// error, never a short success. A decompressor's feeding goroutine reads
+// it, then index drains the rest from its own: mu orders the two.
 type boundedReader struct {
 	r    io.Reader
-	left int64 // bytes still allowed
 	what string
 	max  int64
+
+	mu   sync.Mutex // held for a whole Read
+	left int64      // bytes still allowed
 }
 
 func newBoundedReader(r io.Reader, max int64, what string) *boundedReader {
@@ -49,6 +53,8 @@ func newBoundedReader(r io.Reader, max int64, what string) *boundedReader {
 }
 
 func (b *boundedReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.left <= 0 {
 		// One byte more tells an object of exactly max bytes from a
 		// longer one.
