@@ -20,33 +20,33 @@ func WithProgressDeadline(parent context.Context, wait time.Duration, minRate in
 	if minRate <= 0 {
 		minRate = DefaultMinRate
 	}
+	inner, cancelInner := context.WithCancelCause(parent)
 	c := &progressCtx{
-		Context:  parent,
+		Context:  inner,
+		cancel:   cancelInner,
 		perByte:  float64(time.Second) / float64(minRate),
-		done:     make(chan struct{}),
 		deadline: time.Now().Add(wait),
 	}
 	c.mu.Lock()
 	c.timer = time.AfterFunc(wait, c.expire)
 	c.mu.Unlock()
-	stop := context.AfterFunc(parent, func() { c.end(parent.Err()) })
-	return c, c.progress, func() {
-		stop()
-		c.end(context.Canceled)
-	}
+	return c, c.progress, func() { c.end(context.Canceled) }
 }
 
-// progressCtx is WithProgressDeadline's context. Value comes from the
-// parent.
+// progressCtx is WithProgressDeadline's context: a cancel context of the
+// parent (Done, Value, and so context.Cause and the children's
+// propagation) that its timer cancels with context.DeadlineExceeded as
+// the cause, and whose Err and Deadline say so.
 type progressCtx struct {
-	context.Context         // the parent
+	context.Context         // context.WithCancelCause(parent)
+	cancel          context.CancelCauseFunc
 	perByte         float64 // nanoseconds of deadline per byte of progress
-	done            chan struct{}
 
 	mu       sync.Mutex // protects the fields below
 	deadline time.Time
 	timer    *time.Timer
-	err      error // set once, when done is closed
+	expired  bool // set before cancel, so that Err is right once Done is
+	ended    bool
 }
 
 func (c *progressCtx) Deadline() (time.Time, bool) {
@@ -59,12 +59,14 @@ func (c *progressCtx) Deadline() (time.Time, bool) {
 	return d, true
 }
 
-func (c *progressCtx) Done() <-chan struct{} { return c.done }
-
 func (c *progressCtx) Err() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	expired := c.expired
+	c.mu.Unlock()
+	if expired {
+		return context.DeadlineExceeded
+	}
+	return c.Context.Err()
 }
 
 func (c *progressCtx) progress(n int) {
@@ -73,7 +75,7 @@ func (c *progressCtx) progress(n int) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
+	if c.ended {
 		return
 	}
 	c.deadline = c.deadline.Add(time.Duration(float64(n) * c.perByte))
@@ -84,7 +86,7 @@ func (c *progressCtx) progress(n int) {
 // timer was set.
 func (c *progressCtx) expire() {
 	c.mu.Lock()
-	if left := time.Until(c.deadline); left > 0 && c.err == nil {
+	if left := time.Until(c.deadline); left > 0 && !c.ended {
 		c.timer.Reset(left)
 		c.mu.Unlock()
 		return
@@ -95,13 +97,15 @@ func (c *progressCtx) expire() {
 
 func (c *progressCtx) end(err error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
+	if c.ended {
+		c.mu.Unlock()
 		return
 	}
-	c.err = err
+	c.ended = true
+	c.expired = err == context.DeadlineExceeded && c.Context.Err() == nil
 	c.timer.Stop()
-	close(c.done)
+	c.mu.Unlock()
+	c.cancel(err)
 }
 
 // ProgressDeadlines returns b with each request bounded as

@@ -65,8 +65,8 @@ func TestProgressDeadlineMoves(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("did not end without progress")
 	}
-	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		t.Errorf("Err %v, want DeadlineExceeded", ctx.Err())
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) || !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		t.Errorf("Err %v, Cause %v, want DeadlineExceeded", ctx.Err(), context.Cause(ctx))
 	}
 
 	parent, stop := context.WithCancel(context.Background())
