@@ -38,7 +38,7 @@ func WithProgressDeadline(parent context.Context, wait time.Duration, minRate in
 // propagation) that its timer cancels with context.DeadlineExceeded as
 // the cause, and whose Err and Deadline say so.
 type progressCtx struct {
-	context.Context         // context.WithCancelCause(parent)
+	context.Context // context.WithCancelCause(parent)
 	cancel          context.CancelCauseFunc
 	perByte         float64 // nanoseconds of deadline per byte of progress
 
