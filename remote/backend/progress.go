@@ -111,8 +111,8 @@ func (c *progressCtx) end(err error) {
 // ProgressDeadlines returns b with each request bounded as
 // WithProgressDeadline says: Get and GetRange until their body is closed
 // (counting the bytes read from it), Stat and Delete by wait. Put counts
-// the bytes read from its reader. List is left to the caller's context:
-// a listing is many requests. Commands without readers to answer
+// the bytes read from its reader, List listEntryBytes per key listed (a
+// listing that stops coming ends after wait). Commands without readers to answer
 // (prefetch, push, index, verify) use it so that --timeout bounds what a
 // server that never answers costs, retries included.
 func ProgressDeadlines(b Backend, wait time.Duration, minRate int64) Backend {
@@ -153,6 +153,19 @@ func (p progressBackend) GetRange(ctx context.Context, key string, off, n int64)
 		return nil, err
 	}
 	return &progressBody{ReadCloser: rc, progress: progress, cancel: cancel}, nil
+}
+
+// listEntryBytes is the progress a listed key counts for: about what an
+// S3 ListObjectsV2 page spends on one (key, size, ETag, date, class).
+const listEntryBytes = 256
+
+func (p progressBackend) List(ctx context.Context, suffix string, fn func(key string) error) error {
+	ctx, progress, cancel := WithProgressDeadline(ctx, p.wait, p.minRate)
+	defer cancel()
+	return p.Backend.List(ctx, suffix, func(key string) error {
+		progress(listEntryBytes + len(key))
+		return fn(key)
+	})
 }
 
 func (p progressBackend) Stat(ctx context.Context, key string) (Info, error) {

@@ -29,7 +29,13 @@ func TestProgressDeadlinesHang(t *testing.T) {
 	opts := faultOpts()
 	opts.RequestTimeout, opts.MaxAttempts = 10*time.Second, 5
 	b := ProgressDeadlines(mustOpen(t, srv.URL, opts), 300*time.Millisecond, 0)
+	isolateAWS(t)
+	setAWSKeys(t, "access", "secret")
+	s3 := ProgressDeadlines(mustOpen(t, "s3://cache?region="+testRegion+"&endpoint="+srv.URL, opts), 300*time.Millisecond, 0)
 	for name, f := range map[string]func() error{
+		"List": func() error {
+			return s3.List(context.Background(), ".narinfo", func(string) error { return nil })
+		},
 		"Get": func() error { _, err := b.Get(context.Background(), "x.narinfo"); return err },
 		"GetRange": func() error {
 			_, err := b.GetRange(context.Background(), "nar/x.nar", 0, 10)
