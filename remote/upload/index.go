@@ -31,6 +31,8 @@ type IndexOptions struct {
 	// Prune deletes the objects the rewritten narinfos no longer point
 	// at, once no narinfo in the cache does.
 	Prune bool
+
+	beforeWrite func() error // IndexAll's: nix-cache-info, once
 }
 
 // IndexResult is the outcome of indexing one path.
@@ -52,8 +54,17 @@ func (c *Cache) IndexAll(ctx context.Context, hashes []string, opts IndexOptions
 	if err := c.CheckStoreDir(ctx, storepath.DefaultStoreDir); err != nil {
 		return err
 	}
-	if err := c.EnsureCacheInfo(ctx); err != nil {
-		return fmt.Errorf("nix-cache-info: %w", err)
+	// nix-cache-info is written before the first path that will be, so
+	// that a run whose paths are all refused writes nothing.
+	var infoOnce sync.Once
+	var infoErr error
+	opts.beforeWrite = func() error {
+		infoOnce.Do(func() {
+			if err := c.EnsureCacheInfo(ctx); err != nil {
+				infoErr = fmt.Errorf("nix-cache-info: %w", err)
+			}
+		})
+		return infoErr
 	}
 	work := make(chan string)
 	var (
@@ -104,6 +115,11 @@ func (c *Cache) Index(ctx context.Context, hash string, opts IndexOptions) Index
 	if err := trusted(ni, opts); err != nil {
 		r.Err = err
 		return r
+	}
+	if opts.beforeWrite != nil {
+		if r.Err = opts.beforeWrite(); r.Err != nil {
+			return r
+		}
 	}
 	if obj := c.validIndex(ctx, ni, opts.Key.Public()); obj != nil {
 		r.Skipped = true
