@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -23,11 +24,34 @@ import (
 // except that requests for which hang is true are accepted and never
 // answered (until the test ends).
 func hangingCache(t *testing.T, dir string, hang func(r *http.Request) bool) string {
+	return stallingCache(t, dir, hang, false)
+}
+
+// stallingCache is hangingCache; with headers, the requests that hang get
+// their response headers (a 200 or 206 of the object's length) and then
+// no byte of the body.
+func stallingCache(t *testing.T, dir string, hang func(r *http.Request) bool, headers bool) string {
 	t.Helper()
 	stop := make(chan struct{})
 	files := http.FileServer(http.Dir(dir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hang(r) {
+			if headers {
+				fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(r.URL.Path, "/"))))
+				if err != nil {
+					http.NotFound(w, r)
+					return
+				}
+				status, n := http.StatusOK, fi.Size()
+				var first, last int64
+				if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last); err == nil {
+					status, n = http.StatusPartialContent, min(last, fi.Size()-1)-first+1
+					w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, first+n-1, fi.Size()))
+				}
+				w.Header().Set("Content-Length", fmt.Sprint(n))
+				w.WriteHeader(status)
+				w.(http.Flusher).Flush()
+			}
 			select {
 			case <-r.Context().Done():
 			case <-stop:
@@ -139,6 +163,17 @@ func TestWriteToolsTimeout(t *testing.T) {
 		url := hangingCache(t, dir, func(r *http.Request) bool { return narObject(r) && r.Header.Get("Range") != "" })
 		out, errOut, code, took := narfsWithin(t, limit, "prefetch", timeout, keyFlag, "--cache-dir="+t.TempDir(), url, "/nix/store/"+lib)
 		check(t, "prefetch of hanging chunks", out, errOut, code, took)
+	})
+	t.Run("prefetch-chunks-stalled", func(t *testing.T) {
+		dir := pushClosure(t, c)
+		url := stallingCache(t, dir, func(r *http.Request) bool { return narObject(r) && r.Header.Get("Range") != "" }, true)
+		out, errOut, code, took := narfsWithin(t, limit, "prefetch", timeout, keyFlag, "--cache-dir="+t.TempDir(), url, "/nix/store/"+lib)
+		check(t, "prefetch of chunks that stall after the headers", out, errOut, code, took)
+	})
+	t.Run("verify-object-stalled", func(t *testing.T) {
+		url := stallingCache(t, copyCache(t, c.caches["xz"]), narObject, true)
+		out, errOut, code, took := narfsWithin(t, limit, "verify", timeout, keyFlag, url, "/nix/store/"+lib)
+		check(t, "verify of an object that stalls after the headers", out, errOut, code, took)
 	})
 	t.Run("prefetch-nar", func(t *testing.T) {
 		url := hangingCache(t, copyCache(t, c.caches["xz"]), narObject)
