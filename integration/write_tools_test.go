@@ -117,11 +117,26 @@ func TestWriteToolsTimeout(t *testing.T) {
 	// with backoffs between them (prefetch: 15 s at 2 s), per request.
 	const limit = 9 * time.Second
 	lib := c.iaPaths[2]
+	// A path with a >10 MB file: its chunk requests are of MiBs, which the
+	// old deadline (--timeout plus their size at 64 KiB/s) let retry.
+	var tree string
+	for _, p := range c.caPaths {
+		if strings.HasSuffix(p, "-tree") {
+			tree = p
+		}
+	}
 	keyFlag := "--trusted-public-keys=" + c.publicKey
 	isNarinfo := func(h string) func(r *http.Request) bool {
 		return func(r *http.Request) bool { return r.URL.Path == "/"+h+".narinfo" }
 	}
 	narObject := func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/nar/") }
+	// Chunk requests of at least 1 MiB: the others answer, so that the
+	// path fails on a request whose old deadline was long.
+	bigRange := func(r *http.Request) bool {
+		var first, last int64
+		_, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last)
+		return narObject(r) && err == nil && last-first+1 >= 1<<20
+	}
 	check := func(t *testing.T, what string, out, errOut string, code int, took time.Duration) {
 		t.Helper()
 		t.Logf("%s: exit %d after %v\n%s%s", what, code, took, out, errOut)
@@ -159,15 +174,15 @@ func TestWriteToolsTimeout(t *testing.T) {
 		check(t, "push of an object to a hanging cache", out, errOut, code, took)
 	})
 	t.Run("prefetch-chunks", func(t *testing.T) {
-		dir := pushClosure(t, c)
-		url := hangingCache(t, dir, func(r *http.Request) bool { return narObject(r) && r.Header.Get("Range") != "" })
-		out, errOut, code, took := narfsWithin(t, limit, "prefetch", timeout, keyFlag, "--cache-dir="+t.TempDir(), url, "/nix/store/"+lib)
+		dir := pushClosure(t, c, "--compression", "none") // chunks stored as they are: MiBs per request
+		url := hangingCache(t, dir, bigRange)
+		out, errOut, code, took := narfsWithin(t, limit, "prefetch", timeout, keyFlag, "--cache-dir="+t.TempDir(), url, "/nix/store/"+tree)
 		check(t, "prefetch of hanging chunks", out, errOut, code, took)
 	})
 	t.Run("prefetch-chunks-stalled", func(t *testing.T) {
-		dir := pushClosure(t, c)
-		url := stallingCache(t, dir, func(r *http.Request) bool { return narObject(r) && r.Header.Get("Range") != "" }, true)
-		out, errOut, code, took := narfsWithin(t, limit, "prefetch", timeout, keyFlag, "--cache-dir="+t.TempDir(), url, "/nix/store/"+lib)
+		dir := pushClosure(t, c, "--compression", "none") // chunks stored as they are: MiBs per request
+		url := stallingCache(t, dir, bigRange, true)
+		out, errOut, code, took := narfsWithin(t, limit, "prefetch", timeout, keyFlag, "--cache-dir="+t.TempDir(), url, "/nix/store/"+tree)
 		check(t, "prefetch of chunks that stall after the headers", out, errOut, code, took)
 	})
 	t.Run("verify-object-stalled", func(t *testing.T) {
@@ -177,7 +192,7 @@ func TestWriteToolsTimeout(t *testing.T) {
 	})
 	t.Run("prefetch-nar", func(t *testing.T) {
 		url := hangingCache(t, copyCache(t, c.caches["xz"]), narObject)
-		out, errOut, code, took := narfsWithin(t, limit, "prefetch", timeout, keyFlag, "--cache-dir="+t.TempDir(), url, "/nix/store/"+lib)
+		out, errOut, code, took := narfsWithin(t, limit, "prefetch", timeout, keyFlag, "--cache-dir="+t.TempDir(), url, "/nix/store/"+tree)
 		check(t, "prefetch of a hanging NAR", out, errOut, code, took)
 	})
 }
