@@ -17,7 +17,7 @@ func indexCmd(g *globalFlags) *cobra.Command {
 		o       upload.IndexOptions
 	)
 	c := &cobra.Command{
-		Use:   "index --secret-key FILE [--prune] STORE-URL PATH…|--all",
+		Use:   "index --secret-key FILE [--trusted-public-keys KEYS] [--prune] STORE-URL PATH…|--all",
 		Short: "Give the paths of an existing binary cache a signed chunk index, in place",
 		Long: `Index upgrades a binary cache so that narfs can fetch single files: per path it downloads
 the NAR once, checks it against NarHash/NarSize, and writes a signed chunk index and a .ls.
