@@ -141,6 +141,9 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 	s.prefetchq = newWorkQueue(s.bg, cfg.PrefetchJobs, s.log, "prefetch")
 	s.stats.observer = cfg.OnRequest
 	s.stats.cache = u.String()
+	if cfg.ProgressDeadlines {
+		be = backend.ProgressDeadlines(be, cfg.Timeout, cfg.Backend.MinRate)
+	}
 	s.be = countingBackend{Backend: be, c: &s.stats}
 	if s.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
 		return nil, err
