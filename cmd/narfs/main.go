@@ -33,6 +33,9 @@ type globalFlags struct {
 	lookahead   bool
 	noListings  bool
 
+	// nixDaemonSocket is mount's --nix-daemon-socket (daemon.go).
+	nixDaemonSocket string
+
 	// onRequest, not a flag: mount sets it to feed its metrics.
 	onRequest remote.RequestObserver
 }
