@@ -31,12 +31,12 @@ let
   src = builtins.storePath %q;
   cmd = %q;
   script = if cmd == "build"
-    then "cd ${src} && ${go}/bin/go build -o $out/bin/hello . && $out/bin/hello"
+    then "${bb}/bin/busybox mkdir -p $out && cd ${src} && ${go}/bin/go build -o $out/bin/hello . && $out/bin/hello"
     else "${go}/bin/go version > $out";
 in derivation {
   name = "narfs-bench-go-${cmd}"; system = builtins.currentSystem;
   builder = "${bb}/bin/busybox";
-  args = [ "sh" "-c" "export HOME=$TMPDIR GOCACHE=$TMPDIR/cache GOPATH=$TMPDIR/gopath GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=0; ${bb}/bin/busybox mkdir -p $out; ${script}" ];
+  args = [ "sh" "-c" "export HOME=$TMPDIR GOCACHE=$TMPDIR/cache GOPATH=$TMPDIR/gopath GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=0; ${script}" ];
 }
 `
 
