@@ -108,9 +108,36 @@ func TestBuildsOverlayRegister28(t *testing.T) {
 	// nix-store --verify keeps the registered paths the store directory
 	// lists: the mount lists what was looked up (every path of a listable
 	// file:// or S3 cache), so the build's lookups made them listed.
-	// Pitfall: on a fresh mount of an HTTP cache, stat them first.
 	mustNix(nil, "nix-store", "--verify")
 	mustNix(nil, "nix-store", "--check-validity", b.bb, b.tool, b.input)
+
+	// Pitfall, as measured: a fresh mount of an HTTP cache lists nothing
+	// yet, and --verify drops the registered paths as "disappeared"; the
+	// README's recipe stats the registered closure through the store
+	// first. (With valid referrers, the output and its .drv, --verify
+	// keeps them but fails: delete those first.)
+	drv := strings.TrimSpace(mustNix(nil, "nix-store", "-qd", outPath))
+	mustNix(nil, "nix-store", "--delete", outPath)
+	mustNix(nil, "nix-store", "--delete", drv)
+	fresh := mountNarfs(t, h.URL, nil, "--trusted-public-keys", b.publicKey)
+	onFresh := func(args ...string) string {
+		t.Helper()
+		out, err := inNamespace(t, nil, overlay28, append([]string{fresh.Dir, upper, work, state}, args...)...)
+		if err != nil {
+			t.Fatalf("%q: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	if out := onFresh("nix-store", "--verify"); !strings.Contains(out, "disappeared") {
+		t.Errorf("--verify on a fresh HTTP mount: %s; want the registered paths dropped (update the README's pitfall)", out)
+	}
+	mustNix([]byte(reg), "nix-store", "--load-db")
+	onFresh("sh", "-c", "nix-store -qR \"$@\" | xargs stat >/dev/null", "sh", b.tool, b.input)
+	if out := onFresh("nix-store", "--verify"); strings.Contains(out, "disappeared") {
+		t.Errorf("--verify after the recipe's stat still drops paths:\n%s", out)
+	}
+	onFresh("nix-store", "--check-validity", b.bb, b.tool, b.input)
+	mustNix(nil, "nix-build", "--no-out-link", expr)
 
 	// Garbage collection with the registered paths rooted deletes only
 	// the build's own paths, in the upper layer.
