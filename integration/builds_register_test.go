@@ -139,6 +139,14 @@ func TestBuildsOverlayRegister28(t *testing.T) {
 	onFresh("nix-store", "--check-validity", b.bb, b.tool, b.input)
 	mustNix(nil, "nix-build", "--no-out-link", expr)
 
+	// Pitfall, as measured: --verify --check-contents hashes every
+	// registered path, so it fetches everything (big.bin included).
+	fetched = h.narBytes()
+	mustNix(nil, "nix-store", "--verify", "--check-contents")
+	if got := h.narBytes() - fetched; got < b.bigBytes {
+		t.Errorf("--verify --check-contents fetched %d NAR bytes, less than big.bin alone (%d): update the README's pitfall", got, b.bigBytes)
+	}
+
 	// Garbage collection with the registered paths rooted deletes only
 	// the build's own paths, in the upper layer.
 	roots := "mkdir -p /nix/var/nix/gcroots/narfs; for p in \"$@\"; do ln -sfn \"$p\" /nix/var/nix/gcroots/narfs/${p##*/}; done"
@@ -162,5 +170,33 @@ func TestBuildsOverlayRegister28(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(m.Dir, filepath.Base(b.bb), "bin", "busybox")); err != nil {
 		t.Errorf("the mount itself lost busybox: %v", err)
+	}
+
+	// Pitfall, as measured: nix-store --optimise hard-links every file of
+	// every registered path into /nix/store/.links, which makes overlayfs
+	// copy the lower files up: the whole closure is fetched and copied
+	// into the upper layer. (In a state of its own: the GC above hid the
+	// lower paths of this one.)
+	d2 := t.TempDir()
+	up2, work2, state2 := filepath.Join(d2, "upper"), filepath.Join(d2, "work"), filepath.Join(d2, "var")
+	for _, d := range []string{up2, work2, state2} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := inNamespace(t, []byte(reg), overlay28, m.Dir, up2, work2, state2, "nix-store", "--load-db"); err != nil {
+		t.Fatalf("--load-db: %v\n%s", err, out)
+	}
+	if out, err := inNamespace(t, nil, overlay28, m.Dir, up2, work2, state2, "nix-store", "--optimise"); err != nil {
+		t.Fatalf("--optimise: %v\n%s", err, out)
+	}
+	ups = upperEntries(t, up2)
+	for _, p := range []string{b.bb, b.tool, b.input} {
+		if whiteout, ok := ups[filepath.Base(p)]; !ok || whiteout {
+			t.Errorf("after --optimise, %s was not copied up into the upper layer (%v): update the README's pitfall", p, ups)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(up2, filepath.Base(b.input), "share", "big.bin")); err != nil || fi.Size() != b.bigBytes {
+		t.Errorf("after --optimise, big.bin in the upper layer: %v %v", fi, err)
 	}
 }
