@@ -33,6 +33,9 @@ type globalFlags struct {
 	lookahead   bool
 	noListings  bool
 
+	// nixDaemonSocket is mount's --nix-daemon-socket (daemon.go).
+	nixDaemonSocket string
+
 	// onRequest, not a flag: mount sets it to feed its metrics.
 	onRequest remote.RequestObserver
 	// progressDeadlines, not a flag: commands without readers set it
@@ -77,7 +80,7 @@ Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...)
 	pf.BoolVar(&g.noListings, "verified-metadata-only", false, "ignore the cache's unsigned .ls listings: take metadata (stat, readdir, symlink targets) only from verified NARs and signed chunk indexes. Without it a .ls is used, within the signed NarSize, only on stock caches: never for a cache whose nix-cache-info declares chunk indexes, a path whose narinfo names one, or a path whose index verified here before")
 	pf.BoolVar(&g.prefetch, "prefetch-references", false, "when a path's data is fetched, fetch its references' data too, in the background, 4 paths at a time (walks of whole closures overlap downloads)")
 	pf.BoolVar(&g.lookahead, "lookahead-references", true, "when a path is resolved, look up its references' narinfos and listings (never NARs) in the background, 16 at a time, so walking a closure costs no round trip per path")
-	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g), prefetchCmd(&g), statsCmd(), installUnitCmd())
+	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g), prefetchCmd(&g), registerCmd(&g), statsCmd(), installUnitCmd())
 	markUsageErrors(root)
 	err := root.Execute()
 	if err != nil {
