@@ -9,7 +9,9 @@
 # NARFS_BENCH_ONLY=indexed runs only measures 10–14 (per-file reads of a
 # cache written by narfs push); NARFS_BENCH_ONLY=closure runs only 1, 3
 # and 16 (a cold closure), of the caches NARFS_BENCH_COMPRESSIONS=zstd,...
-# names; NARFS_BENCH_RUNS=N sets the runs per figure.
+# names; NARFS_BENCH_ONLY=builds runs only 19 and 20 (builds on narfs: Nix
+# 2.26 local-overlay and Nix 2.8 register against substitute-then-build);
+# NARFS_BENCH_RUNS=N sets the runs per figure.
 # NARFS_BENCH_NARSERVE=path/to/nar-serve (or nar-serve on PATH) adds
 # numtide/nar-serve as measure 11's reference.
 set -euo pipefail
@@ -121,6 +123,14 @@ How each figure is taken:
   operations per file from the daemon's metrics.
 - Measure 17: the commands of measures 10 and 13 on the stock cache (`nix copy`, zstd): narfs
   fetches whole NARs; reference = `nix copy` of the program's closure plus the same command.
+- Measures 19 and 20 (integration/bench_builds_test.go): a derivation (builder: Debian's static
+  busybox from the store) running `go build` of hello world (empty GOCACHE) or `go version` with
+  the Go toolchain path of measure 10, all pushed by `narfs push` and served through the
+  s3-region link. Time = the whole `nix build` / `nix-build` (evaluation included; for the 2.8
+  mode also `narfs register --closure | nix-store --load-db`); the narfs mount (fresh cache dir)
+  is up before the timer starts, page caches dropped. Reference = Nix 2.8 in a private mount
+  namespace with an empty /nix/store and /nix/var substituting the same paths from the same
+  link, then building. FUSE operations from the mount's metrics.
 EOF
 } > "$out_md"
 echo "== wrote $out_md (${elapsed} s)" >&2

@@ -19,7 +19,8 @@ import (
 // markdown table and writes it to NARFS_BENCH_OUT when set.
 // NARFS_BENCH_ONLY=indexed runs only the indexed-cache measures (10–14),
 // =stock only 15, 17 and 18, =closure only 1, 3 and 16 (the cold closure);
-// NARFS_BENCH_COMPRESSIONS=zstd,xz limits the caches of the last.
+// NARFS_BENCH_COMPRESSIONS=zstd,xz limits the caches of the last;
+// =builds only 19 and 20 (builds on narfs, bench_builds_test.go).
 func TestBenchReport(t *testing.T) {
 	if os.Getenv("NARFS_BENCH") != "1" {
 		t.Skip("set NARFS_BENCH=1 (make bench)")
@@ -27,11 +28,14 @@ func TestBenchReport(t *testing.T) {
 	requireE2E(t)
 	only := os.Getenv("NARFS_BENCH_ONLY")
 	switch only {
-	case "", "indexed", "stock", "closure":
+	case "", "indexed", "stock", "closure", "builds":
 	default:
-		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed, stock, closure or nothing", only)
+		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed, stock, closure, builds or nothing", only)
 	}
 	b := newBench(t, only == "" || only == "closure")
+	if only == "builds" {
+		b.builds() // measures 19 and 20
+	}
 	if only == "closure" {
 		b.coldReadsAndClosure()
 	}
@@ -44,11 +48,14 @@ func TestBenchReport(t *testing.T) {
 		b.memoryOverall()        // measure 7 (whole run)
 		b.decoders()             // measure 8
 	}
-	if only != "stock" && only != "closure" {
+	if only != "stock" && only != "closure" && only != "builds" {
 		b.indexed() // measures 10–14
 	}
-	if only != "indexed" && only != "closure" {
+	if only != "indexed" && only != "closure" && only != "builds" {
 		b.stock() // measures 15, 17 and 18
+	}
+	if only == "" {
+		b.builds() // measures 19 and 20
 	}
 	report := b.table()
 	fmt.Println(report)
@@ -77,6 +84,9 @@ type bench struct {
 
 	stockIntro string // measures 15, 17 and 18 (bench_stock_test.go, bench_walk_test.go)
 	stockRows  []benchRow
+
+	buildIntro string // measures 19 and 20 (bench_builds_test.go)
+	buildRows  []benchRow
 }
 
 type benchRow struct {
@@ -584,6 +594,11 @@ func (b *bench) table() string {
 		s.WriteString("\n## Stock caches at wire speed (measures 15, 17 and 18)\n\n")
 		s.WriteString(b.stockIntro)
 		writeRows(&s, b.stockRows)
+	}
+	if len(b.buildRows) > 0 {
+		s.WriteString("\n## Builds on narfs (measures 19 and 20)\n\n")
+		s.WriteString(b.buildIntro)
+		writeRows(&s, b.buildRows)
 	}
 	return s.String()
 }

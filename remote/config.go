@@ -51,6 +51,14 @@ type Config struct {
 	// Downloads shared by several readers go on past it while the server
 	// keeps sending faster than Backend.MinRate. Default 30s.
 	Timeout time.Duration
+	// ProgressDeadlines bounds every request to the cache, retries
+	// included, by Timeout until bytes arrive and then by Timeout plus its
+	// bytes at Backend.MinRate (backend.ProgressDeadlines): a cache that
+	// never answers costs Timeout, not every attempt's. For commands
+	// without readers (prefetch); the mount leaves it off, as its
+	// background chunk runs wait for a slot between a response's headers
+	// and its body.
+	ProgressDeadlines bool
 	// ListingMemory bounds the bytes of listings kept in memory (default
 	// 256 MiB); a single listing larger than a quarter of it is refused.
 	ListingMemory int64

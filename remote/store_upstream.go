@@ -63,6 +63,9 @@ func newUpstreamPart(ctx context.Context, u *backend.StoreURL, cfg Config) (*ups
 	}
 	up.stats.observer = cfg.OnRequest
 	up.stats.cache = u.String()
+	if cfg.ProgressDeadlines {
+		be = backend.ProgressDeadlines(be, cfg.Timeout, cfg.Backend.MinRate)
+	}
 	up.be = countingBackend{Backend: be, c: &up.stats}
 	if up.narinfos, err = lru.New[string, *PathInfo](cfg.NarinfoCacheSize); err != nil {
 		be.Close()

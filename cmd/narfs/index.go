@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/narfs/narfs/remote/backend"
+	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 	"github.com/narfs/narfs/remote/upload"
 )
@@ -17,7 +17,7 @@ func indexCmd(g *globalFlags) *cobra.Command {
 		o       upload.IndexOptions
 	)
 	c := &cobra.Command{
-		Use:   "index --secret-key FILE [--prune] STORE-URL PATH…|--all",
+		Use:   "index --secret-key FILE [--trusted-public-keys KEYS] [--prune] STORE-URL PATH…|--all",
 		Short: "Give the paths of an existing binary cache a signed chunk index, in place",
 		Long: `Index upgrades a binary cache so that narfs can fetch single files: per path it downloads
 the NAR once, checks it against NarHash/NarSize, and writes a signed chunk index (at
@@ -27,7 +27,13 @@ point at it, every other line (Sig included) kept. A path indexed by an older na
 index named by NarfsIndex lines in its narinfo) gets its index moved into index/HASH.nidx
 and a narinfo without those lines, which strict readers (go-nix, nar-serve) refuse.
 Old objects stay unless --prune. Paths with a valid index by this key are skipped, so a
-rerun finishes what an interrupted one left.`,
+rerun finishes what an interrupted one left.
+
+The index is signed with --secret-key, so only paths whose narinfo is signed by that key
+or by one of --trusted-public-keys (default: nix.conf's) are indexed; any other path
+fails ("not indexing") and nothing is written for it: an unsigned narinfo is anyone's
+word, and indexing it would sign that word (a content address vouches for NarHash, not
+for NarSize, which sizes the temporary files).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || (len(args) == 1) != all {
 				return fmt.Errorf("want STORE-URL and PATHs, or STORE-URL --all")
@@ -41,6 +47,13 @@ rerun finishes what an interrupted one left.`,
 				return err
 			}
 			o.Key = key
+			keyText := g.trustedKeys
+			if keyText == "" {
+				keyText = nixConfTrustedKeys()
+			}
+			if o.Trusted, err = narinfo.ParsePublicKeys(keyText); err != nil {
+				return usageError{fmt.Errorf("--trusted-public-keys: %w", err)}
+			}
 			var hashes []string
 			for _, a := range args[1:] {
 				h, err := upload.HashPart(storepath.DefaultStoreDir, a)
@@ -53,7 +66,7 @@ rerun finishes what an interrupted one left.`,
 			if err != nil {
 				return err
 			}
-			cache, err := upload.Open(ctx, args[0], backend.Options{Logger: log})
+			cache, err := upload.Open(ctx, args[0], g.backendOptions(log))
 			if err != nil {
 				return err
 			}

@@ -66,24 +66,31 @@ func infoCmd(g *globalFlags) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(j)
 			}
-			fmt.Printf("StorePath:   %s\nURL:         %s\nCompression: %s\n", j.Path, j.URL, j.Compression)
+			// One line per field, whatever the cache put in it (escapeLine).
+			line := func(field, value string) { fmt.Printf("%-13s%s\n", field+":", escapeLine(value)) }
+			line("StorePath", j.Path)
+			line("URL", j.URL)
+			line("Compression", j.Compression)
 			if j.FileHash != "" {
-				fmt.Printf("FileHash:    %s\n", j.FileHash)
+				line("FileHash", j.FileHash)
 			}
 			if j.FileSize != 0 {
-				fmt.Printf("FileSize:    %d\n", j.FileSize)
+				line("FileSize", fmt.Sprint(j.FileSize))
 			}
-			fmt.Printf("NarHash:     %s\nNarSize:     %d\nReferences:  %s\n", j.NarHash, j.NarSize, strings.Join(j.References, " "))
+			line("NarHash", j.NarHash)
+			line("NarSize", fmt.Sprint(j.NarSize))
+			line("References", strings.Join(j.References, " "))
 			if j.Deriver != "" {
-				fmt.Printf("Deriver:     %s\n", j.Deriver)
+				line("Deriver", j.Deriver)
 			}
 			for _, s := range j.Signatures {
-				fmt.Printf("Sig:         %s\n", s)
+				line("Sig", s)
 			}
 			if j.CA != "" {
-				fmt.Printf("CA:          %s\n", j.CA)
+				line("CA", j.CA)
 			}
-			fmt.Printf("Trusted:     %s\nCache:       %s\n", j.Trust, j.Cache)
+			line("Trusted", j.Trust)
+			line("Cache", j.Cache)
 			return nil
 		},
 	}

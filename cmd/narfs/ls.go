@@ -67,7 +67,10 @@ func printListing(w io.Writer, name string, n *nar.Node, long, recursive bool) {
 	}
 }
 
+// printEntry prints one entry; names and targets come from the cache and
+// are quoted where they need it (quoteName).
 func printEntry(w io.Writer, name string, n *nar.Node, long bool) {
+	name = quoteName(name)
 	if !long {
 		fmt.Fprintln(w, name)
 		return
@@ -76,7 +79,7 @@ func printEntry(w io.Writer, name string, n *nar.Node, long bool) {
 	case nar.TypeDirectory:
 		fmt.Fprintf(w, "dr-xr-xr-x %20d %s\n", 0, name)
 	case nar.TypeSymlink:
-		fmt.Fprintf(w, "lrwxrwxrwx %20d %s -> %s\n", 0, name, n.Target)
+		fmt.Fprintf(w, "lrwxrwxrwx %20d %s -> %s\n", 0, name, quoteName(n.Target))
 	default:
 		mode := "-r--r--r--"
 		if n.Executable {

@@ -33,8 +33,14 @@ type globalFlags struct {
 	lookahead   bool
 	noListings  bool
 
+	// nixDaemonSocket is mount's --nix-daemon-socket (daemon.go).
+	nixDaemonSocket string
+
 	// onRequest, not a flag: mount sets it to feed its metrics.
 	onRequest remote.RequestObserver
+	// progressDeadlines, not a flag: commands without readers set it
+	// (remote.Config.ProgressDeadlines).
+	progressDeadlines bool
 }
 
 func main() {
@@ -70,15 +76,15 @@ Exit status: 0 success, 1 failure (a path failed, the cache is unreachable, ...)
 	pf.BoolVar(&g.requireSigs, "require-sigs", true, "hide paths without a signature by a trusted key (content-addressed paths excepted). Chunk indexes are used only when a trusted key signs them, whatever this says")
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "text or json (one object per line, for log collectors)")
-	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "longest a lookup or an open waits for an answer, retries included (a download slower than 64 KiB/s counts as stalled)")
+	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "longest a lookup or an open waits for an answer, retries included (a download slower than 64 KiB/s counts as stalled); push, index, verify and prefetch: longest any request to the cache waits for its first bytes, retries included, and then as long as they keep coming at 64 KiB/s")
 	pf.BoolVar(&g.noListings, "verified-metadata-only", false, "ignore the cache's unsigned .ls listings: take metadata (stat, readdir, symlink targets) only from verified NARs and signed chunk indexes. Without it a .ls is used, within the signed NarSize, only on stock caches: never for a cache whose nix-cache-info declares chunk indexes, a path whose narinfo names one, or a path whose index verified here before")
 	pf.BoolVar(&g.prefetch, "prefetch-references", false, "when a path's data is fetched, fetch its references' data too, in the background, 4 paths at a time (walks of whole closures overlap downloads)")
 	pf.BoolVar(&g.lookahead, "lookahead-references", true, "when a path is resolved, look up its references' narinfos and listings (never NARs) in the background, 16 at a time, so walking a closure costs no round trip per path")
-	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g), prefetchCmd(&g), statsCmd(), installUnitCmd())
+	root.AddCommand(mountCmd(&g), lsCmd(&g), catCmd(&g), infoCmd(&g), pushCmd(&g), indexCmd(&g), verifyCmd(&g), prefetchCmd(&g), registerCmd(&g), statsCmd(), installUnitCmd())
 	markUsageErrors(root)
 	err := root.Execute()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "narfs: %v\n", err)
+		fmt.Fprintf(os.Stderr, "narfs: %s\n", escapeLine(err.Error()))
 	}
 	os.Exit(exitStatus(err))
 }
@@ -128,10 +134,18 @@ func (g *globalFlags) openStore(ctx context.Context, storeURLs []string, log *sl
 		NoReferenceLookahead: !g.lookahead,
 		VerifiedMetadataOnly: g.noListings,
 		Timeout:              g.timeout,
+		ProgressDeadlines:    g.progressDeadlines,
 		IndexedWholeMax:      cmp.Or(g.wholeMax, -1),
 		OnRequest:            g.onRequest,
 		Backend:              backend.Options{Logger: log},
 	})
+}
+
+// backendOptions are those of the commands that talk to one cache
+// themselves (push, index, verify): --timeout bounds each request,
+// retries included, as upload.Open says, and each stalled read.
+func (g *globalFlags) backendOptions(log *slog.Logger) backend.Options {
+	return backend.Options{Logger: log, RequestTimeout: g.timeout, StallTimeout: g.timeout}
 }
 
 // target is a store path (and sub-path) named on the command line,

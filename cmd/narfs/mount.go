@@ -79,6 +79,7 @@ caches at once. A cache that fails costs one --timeout and is then skipped for a
 	f.BoolVar(&o.Passthrough, "passthrough", true, "let the kernel read cached files directly (FUSE passthrough, Linux ≥ 6.9, root)")
 	f.BoolVar(&o.NoOpen, "no-open", false, "no OPEN or RELEASE round trip per opened file (the kernel's no-open mode): walks of many small files run near native speed once cached, but large files are read through narfs (no passthrough), and errors of a cold path come with its first read, not its open")
 	f.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
+	f.StringVar(&g.nixDaemonSocket, "nix-daemon-socket", "", "also serve Nix's daemon protocol, read-only, for the mount's paths on a Unix socket at `PATH` (mode 0600, 0666 with --allow-other), for Nix's --store unix://PATH and as the lower store of a local-overlay store (README: Builds on narfs)")
 	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics and /healthz (e.g. 127.0.0.1:9150; off when empty)")
 	return c
 }
@@ -150,6 +151,15 @@ func runMount(ctx context.Context, g *globalFlags, o narfs.Options, storeURLs []
 	defer store.Close()
 	if m != nil {
 		m.Watch(store)
+	}
+	if g.nixDaemonSocket != "" {
+		// Stopped (and its socket removed) when runMount returns, after
+		// the unmount.
+		stop, err := startNixDaemon(ctx, g, g.nixDaemonSocket, o.AllowOther, store, o.Logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	srv, err := narfs.Mount(mountpoint, store, o)
 	if err != nil {

@@ -57,6 +57,7 @@ a terminal) and exits 1 if any path failed, 2 on a usage error.`,
 			// The walk below looks up the closure itself; the lookahead's
 			// listings would be requests for nothing.
 			g.lookahead = false
+			g.progressDeadlines = true
 			store, err := g.openStore(cmd.Context(), urls, log)
 			if err != nil {
 				return err

@@ -45,14 +45,15 @@ func (p *progress) add(n int64) {
 	p.bar.Add64(n)
 }
 
-// linef prints a line above the bar.
+// linef prints a line above the bar, its control characters escaped
+// (escapeLine): the lines carry what caches said.
 func (p *progress) linef(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar != nil {
 		p.bar.Clear()
 	}
-	fmt.Fprintf(p.out, format+"\n", args...)
+	fmt.Fprintln(p.out, escapeLine(fmt.Sprintf(format, args...)))
 	if p.bar != nil {
 		p.bar.RenderBlank()
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -59,7 +58,7 @@ them out) is reported, as strict readers refuse it. It prints "ok PATH" or
 			if err != nil {
 				usageExit(cmd, err)
 			}
-			return runVerify(cmd.Context(), args[0], hashes, all, keys, jobs, log)
+			return runVerify(cmd.Context(), args[0], hashes, all, keys, jobs, g.backendOptions(log))
 		},
 	}
 	c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -73,23 +72,19 @@ them out) is reported, as strict readers refuse it. It prints "ok PATH" or
 
 // usageExit ends the process with status 2, as verify's usage promises.
 func usageExit(cmd *cobra.Command, err error) {
-	fmt.Fprintf(os.Stderr, "narfs: %v\nUsage: narfs %s\n", err, cmd.Use)
+	fmt.Fprintf(os.Stderr, "narfs: %s\nUsage: narfs %s\n", escapeLine(err.Error()), cmd.Use)
 	os.Exit(2)
 }
 
-func runVerify(ctx context.Context, storeURL string, hashes []string, all bool, keys []narinfo.PublicKey, jobs int, log *slog.Logger) error {
-	u, err := backend.ParseStoreURL(storeURL)
+func runVerify(ctx context.Context, storeURL string, hashes []string, all bool, keys []narinfo.PublicKey, jobs int, opts backend.Options) error {
+	log := opts.Logger
+	cache, err := upload.OpenRead(ctx, storeURL, opts)
 	if err != nil {
 		return err
 	}
-	b, err := backend.Open(ctx, u, backend.Options{})
-	if err != nil {
-		return err
-	}
-	cache := &upload.Cache{B: b}
 	defer cache.Close()
 	if all {
-		if hashes, err = upload.AllHashes(ctx, b); err != nil {
+		if hashes, err = upload.AllHashes(ctx, cache.B); err != nil {
 			return err
 		}
 	}
@@ -115,9 +110,9 @@ func runVerify(ctx context.Context, storeURL string, hashes []string, all bool, 
 					fatal = err
 				case len(r.Reasons) > 0:
 					failed++
-					fmt.Printf("FAIL %s: %s\n", r.Path, strings.Join(r.Reasons, "; "))
+					fmt.Println(escapeLine(fmt.Sprintf("FAIL %s: %s", r.Path, strings.Join(r.Reasons, "; "))))
 				default:
-					fmt.Printf("ok %s\n", r.Path)
+					fmt.Println(escapeLine("ok " + r.Path))
 				}
 				mu.Unlock()
 			}

@@ -25,19 +25,29 @@ type SecretKey struct {
 func ParsePublicKey(s string) (PublicKey, error) {
 	name, key, err := parseKey(s, ed25519.PublicKeySize)
 	if err != nil {
+		// Only the name is quoted: a secret key given where a public one
+		// belongs must not be printed.
+		if name, _, ok := strings.Cut(s, ":"); ok && len(name) <= maxKeyName {
+			return PublicKey{}, fmt.Errorf("public key %q: %w", name, err)
+		}
 		return PublicKey{}, fmt.Errorf("public key: %w", err)
 	}
 	return PublicKey{Name: name, Key: ed25519.PublicKey(key)}, nil
 }
 
+// maxKeyName bounds the key names quoted in errors: a longer one is more
+// likely key material than a name.
+const maxKeyName = 40
+
 // ParsePublicKeys parses a whitespace-separated list of public keys, the
 // syntax of nix.conf's trusted-public-keys.
 func ParsePublicKeys(s string) ([]PublicKey, error) {
 	var keys []PublicKey
-	for _, f := range strings.Fields(s) {
+	fields := strings.Fields(s)
+	for i, f := range fields {
 		k, err := ParsePublicKey(f)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("key %d of %d: %w", i+1, len(fields), err)
 		}
 		keys = append(keys, k)
 	}
@@ -51,7 +61,9 @@ func (k PublicKey) String() string {
 
 // ParseSecretKey parses a Nix secret key file: "<name>:<base64 of 64
 // bytes>" (libsodium's seed ‖ public key, the layout of
-// ed25519.PrivateKey), surrounding whitespace ignored.
+// ed25519.PrivateKey), surrounding whitespace ignored. Its errors never
+// contain any of s: a malformed file may be all key material (no name,
+// or the key where the name should be).
 func ParseSecretKey(s string) (SecretKey, error) {
 	name, key, err := parseKey(strings.TrimSpace(s), ed25519.PrivateKeySize)
 	if err != nil {
@@ -61,7 +73,7 @@ func ParseSecretKey(s string) (SecretKey, error) {
 	// Go signs with the public half stored in the key, so a key whose halves
 	// disagree would produce signatures nobody can verify.
 	if derived := ed25519.NewKeyFromSeed(sk.Seed()); !bytes.Equal(derived, sk) {
-		return SecretKey{}, fmt.Errorf("secret key %q: public half does not match the seed: %w", name, ErrInvalid)
+		return SecretKey{}, fmt.Errorf("secret key: public half does not match the seed: %w", ErrInvalid)
 	}
 	return SecretKey{Name: name, Key: sk}, nil
 }
@@ -76,14 +88,16 @@ func (k SecretKey) String() string {
 	return k.Name + ":" + base64.StdEncoding.EncodeToString(k.Key)
 }
 
+// parseKey splits "<name>:<base64>". Its errors quote none of s, which
+// may be a secret key.
 func parseKey(s string, size int) (string, []byte, error) {
 	name, b64, ok := strings.Cut(s, ":")
 	if !ok || name == "" {
-		return "", nil, fmt.Errorf("%q: want <name>:<base64>: %w", s, ErrInvalid)
+		return "", nil, fmt.Errorf("want <name>:<base64>: %w", ErrInvalid)
 	}
 	key, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil || len(key) != size {
-		return "", nil, fmt.Errorf("key %q: want %d bytes of base64: %w", name, size, ErrInvalid)
+		return "", nil, fmt.Errorf("want <name>:<base64 of %d bytes>: %w", size, ErrInvalid)
 	}
 	return name, key, nil
 }

@@ -51,3 +51,33 @@ func TestParseKeysRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyErrorsHideKeys: no error of key parsing contains key material,
+// whatever the malformed input: a secret key without its name, with the
+// key where the name goes, of the wrong length, given as a public key.
+func TestKeyErrorsHideKeys(t *testing.T) {
+	sk := readKeyFile(t, "../../nar/testdata/keys/narfs-test-1.sk")
+	_, b64, _ := strings.Cut(sk, ":")
+	leaks := func(err error) bool {
+		if err == nil {
+			return false
+		}
+		msg := err.Error()
+		for i := 0; i+12 <= len(b64); i++ {
+			if strings.Contains(msg, b64[i:i+12]) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range []string{b64, b64 + ":", b64 + ":x", "n:" + b64[:80], "n:" + b64 + "AAAA", " " + b64 + "\n", "n:" + b64[:43] + "A" + b64[44:]} {
+		if _, err := ParseSecretKey(s); err == nil || leaks(err) {
+			t.Errorf("ParseSecretKey of a malformed key: error %v", err)
+		}
+	}
+	for _, s := range []string{sk, b64, b64 + ":AAAA"} {
+		if _, err := ParsePublicKeys("cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY= " + s); err == nil || leaks(err) {
+			t.Errorf("ParsePublicKeys of a secret key: error %v", err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package nixdaemon
 
 import (
+	"context"
 	"io/fs"
 	"net"
 	"os"
@@ -57,5 +58,30 @@ func TestListenUnix(t *testing.T) {
 	}
 	if _, err := ListenUnix(path, 0o600); err == nil {
 		t.Error("a regular file was replaced")
+	}
+}
+
+// TestServeRemovesSocket: when Serve returns, the listener is closed and
+// the socket gone, not "soon": a process that exits right after Serve
+// (narfs mount on SIGTERM) left the socket behind when the close ran in
+// the context's AfterFunc goroutine, racing the return.
+func TestServeRemovesSocket(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 200 {
+		path := filepath.Join(dir, "s")
+		ln, err := ListenUnix(path, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- (&Server{Store: nil}).Serve(ctx, ln) }()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(path); err == nil {
+			t.Fatalf("round %d: the socket is still there after Serve returned", i)
+		}
 	}
 }

@@ -101,6 +101,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer func() {
 		cancel() // closes ln and every connection (the AfterFuncs)
+		// The AfterFunc closing ln runs in its own goroutine: close it
+		// here too (closing twice is harmless), so that ln is closed, and
+		// a ListenUnix socket removed, when Serve returns.
+		ln.Close()
 		wg.Wait()
 	}()
 	context.AfterFunc(ctx, func() { ln.Close() })

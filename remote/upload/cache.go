@@ -2,13 +2,16 @@ package upload
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
@@ -43,21 +46,51 @@ type Cache struct {
 	aliases     bool // nix-cache-info says the cache keeps index aliases
 }
 
-// Open opens storeURL for reading and writing.
+// Open opens storeURL for reading and writing. Every request is one
+// operation bounded by opts.RequestTimeout (default 30s), retries
+// included, until bytes move, then by that plus its bytes at
+// opts.MinRate (backend.ProgressDeadlines): a cache that never answers
+// fails a request after RequestTimeout, not after every attempt's.
 func Open(ctx context.Context, storeURL string, opts backend.Options) (*Cache, error) {
 	u, err := backend.ParseStoreURL(storeURL)
 	if err != nil {
 		return nil, err
 	}
-	b, w, err := backend.OpenWriter(ctx, u, opts)
+	b, _, err := backend.OpenWriter(ctx, u, opts)
 	if err != nil {
 		return nil, err
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	b = deadlines(b, opts)
+	return &Cache{B: b, W: b.(backend.Writer), Log: logger(opts)}, nil
+}
+
+// OpenRead opens storeURL for Verify alone, its requests bounded as
+// Open's.
+func OpenRead(ctx context.Context, storeURL string, opts backend.Options) (*Cache, error) {
+	u, err := backend.ParseStoreURL(storeURL)
+	if err != nil {
+		return nil, err
 	}
-	return &Cache{B: b, W: w, Log: log}, nil
+	b, err := backend.Open(ctx, u, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{B: deadlines(b, opts), Log: logger(opts)}, nil
+}
+
+func deadlines(b backend.Backend, opts backend.Options) backend.Backend {
+	wait := opts.RequestTimeout
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	return backend.ProgressDeadlines(b, wait, opts.MinRate)
+}
+
+func logger(opts backend.Options) *slog.Logger {
+	if opts.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return opts.Logger
 }
 
 // Close closes the backend.
@@ -95,6 +128,36 @@ func (c *Cache) putObject(ctx context.Context, key string, r io.ReadSeeker, size
 		return err
 	}
 	return c.W.Put(ctx, key, r, size, contentType)
+}
+
+// ErrStoreDir: the cache is for another store directory (its
+// nix-cache-info's StoreDir), so writing it would put paths where no Nix
+// that reads it looks.
+var ErrStoreDir = errors.New("binary cache is for another store directory")
+
+// CheckStoreDir refuses a cache whose nix-cache-info names a StoreDir
+// other than storeDir, as Nix does before writing to (or reading) one. A
+// cache without nix-cache-info, or without the line, is Nix's default,
+// /nix/store: EnsureCacheInfo writes that.
+func (c *Cache) CheckStoreDir(ctx context.Context, storeDir string) error {
+	data, err := backend.ReadAll(ctx, c.B, "nix-cache-info", narinfo.MaxSize)
+	if errors.Is(err, backend.ErrNotFound) {
+		data, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	info, err := narinfo.ParseCacheInfo(data)
+	if err != nil {
+		return fmt.Errorf("nix-cache-info: %w", err)
+	}
+	if have := cmp.Or(info.StoreDir, storepath.DefaultStoreDir); have != storeDir {
+		// Nix's words: "binary cache '%s' is for Nix stores with prefix
+		// '%s', not '%s'".
+		return fmt.Errorf("%w: binary cache '%s' is for Nix stores with prefix %s, not %s (its nix-cache-info says StoreDir: %s)",
+			ErrStoreDir, c.B, strconv.Quote(have), strconv.Quote(storeDir), strconv.Quote(have))
+	}
+	return nil
 }
 
 // EnsureCacheInfo writes nix-cache-info if the cache has none, and adds

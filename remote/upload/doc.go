@@ -28,8 +28,26 @@
 // # Trust
 //
 // Push checks every NAR against the hash and size the local store
-// recorded before signing anything. Index checks the downloaded NAR
-// against the narinfo's NarHash and NarSize before writing a byte, and
-// keeps every narinfo line it does not replace: Nix's signature covers the
-// store path, NarHash, NarSize and References, none of which change.
+// recorded before signing anything. It skips a path only when the cache
+// holds a narinfo for it that parses, matches the local NarHash and
+// NarSize, is signed by the pushing key or a trusted one and names an
+// object that is there; any other narinfo at that name (junk, another
+// path's, unsigned) is replaced. Index signs only paths whose narinfo a
+// trusted key (or its own) signed — a content address vouches for
+// NarHash, not for NarSize — checks the downloaded NAR against NarHash and
+// NarSize before writing a byte, and keeps every narinfo line it does not
+// replace: Nix's signature covers the store path, NarHash, NarSize and
+// References, none of which change. Both refuse a cache whose
+// nix-cache-info names another StoreDir, as Nix does.
+//
+// Temporary files are bounded by the signed NarSize: the object by
+// objectBound, the NAR decoded from it by NarSize; a byte more fails the
+// path, so an endless object or a decompression bomb costs no more disk
+// than the path's real size.
+//
+// # Time
+//
+// Open and OpenRead bound every request (backend.ProgressDeadlines): a
+// cache that never answers costs RequestTimeout, retries included; one
+// that sends keeps the request alive as long as it sends at MinRate.
 package upload

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -14,17 +15,24 @@ import (
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/storepath"
 )
 
 // IndexOptions tune IndexAll.
 type IndexOptions struct {
-	Key     narinfo.SecretKey
+	Key narinfo.SecretKey
+	// Trusted: a path is indexed only if its narinfo is signed by one of
+	// these keys or by Key: the index signs the NAR's contents with Key,
+	// and the temporary files are sized by the narinfo's NarSize.
+	Trusted []narinfo.PublicKey
 	Level   zstd.EncoderLevel
 	TempDir string
 	Jobs    int // paths in flight, default 4
 	// Prune deletes the objects the rewritten narinfos no longer point
 	// at, once no narinfo in the cache does.
 	Prune bool
+
+	beforeWrite func() error // IndexAll's: nix-cache-info, once
 }
 
 // IndexResult is the outcome of indexing one path.
@@ -41,8 +49,22 @@ func (c *Cache) IndexAll(ctx context.Context, hashes []string, opts IndexOptions
 	if opts.Jobs <= 0 {
 		opts.Jobs = 4
 	}
-	if err := c.EnsureCacheInfo(ctx); err != nil {
-		return fmt.Errorf("nix-cache-info: %w", err)
+	// Narinfo hash parts name paths of /nix/store (HashPart), and so do
+	// the narinfos written.
+	if err := c.CheckStoreDir(ctx, storepath.DefaultStoreDir); err != nil {
+		return err
+	}
+	// nix-cache-info is written before the first path that will be, so
+	// that a run whose paths are all refused writes nothing.
+	var infoOnce sync.Once
+	var infoErr error
+	opts.beforeWrite = func() error {
+		infoOnce.Do(func() {
+			if err := c.EnsureCacheInfo(ctx); err != nil {
+				infoErr = fmt.Errorf("nix-cache-info: %w", err)
+			}
+		})
+		return infoErr
 	}
 	work := make(chan string)
 	var (
@@ -90,6 +112,15 @@ func (c *Cache) Index(ctx context.Context, hash string, opts IndexOptions) Index
 		return r
 	}
 	r.Path = ni.StorePath.Abs(storeDirOf(ni))
+	if err := trusted(ni, opts); err != nil {
+		r.Err = err
+		return r
+	}
+	if opts.beforeWrite != nil {
+		if r.Err = opts.beforeWrite(); r.Err != nil {
+			return r
+		}
+	}
 	payload, layout2 := c.currentIndex(ctx, ni, opts.Key.Public())
 	switch {
 	case layout2 && !hasIndexLines(ni):
@@ -164,6 +195,25 @@ func (c *Cache) currentIndex(ctx context.Context, ni *narinfo.NarInfo, pub narin
 	return nil, false
 }
 
+// trusted says whether Index may sign what the narinfo describes: its
+// signature by a key of opts.Trusted or opts.Key makes NarHash and NarSize
+// the path's, so the NAR checked against them is, and NarSize bounds the
+// temporary NAR. Without that, the index would put the operator's
+// signature on whatever a key-less writer of the cache chose. A content
+// address is not enough here, unlike for readers: it vouches for NarHash
+// but not NarSize, so a writer could still size the temporary files.
+func trusted(ni *narinfo.NarInfo, opts IndexOptions) error {
+	keys := opts.Trusted
+	if len(opts.Key.Key) == ed25519.PrivateKeySize {
+		keys = append([]narinfo.PublicKey{opts.Key.Public()}, keys...)
+	}
+	if _, err := ni.Verify(keys); err != nil {
+		// err wraps narinfo.ErrUntrusted.
+		return fmt.Errorf("not indexing (it would sign what no one vouched for): %w; trusted are %s and the keys of --trusted-public-keys", err, opts.Key.Name)
+	}
+	return nil
+}
+
 func (c *Cache) index(ctx context.Context, ni *narinfo.NarInfo, opts IndexOptions) (oldURL, newURL string, err error) {
 	comp := ni.EffectiveCompression()
 	// Download once, decompressing into a temporary NAR.
@@ -177,14 +227,20 @@ func (c *Cache) index(ctx context.Context, ni *narinfo.NarInfo, opts IndexOption
 		return "", "", err
 	}
 	defer o.Body.Close()
+	// Both temporary files are bounded by the narinfo's sizes, which its
+	// signature vouches for (Index refuses any other): the object by
+	// objectBound, the NAR by NarSize.
+	if bound := objectBound(ni); o.Size > bound {
+		return "", "", fmt.Errorf("%s: %d bytes: %w: the narinfo allows %d", ni.URL, o.Size, errTooLong, bound)
+	}
 	file := newNarDigest()
-	raw := io.TeeReader(o.Body, file)
+	raw := io.TeeReader(newBoundedReader(o.Body, objectBound(ni), ni.URL), file)
 	dec, err := compress.NewReader(comp, raw)
 	if err != nil {
 		return "", "", err
 	}
 	d := newNarDigest()
-	l, err := scan(dec, d, narFile)
+	l, err := scan(newBoundedReader(dec, ni.NarSize, "NAR"), d, narFile)
 	dec.Close()
 	if err != nil {
 		return "", "", fmt.Errorf("%s: decoding the NAR: %w", ni.URL, err)

@@ -2,6 +2,8 @@ package upload
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -9,13 +11,17 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
 // PushOptions tune Push.
 type PushOptions struct {
-	Key         narinfo.SecretKey
+	Key narinfo.SecretKey
+	// Trusted: a narinfo already in the cache is kept (the path skipped)
+	// only if one of these keys, or Key, signs it; any other is replaced.
+	Trusted     []narinfo.PublicKey
 	Compression string // "zstd" (the default) or "none"
 	Level       zstd.EncoderLevel
 	TempDir     string // for objects before upload; "" is os.TempDir
@@ -50,11 +56,15 @@ type Result struct {
 	Path    string // absolute store path
 	Skipped bool   // already in the cache (push) or already indexed (index)
 	Err     error
+	// Replaced says why a narinfo that was already in the cache was
+	// overwritten ("" if there was none, or the path was skipped).
+	Replaced string
 }
 
 // staged is a path whose objects are uploaded and whose narinfo is not.
 type staged struct {
-	ni *narinfo.NarInfo
+	ni       *narinfo.NarInfo
+	replaced string // why the narinfo in the cache is overwritten
 }
 
 // PushAll uploads the paths, Jobs at a time, calling report once per path
@@ -64,10 +74,17 @@ func (c *Cache) PushAll(ctx context.Context, paths []PathInfo, opts PushOptions,
 	if err := opts.defaults(); err != nil {
 		return err
 	}
+	paths = dedup(paths)
+	storeDir := storepath.DefaultStoreDir
+	if len(paths) > 0 {
+		storeDir = paths[0].StoreDir // one local store: one StoreDir
+	}
+	if err := c.CheckStoreDir(ctx, storeDir); err != nil {
+		return err
+	}
 	if err := c.EnsureCacheInfo(ctx); err != nil {
 		return err
 	}
-	paths = dedup(paths)
 	order := topoOrder(paths)
 	done := map[storepath.StorePath]*pathDone{}
 	for _, i := range order {
@@ -81,11 +98,11 @@ func (c *Cache) PushAll(ctx context.Context, paths []PathInfo, opts PushOptions,
 			defer wg.Done()
 			for i := range work {
 				p := &paths[i]
-				skipped, err := c.pushOne(ctx, p, opts, done)
+				r := c.pushOne(ctx, p, opts, done)
 				d := done[p.Path]
-				d.failed = err != nil
+				d.failed = r.Err != nil
 				close(d.ch)
-				report(Result{Path: p.Abs(), Skipped: skipped, Err: err})
+				report(r)
 			}
 		}()
 	}
@@ -106,30 +123,36 @@ type pathDone struct {
 }
 
 // pushOne stages a path, waits for its references and writes its narinfo.
-func (c *Cache) pushOne(ctx context.Context, p *PathInfo, opts PushOptions, done map[storepath.StorePath]*pathDone) (bool, error) {
+func (c *Cache) pushOne(ctx context.Context, p *PathInfo, opts PushOptions, done map[storepath.StorePath]*pathDone) Result {
+	r := Result{Path: p.Abs()}
 	s, err := c.stage(ctx, p, opts)
 	if err != nil || s == nil {
-		return s == nil && err == nil, err
+		r.Skipped, r.Err = s == nil && err == nil, err
+		return r
 	}
-	for _, r := range p.References {
-		d, ok := done[r]
-		if !ok || r == p.Path {
+	r.Replaced = s.replaced
+	for _, ref := range p.References {
+		d, ok := done[ref]
+		if !ok || ref == p.Path {
 			continue
 		}
 		select {
 		case <-d.ch:
 		case <-ctx.Done():
-			return false, ctx.Err()
+			r.Err = ctx.Err()
+			return r
 		}
 		if d.failed {
-			return false, fmt.Errorf("not writing the narinfo: reference %s failed", r)
+			r.Err = fmt.Errorf("not writing the narinfo: reference %s failed", ref)
+			return r
 		}
 	}
-	return false, c.commit(ctx, s)
+	r.Err = c.commit(ctx, s)
+	return r
 }
 
-// Push uploads one path; skipped is true if the cache already has its
-// narinfo. References are not checked.
+// Push uploads one path; skipped is true if the cache already has a
+// trusted narinfo for it (see stage). References are not checked.
 func (c *Cache) Push(ctx context.Context, p *PathInfo, opts PushOptions) (skipped bool, err error) {
 	if err := opts.defaults(); err != nil {
 		return false, err
@@ -141,10 +164,11 @@ func (c *Cache) Push(ctx context.Context, p *PathInfo, opts PushOptions) (skippe
 	return false, c.commit(ctx, s)
 }
 
-// stage uploads everything of a path but its narinfo; nil, nil means the
-// narinfo is already there.
+// stage uploads everything of a path but its narinfo; nil, nil means a
+// narinfo that can stay is already there (inCache).
 func (c *Cache) stage(ctx context.Context, p *PathInfo, opts PushOptions) (*staged, error) {
-	if ok, _, err := c.exists(ctx, p.Path.Hash+".narinfo"); err != nil || ok {
+	keep, replaced, err := c.inCache(ctx, p, opts)
+	if err != nil || keep {
 		return nil, err
 	}
 	// First read: hash and listing, which planning the chunks needs.
@@ -198,7 +222,55 @@ func (c *Cache) stage(ctx context.Context, p *PathInfo, opts PushOptions) (*stag
 	if err := c.putIndex(ctx, ni, ch, l, opts.Key); err != nil {
 		return nil, err
 	}
-	return &staged{ni: ni}, nil
+	return &staged{ni: ni, replaced: replaced}, nil
+}
+
+// inCache decides whether the narinfo at the path's key, if any, may stay:
+// only if it parses, describes this path with the local store's NarHash
+// and NarSize, is signed by opts.Key or a key of opts.Trusted, and its
+// object is there (of FileSize, when it says). Anything else — junk
+// squatting the key, another path's narinfo, an unsigned or foreign one —
+// would leave the path unreadable, or readable only as someone else
+// says, so it is replaced; replaced says why.
+func (c *Cache) inCache(ctx context.Context, p *PathInfo, opts PushOptions) (keep bool, replaced string, err error) {
+	key := p.Path.Hash + ".narinfo"
+	data, err := backend.ReadAll(ctx, c.B, key, narinfo.MaxSize)
+	switch {
+	case errors.Is(err, backend.ErrNotFound):
+		return false, "", nil
+	case errors.Is(err, backend.ErrTooLarge):
+		return false, fmt.Sprintf("%s is larger than %d bytes", key, narinfo.MaxSize), nil
+	case err != nil:
+		return false, "", err
+	}
+	ni, err := narinfo.Parse(data)
+	if err != nil {
+		return false, fmt.Sprintf("%s does not parse: %v", key, err), nil
+	}
+	if ni.StorePath != p.Path || storeDirOf(ni) != p.StoreDir {
+		return false, fmt.Sprintf("%s describes %s", key, ni.StorePath.Abs(storeDirOf(ni))), nil
+	}
+	if !ni.NarHash.Equal(p.NarHash) || ni.NarSize != p.NarSize {
+		return false, fmt.Sprintf("%s says NarHash %s, NarSize %d; the local path has %s, %d", key, ni.NarHash, ni.NarSize, p.NarHash, p.NarSize), nil
+	}
+	keys := opts.Trusted
+	if len(opts.Key.Key) == ed25519.PrivateKeySize {
+		keys = append([]narinfo.PublicKey{opts.Key.Public()}, keys...)
+	}
+	if _, err := ni.Verify(keys); err != nil {
+		return false, fmt.Sprintf("%s is not signed by %s or a trusted key", key, opts.Key.Name), nil
+	}
+	ok, info, err := c.exists(ctx, ni.URL)
+	if errors.Is(err, backend.ErrInvalidKey) {
+		ok, err = false, nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if !ok || (ni.FileSize > 0 && info.Size != ni.FileSize) {
+		return false, fmt.Sprintf("the object it names, %q, is missing or not FileSize bytes", ni.URL), nil
+	}
+	return true, "", nil
 }
 
 // putIndex writes the index (under its alias, the only name readers

@@ -93,8 +93,12 @@ func (c *Cache) download(ctx context.Context, ni *narinfo.NarInfo, f *tempFile) 
 		return nil, err
 	}
 	defer o.Body.Close()
+	bound := objectBound(ni)
+	if o.Size > bound {
+		return nil, fmt.Errorf("%d bytes: %w: the narinfo allows %d", o.Size, errTooLong, bound)
+	}
 	d := newNarDigest()
-	if _, err := io.Copy(io.MultiWriter(f, d), o.Body); err != nil {
+	if _, err := io.Copy(io.MultiWriter(f, d), newBoundedReader(o.Body, bound, "object")); err != nil {
 		return nil, err
 	}
 	if ni.FileSize != 0 && d.n != ni.FileSize {
@@ -118,7 +122,7 @@ func readNAR(ni *narinfo.NarInfo, f *tempFile) (*nar.Listing, error) {
 	}
 	defer dec.Close()
 	d := newNarDigest()
-	l, err := scan(dec, d, nil)
+	l, err := scan(newBoundedReader(dec, ni.NarSize, "NAR"), d, nil)
 	if err != nil {
 		return nil, fmt.Errorf("decoding the NAR: %w", err)
 	}
