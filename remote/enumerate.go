@@ -3,12 +3,10 @@ package remote
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/internal/tune"
-	"github.com/narfs/narfs/remote/storepath"
 )
 
 // ErrNotListable: the cache cannot enumerate its paths (plain HTTP).
@@ -43,11 +41,7 @@ func (s *Store) Paths(ctx context.Context, fn func(*PathInfo)) error {
 			}
 		}()
 	}
-	err := s.be.List(ctx, ".narinfo", func(key string) error {
-		h := strings.TrimSuffix(key, ".narinfo")
-		if !storepath.ValidHashPart(h) {
-			return nil
-		}
+	err := s.up.List(ctx, func(h string) error {
 		select {
 		case hashes <- h:
 			return nil

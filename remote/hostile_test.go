@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/internal/flight"
 	"github.com/narfs/narfs/remote/narinfo"
@@ -262,7 +264,7 @@ func TestHostileNarSize(t *testing.T) {
 // would kill the process) becomes an error for every waiter.
 func TestPanicInSharedWorkIsAnError(t *testing.T) {
 	s := openStore(t, filepath.Join(fixtureDir, "cache-none"), "", trustedConfig(t))
-	_, err := flight.Shared(context.Background(), s.log, &s.resolveGroup, "k", "test", func() (any, error) {
+	_, err := flight.Shared(context.Background(), s.log, new(singleflight.Group), "k", "test", func() (any, error) {
 		panic("boom")
 	})
 	if !errors.Is(err, ErrBug) {

@@ -342,7 +342,7 @@ func TestIndexHangingKeysFallBack(t *testing.T) {
 			if !bytes.Equal(got, contentsOf(c, n)) {
 				t.Fatal("wrong contents")
 			}
-			if err := s.failed.Get("index/" + hash); err == nil {
+			if err := s.up.IndexFailure(hash); err == nil {
 				t.Error("the index failure is not remembered")
 			}
 		})

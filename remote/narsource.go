@@ -1,95 +1,19 @@
 package remote
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 
-	"github.com/narfs/narfs/remote/backend"
-	"github.com/narfs/narfs/remote/internal/tune"
+	"github.com/narfs/narfs/remote/internal/upstream"
 	"github.com/narfs/narfs/remote/narinfo"
 )
 
 // openNAR opens the NAR object of a narinfo and returns its body and the
-// transport encoding to remove. An object larger than one part is read
-// with parallel ranged requests; a server that cannot answer them
-// exactly is not asked for ranges again: one that ignores Range is read
-// from its answer to the first of them (a 200 with the whole object, so
-// the NAR crosses the network once), one that adds a Content-Encoding per
-// response with one GET.
+// transport encoding to remove (upstream.Cache.OpenNAR: in parallel parts
+// when it is large and the cache answers ranges exactly).
 func (s *Store) openNAR(ctx context.Context, ni *narinfo.NarInfo) (io.ReadCloser, string, error) {
-	popts := s.cfg.Parallel
-	if !s.cfg.SingleStream && !s.noRanges.Load() {
-		size := ni.FileSize
-		if size == 0 && ni.NarSize > parallelFirstPart(popts) {
-			// Compressed, it may still be large: ask. A failure here
-			// is left to the GET that follows.
-			if info, err := s.be.Stat(ctx, ni.URL); err == nil && info.ContentEncoding == "" {
-				size = info.Size
-			}
-		}
-		if size > parallelFirstPart(popts) {
-			rc, err := s.openParallel(ctx, ni.URL, size, popts)
-			if err == nil || !errors.Is(err, backend.ErrUnsupported) && !errors.Is(err, backend.ErrRange) {
-				return rc, "", err
-			}
-			// ErrRange: FileSize is wrong; the whole object tells the
-			// truth and verification decides.
-			if errors.Is(err, backend.ErrUnsupported) {
-				s.noRanges.Store(true)
-			}
-			s.log.Info("reading NARs with one request", "url", ni.URL, "why", err)
-		}
-	}
-	obj, err := s.be.Get(ctx, ni.URL)
-	if err != nil {
-		return nil, "", err
-	}
-	return obj.Body, obj.ContentEncoding, nil
+	return s.up.OpenNAR(ctx, ni)
 }
 
 // parallelFirstPart is the size above which a NAR is fetched in parts.
-func parallelFirstPart(o backend.ParallelOptions) int64 {
-	if o.FirstPart > 0 {
-		return o.FirstPart
-	}
-	return backend.DefaultFirstPart
-}
-
-// openParallel starts a parallel reader and waits for its first bytes,
-// so that a server that cannot serve ranges is found out before anything
-// downstream has consumed a byte.
-func (s *Store) openParallel(ctx context.Context, key string, size int64, opts backend.ParallelOptions) (io.ReadCloser, error) {
-	be := s.be
-	if cb, ok := be.(countingBackend); ok {
-		cb.c.narGets.Add(1)
-		cb.parts = true
-		be = cb
-	}
-	pr := backend.NewParallelReader(ctx, be, key, size, opts)
-	first := make([]byte, tune.ParallelProbe)
-	n, err := pr.Read(first)
-	if n == 0 && err != nil {
-		pr.Close()
-		if err == io.EOF {
-			err = fmt.Errorf("%w: empty object", backend.ErrRange)
-		}
-		return nil, err
-	}
-	if backend.ServedWhole(pr) {
-		s.ranges.SetIgnored()
-		if !s.noRanges.Swap(true) {
-			s.log.Info("the cache ignores Range: NARs are read with one request, indexed paths by streaming their objects", "url", key)
-		}
-	}
-	return &prefixed{Reader: io.MultiReader(bytes.NewReader(first[:n]), pr), c: pr}, nil
-}
-
-type prefixed struct {
-	io.Reader
-	c io.Closer
-}
-
-func (p *prefixed) Close() error { return p.c.Close() }
+var parallelFirstPart = upstream.FirstPart

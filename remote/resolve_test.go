@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestResolveSigned(t *testing.T) {
@@ -71,74 +70,6 @@ func TestResolveNotFound(t *testing.T) {
 	// Only the right-hash-wrong-name case may have asked the cache.
 	if got := s.Stats().NarinfoGets; got != 1 {
 		t.Errorf("NarinfoGets = %d, want 1 (invalid names must not reach the cache)", got)
-	}
-}
-
-func TestResolveMissingIsRemembered(t *testing.T) {
-	cfg := trustedConfig(t)
-	cfg.NegativeTTL = time.Hour
-	s := openStore(t, filepath.Join(fixtureDir, "cache-none"), "", cfg)
-	now := time.Now()
-	s.negative.Now = func() time.Time { return now }
-	ctx := context.Background()
-	const missing = "00000000000000000000000000000000-missing"
-
-	if _, err := s.Resolve(ctx, missing); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Resolve missing = %v, want ErrNotFound", err)
-	}
-	if got := s.Stats().NarinfoGets; got != 1 {
-		t.Fatalf("NarinfoGets = %d after the first lookup", got)
-	}
-	// A different name with the same hash part is the same narinfo.
-	for _, base := range []string{missing, "00000000000000000000000000000000-other"} {
-		if _, err := s.Resolve(ctx, base); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("Resolve %s again = %v, want ErrNotFound", base, err)
-		}
-	}
-	if got := s.Stats().NarinfoGets; got != 1 {
-		t.Errorf("NarinfoGets = %d, want 1: a remembered miss was asked again", got)
-	}
-
-	now = now.Add(time.Hour + time.Second)
-	if _, err := s.Resolve(ctx, missing); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Resolve after TTL = %v, want ErrNotFound", err)
-	}
-	if got := s.Stats().NarinfoGets; got != 2 {
-		t.Errorf("NarinfoGets = %d, want 2: the miss must be asked again after NegativeTTL", got)
-	}
-}
-
-func TestResolveMissingThenAdded(t *testing.T) {
-	dir := copyCache(t, "cache-none")
-	cfg := trustedConfig(t)
-	cfg.NegativeTTL = time.Minute
-	s := openStore(t, dir, "", cfg)
-	now := time.Now()
-	s.negative.Now = func() time.Time { return now }
-	ctx := context.Background()
-
-	// Hide the narinfo, look it up, bring it back: once the TTL has passed
-	// the path becomes visible.
-	ni := readNarinfo(t, dir, hashPart(pathLib))
-	removeFile(t, filepath.Join(dir, hashPart(pathLib)+".narinfo"))
-	if _, err := s.Resolve(ctx, pathLib); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Resolve hidden = %v, want ErrNotFound", err)
-	}
-	writeNarinfo(t, dir, ni)
-	if _, err := s.Resolve(ctx, pathLib); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Resolve within the TTL = %v, want the remembered ErrNotFound", err)
-	}
-	now = now.Add(2 * time.Minute)
-	if _, err := s.Resolve(ctx, pathLib); err != nil {
-		t.Fatalf("Resolve after the TTL: %v", err)
-	}
-	if got := s.Stats().NarinfoGets; got != 2 {
-		t.Errorf("NarinfoGets = %d, want 2", got)
-	}
-	// Found narinfos are cached without expiry.
-	mustResolve(t, s, pathLib)
-	if got := s.Stats().NarinfoGets; got != 2 {
-		t.Errorf("NarinfoGets = %d after a cached lookup, want 2", got)
 	}
 }
 

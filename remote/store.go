@@ -2,8 +2,6 @@ package remote
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 
@@ -11,9 +9,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
-	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
-	"github.com/narfs/narfs/remote/narinfo"
 )
 
 // Store is one binary cache opened for reading. Safe for concurrent use.
@@ -64,74 +60,25 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 		return nil, err
 	}
 	log := cfg.Logger.With("cache", u.String())
-	up, err := newUpstreamPart(ctx, u, cfg)
-	if err != nil {
-		return nil, err
-	}
 	s := &Store{
-		cfg:          cfg,
-		log:          log,
-		upstreamPart: up,
-		listings:     newListingCache(cfg.ListingMemory),
+		cfg:      cfg,
+		log:      log,
+		listings: newListingCache(cfg.ListingMemory),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.aheadPart = newAheadPart(s.bg, cfg, log)
 	if s.contentPart, err = newContentPart(cfg, log, local); err != nil {
 		s.stopBG()
-		s.be.Close()
 		return nil, err
 	}
-	fail := func(err error) (*Store, error) {
+	if s.upstreamPart, err = newUpstreamPart(ctx, s.bg, u, cfg, log, s.cache); err != nil {
 		s.stopBG()
-		s.be.Close()
 		if s.ownsCache {
 			s.cache.Close()
 		}
 		return nil, err
 	}
-	priority, err := s.checkCacheInfo(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	if s.priority, err = priorityOf(u, priority); err != nil {
-		return fail(err)
-	}
 	return s, nil
-}
-
-// checkCacheInfo also returns the cache's Priority (0 when it has none or
-// cannot be reached).
-func (s *Store) checkCacheInfo(ctx context.Context) (priority int, err error) {
-	ctx, cancel := s.opContext(ctx)
-	defer cancel()
-	data, err := backend.ReadAll(ctx, s.be, "nix-cache-info", tune.MaxSmallObject)
-	if errors.Is(err, ErrNotFound) {
-		// Nix writes the file when it creates a cache; a reader can live
-		// without it, but a wrong URL usually looks exactly like this.
-		s.log.Warn("cache has no nix-cache-info; is this a binary cache?")
-		return 0, nil
-	}
-	if err != nil {
-		if errors.Is(err, backend.ErrAuth) || errors.Is(err, backend.ErrInvalidKey) {
-			return 0, fmt.Errorf("open %s: %w", s.url, err)
-		}
-		// Down or unreachable: paths already in the local cache can still
-		// be served, so start anyway; lookups of the others fail within
-		// the timeout until it is back.
-		s.log.Warn("cache unreachable; serving what the local cache holds until it answers", "err", err)
-		return 0, nil
-	}
-	info, err := narinfo.ParseCacheInfo(data)
-	if err != nil {
-		return 0, fmt.Errorf("open %s: nix-cache-info: %w", s.url, err)
-	}
-	if info.IndexAliases {
-		s.aliases.on.Store(true)
-	}
-	if info.StoreDir != "" && info.StoreDir != s.storeDir {
-		return 0, fmt.Errorf("open %s: binary cache is for Nix stores with prefix %q, not %q", s.url, info.StoreDir, s.storeDir)
-	}
-	return info.Priority, nil
 }
 
 // URL is the store URL with credentials redacted.
@@ -142,7 +89,7 @@ func (s *Store) StoreDir() string { return s.storeDir }
 
 // Stats returns the upstream counters since Open.
 func (s *Store) Stats() Stats {
-	st := s.stats.snapshot()
+	st := s.up.Counters().Snapshot()
 	st.CacheHits, st.CacheMisses, st.Evictions = s.cache.Counts()
 	return st
 }
@@ -156,7 +103,6 @@ func (s *Store) Close() error {
 	s.blobsMu.Unlock()
 	s.lookq.Wait()
 	s.prefetchq.Wait()
-	s.aliases.wg.Wait()
 	s.publishing.Wait()
 	s.blobsMu.Lock()
 	for k, r := range s.blobs {
@@ -169,7 +115,7 @@ func (s *Store) Close() error {
 	if s.ownsCache {
 		s.cache.Close()
 	}
-	return s.be.Close()
+	return s.up.Close()
 }
 
 // CacheUsage is the bytes of extracted NARs in the local cache.

@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/narfs/narfs/nar"
-	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/localcache"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -131,7 +129,7 @@ func (g *Substituters) CacheUsage() int64 { return g.local.Usage() }
 func (g *Substituters) Stats() Stats {
 	var st Stats
 	for _, s := range g.caches {
-		st.add(s.stats.snapshot())
+		st.Add(s.up.Counters().Snapshot())
 	}
 	st.CacheHits, st.CacheMisses, st.Evictions = g.local.Counts()
 	return st
@@ -345,17 +343,4 @@ func (g *Substituters) of(p *PathInfo) *Store {
 		return p.src
 	}
 	return g.caches[0]
-}
-
-// priorityOf is the URL's ?priority= if it has one, else the cache's own.
-func priorityOf(u *backend.StoreURL, fromCache int) (int, error) {
-	v := u.Params.Get("priority")
-	if v == "" {
-		return fromCache, nil
-	}
-	p, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, fmt.Errorf("%s: priority=%q is not an integer", u, v)
-	}
-	return p, nil
 }

@@ -260,9 +260,7 @@ func TestSubstitutersCacheDown(t *testing.T) {
 	}
 	var p *PathInfo
 	for deadline := time.Now().Add(3 * cfg.Timeout); ; time.Sleep(50 * time.Millisecond) {
-		g.Caches()[0].down.mu.Lock()
-		g.Caches()[0].down.until = time.Time{}
-		g.Caches()[0].down.mu.Unlock()
+		g.Caches()[0].markUp() // ends the skip now
 		if p, err = g.Resolve(ctx, pathLib); err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -357,8 +355,8 @@ func TestStatsAddCoversEveryField(t *testing.T) {
 	}
 	fill(v)
 	var sum Stats
-	sum.add(one)
-	sum.add(one)
+	sum.Add(one)
+	sum.Add(one)
 	var check func(v reflect.Value, name string)
 	check = func(v reflect.Value, name string) {
 		switch v.Kind() {
@@ -393,13 +391,13 @@ func TestSubstitutersLookaheadCrossesCaches(t *testing.T) {
 	// Resolve returned with a's answer; b was asked for app at the same
 	// time, and its miss may still be on the way: let it land before
 	// counting b's requests.
-	for deadline := time.Now().Add(10 * time.Second); cb.negative.Get(hashPart(pathApp)) == nil; {
+	for deadline := time.Now().Add(10 * time.Second); func() bool { _, err := cb.up.Cached(hashPart(pathApp)); return err == nil }(); {
 		if time.Now().After(deadline) {
 			t.Fatal("the second cache's lookup of app never ended")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, ok := cb.narinfos.Get(hashPart(pathLib)); !ok {
+	if tp, _ := cb.up.Cached(hashPart(pathLib)); tp == nil {
 		t.Errorf("app's reference lib, only in the second cache, was not looked up ahead there")
 	}
 	// A reader's lookup now needs no request to the second cache.

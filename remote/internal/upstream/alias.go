@@ -1,4 +1,4 @@
-package remote
+package upstream
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/internal/tune"
+	"github.com/narfs/narfs/remote/stats"
 )
 
 // indexAliases fetches a path's chunk index under its hash-part name
@@ -27,7 +28,7 @@ type indexAliases struct {
 	// wait a minute, not one a lookup.
 	slowUntil atomic.Int64
 
-	mu      sync.Mutex
+	mu      sync.Mutex             // protects pending; a leaf
 	pending map[string]*aliasFetch // hash part → fetch
 	wg      sync.WaitGroup         // fetches in flight; Close waits
 }
@@ -40,15 +41,15 @@ type aliasFetch struct {
 }
 
 // startIndexAlias begins fetching the alias of hash, unless aliases are
-// off, one is already pending, the bound is reached or the Store closes.
-func (s *Store) startIndexAlias(hash string) {
-	a := &s.aliases
+// off, one is already pending, the bound is reached or the cache closes.
+func (c *Cache) startIndexAlias(hash string) {
+	a := &c.aliases
 	if !a.on.Load() || time.Now().UnixNano() < a.slowUntil.Load() {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if s.bg.Err() != nil || a.pending[hash] != nil || len(a.pending) >= tune.AliasMaxPending {
+	if c.bg.Err() != nil || a.pending[hash] != nil || len(a.pending) >= tune.AliasMaxPending {
 		return
 	}
 	if a.pending == nil {
@@ -59,8 +60,8 @@ func (s *Store) startIndexAlias(hash string) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		ctx, cancel := s.flightContext(s.bg)
-		f.obj, f.err = backend.ReadAll(ctx, s.be, chunkindex.AliasKey(hash), tune.AliasMaxObject)
+		ctx, cancel := c.FlightContext(c.bg)
+		f.obj, f.err = backend.ReadAll(ctx, c.counted.For(stats.KindIndex), chunkindex.AliasKey(hash), tune.AliasMaxObject)
 		cancel()
 		close(f.done)
 		time.AfterFunc(tune.AliasKeep, func() { a.drop(hash, f) })
@@ -82,8 +83,8 @@ var errAliasSlow = errors.New("index alias not there in time")
 // fetch in flight: until ctx ends when it is the path's only index
 // (only, layout 2), else a while (then the narinfo's is fetched). asked
 // is false when none was started; err says why there is no object.
-func (s *Store) takeIndexAlias(ctx context.Context, hash string, only bool) (obj []byte, err error, asked bool) {
-	a := &s.aliases
+func (c *Cache) takeIndexAlias(ctx context.Context, hash string, only bool) (obj []byte, err error, asked bool) {
+	a := &c.aliases
 	a.mu.Lock()
 	f := a.pending[hash]
 	delete(a.pending, hash)
@@ -107,11 +108,11 @@ func (s *Store) takeIndexAlias(ctx context.Context, hash string, only bool) (obj
 	case <-wait:
 		// It goes on to its own deadline; what it brings is dropped.
 		a.slowUntil.Store(time.Now().Add(tune.AliasSlowPause).UnixNano())
-		s.log.Warn("index alias slow; using the narinfo's index, and asking for no alias for a minute", "hash", hash, "waited", time.Since(f.start))
+		c.log.Warn("index alias slow; using the narinfo's index, and asking for no alias for a minute", "hash", hash, "waited", time.Since(f.start))
 		return nil, errAliasSlow, true
 	}
 	if f.err != nil {
-		s.log.Debug("index alias not fetched", "hash", hash, "err", f.err)
+		c.log.Debug("index alias not fetched", "hash", hash, "err", f.err)
 		return nil, f.err, true
 	}
 	return f.obj, nil, true
