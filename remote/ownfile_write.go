@@ -1,9 +1,9 @@
 package remote
 
 import (
-	"crypto/sha256"
-	"hash"
-	"sync"
+	"syscall"
+
+	"github.com/narfs/narfs/remote/internal/fetch"
 )
 
 // ownWritten is an own file this process wrote from verified bytes.
@@ -12,42 +12,22 @@ type ownWritten struct {
 	id   fileID
 }
 
-// asyncSum is a SHA-256 computed on a goroutine of its own: a fetch's
-// parse-and-write stage hands it the large files' bytes (copied, 4
-// buffers deep) instead of hashing them itself, so that the extra hash
-// runs beside the NAR's own instead of after each write. End it with Sum.
-type asyncSum struct {
-	ch   chan *[]byte
-	done chan struct{}
-	h    hash.Hash
-}
-
-var sumBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
-
-func newAsyncSum() *asyncSum {
-	a := &asyncSum{ch: make(chan *[]byte, 4), done: make(chan struct{}), h: sha256.New()}
-	go a.run()
-	return a
-}
-
-func (a *asyncSum) run() {
-	defer close(a.done)
-	for b := range a.ch {
-		a.h.Write(*b)
-		sumBufs.Put(b)
+// ownsWritten is what trustWritten compares of the own files fetch.NAR
+// wrote: their identity as written. A file whose identity is not known
+// is not marked, only checked when opened.
+func ownsWritten(owns []fetch.Own) []ownWritten {
+	ws := make([]ownWritten, 0, len(owns))
+	for _, o := range owns {
+		if o.Info == nil {
+			continue
+		}
+		st, ok := o.Info.Sys().(*syscall.Stat_t)
+		if !ok {
+			continue
+		}
+		// As idOf makes it of an open file.
+		id := fileID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Sec, mtimeNs: st.Mtim.Nsec, ctime: st.Ctim.Sec, ctimeNs: st.Ctim.Nsec}
+		ws = append(ws, ownWritten{name: o.Name, id: id})
 	}
-}
-
-func (a *asyncSum) Write(p []byte) (int, error) {
-	b := sumBufs.Get().(*[]byte)
-	*b = append((*b)[:0], p...)
-	a.ch <- b
-	return len(p), nil
-}
-
-// Sum waits for the bytes written and returns their hash.
-func (a *asyncSum) Sum() []byte {
-	close(a.ch)
-	<-a.done
-	return a.h.Sum(nil)
+	return ws
 }

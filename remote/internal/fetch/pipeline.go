@@ -1,4 +1,4 @@
-package remote
+package fetch
 
 import (
 	"io"
@@ -12,8 +12,8 @@ import (
 // fetch costs the slowest stage, not their sum.
 //
 // Close stops the goroutines after the current Read and waits for them;
-// the caller makes that Read return (fetch cancels the download's
-// context).
+// the caller makes that Read return (NAR calls Body.Stop first, which
+// cancels the download's context).
 type readAhead struct {
 	full   chan aheadBuf // inspected buffers for the caller, in order; closed after the last
 	filled chan aheadBuf // buffers for the inspector, in order

@@ -1,4 +1,4 @@
-package remote
+package fetch
 
 import (
 	"bytes"
@@ -12,7 +12,6 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/blob"
-	"github.com/narfs/narfs/remote/internal/layout"
 	"github.com/narfs/narfs/remote/localcache"
 )
 
@@ -60,28 +59,7 @@ func FuzzStore(f *testing.F) {
 		if !nar.SameTree(l.Root, want.Root) {
 			t.Fatal("store's listing differs from BuildListing's")
 		}
-		blobData, _ := os.ReadFile(filepath.Join(dir, blob.BlobFile))
-		var walk func(n *nar.Node)
-		walk = func(n *nar.Node) {
-			switch n.Type {
-			case nar.TypeDirectory:
-				for _, e := range n.Entries {
-					walk(e)
-				}
-			case nar.TypeRegular:
-				want := data[n.NarOffset : n.NarOffset+n.Size]
-				var got []byte
-				if n.Size >= OwnFileMin {
-					got, _ = os.ReadFile(filepath.Join(dir, layout.OwnFileName(n.NarOffset)))
-				} else if n.NarOffset+n.Size <= int64(len(blobData)) {
-					got = blobData[n.NarOffset : n.NarOffset+n.Size]
-				}
-				if !bytes.Equal(got, want) {
-					t.Fatalf("file at %d: stored bytes differ from the NAR's", n.NarOffset)
-				}
-			}
-		}
-		walk(l.Root)
+		checkFiles(t, dir, l, data)
 	})
 }
 
