@@ -13,7 +13,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
-	"github.com/narfs/narfs/remote/localcache"
+	"github.com/narfs/narfs/remote/internal/content"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -37,7 +37,7 @@ import (
 // their hash there, so a path held by two caches is fetched once.
 type Substituters struct {
 	caches []*Store          // by priority; read-only after Open
-	local  *localcache.Cache // shared by caches
+	local  *content.Store // shared by caches
 	log    *slog.Logger
 }
 
@@ -57,7 +57,7 @@ func OpenSubstituters(ctx context.Context, storeURLs []string, cfg Config) (*Sub
 		return nil, errors.New("no binary cache given")
 	}
 	cfg.setDefaults()
-	local, err := localcache.Open(cfg.CacheDir, cfg.CacheSize, cfg.Logger)
+	local, err := newLocal(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +117,7 @@ func (g *Substituters) StoreDir() string { return storepath.DefaultStoreDir }
 // Close stops every cache's background work and closes the local cache.
 func (g *Substituters) Close() error {
 	var errs []error
+	g.local.Stop() // the shared blobs read through the caches' backends
 	for _, s := range g.caches {
 		errs = append(errs, s.Close())
 	}
