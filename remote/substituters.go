@@ -36,7 +36,7 @@ import (
 // All caches share one local cache (one size cap); NARs are keyed by
 // their hash there, so a path held by two caches is fetched once.
 type Substituters struct {
-	caches []*Store          // by priority; read-only after Open
+	caches []*Store       // by priority; read-only after Open
 	local  *content.Store // shared by caches
 	log    *slog.Logger
 }
