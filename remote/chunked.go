@@ -45,7 +45,11 @@ func (s *Store) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*Chun
 	if n.Type != nar.TypeRegular {
 		return nil, fmt.Errorf("%s/%s: %w (a %s, not a regular file)", p.Path, sub, ErrNotFound, n.Type)
 	}
-	return s.local.OpenChunked(kl.v, p.v, n, s.origin(p))
+	r, err := s.openBlob(kl.v, p)
+	if err != nil {
+		return nil, err
+	}
+	return s.local.OpenChunked(r, p.v, n, s.origin(p)), nil
 }
 
 // openBlob returns the indexed path's blob (shared by every cache that

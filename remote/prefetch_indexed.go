@@ -19,5 +19,10 @@ func (s *Store) PrefetchIndexed(ctx context.Context, p *PathInfo) error {
 	if err != nil || kl.index() == nil {
 		return ErrNotIndexed
 	}
-	return s.local.Fill(ctx, kl.v, p.v, s.origin(p))
+	r, err := s.openBlob(kl.v, p)
+	if err != nil {
+		return err
+	}
+	defer s.releaseBlob(r)
+	return s.local.Fill(ctx, r, p.v, s.origin(p))
 }

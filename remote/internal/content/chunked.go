@@ -17,15 +17,11 @@ import (
 // Lock order: Chunked.mu → Store.blobsMu (Close → publishOwn, ReleaseBlob);
 // see store.go.
 
-// OpenChunked opens the regular file n of an indexed path whose verified
-// listing (with its index) is v, without fetching anything but what the
-// caller already has: reads fetch and verify only the chunks they cover,
-// from o's cache (or another opener's, see source).
-func (s *Store) OpenChunked(v *trust.Listing, p *trust.Path, n *nar.Node, o Origin) (*Chunked, error) {
-	r, err := s.OpenBlob(v, p, o)
-	if err != nil {
-		return nil, err
-	}
+// OpenChunked opens the regular file n of an indexed path over its open
+// blob r (OpenBlob), whose reference it takes over: reads fetch and
+// verify only the chunks they cover, from o's cache (or another opener's,
+// see source).
+func (s *Store) OpenChunked(r *Blob, p *trust.Path, n *nar.Node, o Origin) *Chunked {
 	f := &Chunked{s: s, p: p, o: o, ref: r, node: n}
 	if n.Size >= tune.OwnFileMin {
 		// Once complete, a large file has a file of its own, which the
@@ -33,7 +29,7 @@ func (s *Store) OpenChunked(v *trust.Listing, p *trust.Path, n *nar.Node, o Orig
 		// recorded when it was copied from verified chunks.
 		f.own = s.openOwn(r, p, o, n)
 	}
-	return f, nil
+	return f
 }
 
 // Chunked is an open regular file of an indexed path: reads fetch and

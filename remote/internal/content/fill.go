@@ -12,18 +12,13 @@ import (
 	"github.com/narfs/narfs/remote/internal/tune"
 )
 
-// Fill fills an indexed path's blob in the local cache with every chunk,
-// each verified against the signed index in v, and gives its large files
-// files of their own, as reading every file through the mount would.
-// Chunks already there (written by this or another process) are checked,
-// not fetched.
-func (s *Store) Fill(ctx context.Context, v *trust.Listing, p *trust.Path, o Origin) error {
-	r, err := s.OpenBlob(v, p, o)
-	if err != nil {
-		return err
-	}
-	defer s.ReleaseBlob(r)
-	x := v.Index()
+// Fill fills an indexed path's open blob r with every chunk, each
+// verified against the signed index, and gives its large files files of
+// their own, as reading every file through the mount would. Chunks
+// already there (written by this or another process) are checked, not
+// fetched. The caller keeps its reference on r.
+func (s *Store) Fill(ctx context.Context, r *Blob, p *trust.Path, o Origin) error {
+	x := r.b.Index()
 	windows := chunkWindows(x.Chunks, tune.PrefetchWindow)
 	for i, w := range windows {
 		ra := w[1]
