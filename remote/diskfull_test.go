@@ -48,7 +48,7 @@ func TestMaterializeDiskFull(t *testing.T) {
 		t.Errorf("NarGets = %d after 50 opens on a full disk, want 1", got)
 	}
 	// Past the memo, the next open tries again.
-	s.failed.Now = func() time.Time { return time.Now().Add(tune.LocalMemoMax) }
+	s.local.Failed().Now = func() time.Time { return time.Now().Add(tune.LocalMemoMax) }
 	if _, err := s.OpenFile(context.Background(), p, sub); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("after the memo: %v", err)
 	}

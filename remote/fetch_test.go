@@ -234,7 +234,7 @@ func TestCorruptMemoExpires(t *testing.T) {
 	putFile(t, narPath, data)
 	s := openStore(t, dir, "", trustedConfig(t))
 	now := time.Now()
-	s.failed.Now = func() time.Time { return now }
+	s.local.Failed().Now = func() time.Time { return now }
 	ctx := context.Background()
 	p := mustResolve(t, s, pathLib)
 	if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {

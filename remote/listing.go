@@ -152,7 +152,7 @@ func (s *Store) verified(p *PathInfo, v *trust.Listing) {
 	l := kl.Listing
 	if old, ok := s.listings.get(p.Path.Hash); ok {
 		if !old.verified() && !nar.SameTree(old.Root, l.Root) {
-			s.stats.corrupt.Add(1)
+			s.up.Counters().Corrupt.Add(1)
 			s.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
 		}
 		if old.index() != nil && kl.index() == nil && nar.SameTree(old.Root, l.Root) {

@@ -1,8 +1,7 @@
 package remote
 
 import (
-	"syscall"
-
+	"github.com/narfs/narfs/remote/internal/content"
 	"github.com/narfs/narfs/remote/internal/fetch"
 )
 
@@ -21,12 +20,10 @@ func ownsWritten(owns []fetch.Own) []ownWritten {
 		if o.Info == nil {
 			continue
 		}
-		st, ok := o.Info.Sys().(*syscall.Stat_t)
+		id, ok := content.FileIDOf(o.Info)
 		if !ok {
 			continue
 		}
-		// As idOf makes it of an open file.
-		id := fileID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Sec, mtimeNs: st.Mtim.Nsec, ctime: st.Ctim.Sec, ctimeNs: st.Ctim.Nsec}
 		ws = append(ws, ownWritten{name: o.Name, id: id})
 	}
 	return ws

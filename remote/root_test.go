@@ -52,7 +52,7 @@ func TestRootWithoutListingPeeks(t *testing.T) {
 		os.RemoveAll(filepath.Join(s.cfg.CacheDir, cacheLayout, "nar", narKey(p)))
 		s.cache.Forget(narKey(p))
 		s.listings.remove(p.Path.Hash)
-		s.stats.fetches.Store(0)
+		s.up.Counters().Fetches.Store(0)
 	}
 }
 

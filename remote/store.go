@@ -9,7 +9,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
-	"github.com/narfs/narfs/remote/localcache"
+	"github.com/narfs/narfs/remote/internal/content"
 )
 
 // Store is one binary cache opened for reading. Safe for concurrent use.
@@ -53,8 +53,8 @@ func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 	return openCache(ctx, storeURL, cfg, nil)
 }
 
-// openCache is Open with the local cache of a Substituters (nil: its own).
-func openCache(ctx context.Context, storeURL string, cfg Config, local *localcache.Cache) (*Store, error) {
+// openCache is Open with the local disk of a Substituters (nil: its own).
+func openCache(ctx context.Context, storeURL string, cfg Config, local *content.Store) (*Store, error) {
 	u, err := backend.ParseStoreURL(storeURL)
 	if err != nil {
 		return nil, err
@@ -67,14 +67,14 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.aheadPart = newAheadPart(s.bg, cfg, log)
-	if s.contentPart, err = newContentPart(cfg, log, local); err != nil {
+	if s.contentPart, err = newContentPart(cfg, local); err != nil {
 		s.stopBG()
 		return nil, err
 	}
 	if s.upstreamPart, err = newUpstreamPart(ctx, s.bg, u, cfg, log, s.cache); err != nil {
 		s.stopBG()
-		if s.ownsCache {
-			s.cache.Close()
+		if s.ownsLocal {
+			s.local.Close()
 		}
 		return nil, err
 	}
@@ -96,24 +96,15 @@ func (s *Store) Stats() Stats {
 
 // Close stops background work and releases the backend's connections.
 func (s *Store) Close() error {
-	// Under blobsMu: publishOwn checks bg and registers its copy under it,
-	// so no copy starts after the Wait below.
-	s.blobsMu.Lock()
+	if s.ownsLocal {
+		// The local disk's blobs read through s.be: they stop first.
+		s.local.Stop()
+	}
 	s.stopBG()
-	s.blobsMu.Unlock()
 	s.lookq.Wait()
 	s.prefetchq.Wait()
-	s.publishing.Wait()
-	s.blobsMu.Lock()
-	for k, r := range s.blobs {
-		r.b.Close()
-		r.e.Release()
-		delete(s.blobs, k)
-	}
-	s.blobsMu.Unlock()
-	s.closeWarm()
-	if s.ownsCache {
-		s.cache.Close()
+	if s.ownsLocal {
+		s.local.Close()
 	}
 	return s.up.Close()
 }

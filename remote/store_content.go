@@ -1,60 +1,75 @@
 package remote
 
 import (
-	"log/slog"
-	"runtime"
-	"sync"
+	"time"
 
-	"github.com/narfs/narfs/remote/internal/memo"
-	"github.com/narfs/narfs/remote/internal/tune"
+	"github.com/narfs/narfs/remote/internal/content"
+	"github.com/narfs/narfs/remote/internal/fetch"
+	"github.com/narfs/narfs/remote/internal/trust"
+	"github.com/narfs/narfs/remote/internal/upstream"
 	"github.com/narfs/narfs/remote/localcache"
 )
 
-// contentPart is a Store's local disk: the local cache and what is kept
-// of its entries (downloads in flight, failure memos, warm descriptors,
-// open blobs of indexed paths, own-file checks).
+// contentPart is a Store's view of the local disk: local, shared by every
+// cache of a Substituters (content-keyed state — downloads in flight,
+// warm descriptors, open blobs, own-file checks — lives once per local
+// cache, not once per cache).
 type contentPart struct {
+	local *content.Store
+	// ownsLocal: local is this store's alone (Open), closed with it.
+	ownsLocal bool
+	// cache is local's cache, for the records of narinfos and indexes.
 	cache *localcache.Cache
-	// ownsCache: the local cache is this store's alone, not shared by
-	// Substituters, and closed with it.
-	ownsCache bool
-
-	fetches entryFlights // by flightKey
-	failed  *memo.Memo   // flightKey (and "index/" + hash part) → why its download failed
-
-	ownChecked ownChecks // own files of entries found matching their recorded hash
-
-	warmMu sync.Mutex           // protects warm and every warmBlob's mutable fields
-	warm   map[string]*warmBlob // entry key → open blob of a fetched stock path
-
-	blobsMu sync.Mutex          // protects blobs
-	blobs   map[string]*blobRef // chunked key → open blob of an indexed path
-	// publishSem bounds the copies of complete large files of indexed
-	// paths into files of their own.
-	publishSem chan struct{}
-	publishing sync.WaitGroup // copies in progress; Close waits for them
-	// background holds the decoding slots of indexed paths' background
-	// fills (blob.Options.Background): all cores but one, at least one.
-	background chan struct{}
 }
 
-// newContentPart uses local, the local cache of a Substituters, or opens
+// newLocal opens the local disk of one or several caches opened with cfg.
+func newLocal(cfg Config) (*content.Store, error) {
+	return content.Open(content.Options{
+		Dir:             cfg.CacheDir,
+		Size:            cfg.CacheSize,
+		IndexedWholeMax: cfg.IndexedWholeMax,
+		Timeout:         cfg.Timeout,
+		Deadline:        func(n int64) time.Duration { return fetch.Deadline(cfg.Timeout, cfg.Backend.MinRate, n) },
+		Logger:          cfg.Logger,
+	})
+}
+
+// newContentPart uses local, the local disk of a Substituters, or opens
 // one of its own when local is nil.
-func newContentPart(cfg Config, log *slog.Logger, local *localcache.Cache) (*contentPart, error) {
-	c := &contentPart{
-		cache:      local,
-		ownsCache:  local == nil,
-		failed:     memo.New(tune.CorruptMemo),
-		blobs:      map[string]*blobRef{},
-		warm:       map[string]*warmBlob{},
-		publishSem: make(chan struct{}, 1),
-		background: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
-	}
-	if c.ownsCache {
+func newContentPart(cfg Config, local *content.Store) (*contentPart, error) {
+	c := &contentPart{local: local, ownsLocal: local == nil}
+	if c.ownsLocal {
 		var err error
-		if c.cache, err = localcache.Open(cfg.CacheDir, cfg.CacheSize, log); err != nil {
+		if c.local, err = newLocal(cfg); err != nil {
 			return nil, err
 		}
 	}
+	c.cache = c.local.Cache()
 	return c, nil
+}
+
+// storeCounters counts content's events into a cache's counters
+// (upstream.Counters' fields carry the names content's methods would).
+type storeCounters struct{ c *upstream.Counters }
+
+func (s storeCounters) Corrupt()           { s.c.Corrupt.Add(1) }
+func (s storeCounters) Fetched()           { s.c.Fetches.Add(1) }
+func (s storeCounters) ChunkBytes(n int64) { s.c.ChunkBytes.Add(n) }
+
+// origin is this cache as the source of an indexed path's chunks.
+func (s *Store) origin(p *PathInfo) content.Origin {
+	return content.Origin{
+		ID:       s.url.String(),
+		Source:   s.be,
+		Ranges:   &s.ranges,
+		Counters: storeCounters{s.up.Counters()},
+		Record:   func() { s.recordNarinfo(p) },
+		Log:      s.log,
+	}
+}
+
+// failedKey names this cache's download of p in the shared memo of
+// failed downloads: a failure of one cache never answers for another.
+func (s *Store) failedKey(p *PathInfo) string {
+	return s.url.String() + "/" + trust.FlightKey(p.v)
 }

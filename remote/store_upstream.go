@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
 
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/blob"
@@ -26,12 +25,6 @@ type upstreamPart struct {
 	// downloads and blobs (indexed paths) learnt it: one that ignores
 	// them is streamed. up holds a pointer to it.
 	ranges blob.Ranges
-	stats  statsView
-}
-
-// statsView names the counters of up that the content and core code bump.
-type statsView struct {
-	fetches, corrupt, chunkBytes *atomic.Int64
 }
 
 // newUpstreamPart opens the cache u (reading its nix-cache-info);
@@ -60,11 +53,9 @@ func newUpstreamPart(ctx, bg context.Context, u *backend.StoreURL, cfg Config, l
 	if err != nil {
 		return nil, err
 	}
-	c := up.Counters()
 	part.up = up
 	part.be = up.Chunks()
 	part.storeDir = up.StoreDir()
 	part.priority = up.Priority()
-	part.stats = statsView{fetches: &c.Fetches, corrupt: &c.Corrupt, chunkBytes: &c.ChunkBytes}
 	return part, nil
 }

@@ -11,7 +11,7 @@ import (
 	"sync"
 
 	"github.com/narfs/narfs/nar"
-	"github.com/narfs/narfs/remote/localcache"
+	"github.com/narfs/narfs/remote/internal/content"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -34,8 +34,8 @@ import (
 // All caches share one local cache (one size cap); NARs are keyed by
 // their hash there, so a path held by two caches is fetched once.
 type Substituters struct {
-	caches []*Store          // by priority; read-only after Open
-	local  *localcache.Cache // shared by caches
+	caches []*Store       // by priority; read-only after Open
+	local  *content.Store // shared by caches
 	log    *slog.Logger
 }
 
@@ -55,7 +55,7 @@ func OpenSubstituters(ctx context.Context, storeURLs []string, cfg Config) (*Sub
 		return nil, errors.New("no binary cache given")
 	}
 	cfg.setDefaults()
-	local, err := localcache.Open(cfg.CacheDir, cfg.CacheSize, cfg.Logger)
+	local, err := newLocal(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +115,7 @@ func (g *Substituters) StoreDir() string { return storepath.DefaultStoreDir }
 // Close stops every cache's background work and closes the local cache.
 func (g *Substituters) Close() error {
 	var errs []error
+	g.local.Stop() // the shared blobs read through the caches' backends
 	for _, s := range g.caches {
 		errs = append(errs, s.Close())
 	}

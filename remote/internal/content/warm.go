@@ -1,11 +1,10 @@
-package remote
+package content
 
 import (
 	"os"
 	"time"
 
 	"github.com/narfs/narfs/nar"
-	"github.com/narfs/narfs/remote/internal/trust"
 	"github.com/narfs/narfs/remote/internal/tune"
 )
 
@@ -37,23 +36,18 @@ type warmBlob struct {
 	closed  bool
 }
 
-// openWarm opens a small file of a path whose verified listing is known
-// and whose blob is open already; ok false when the slow path must run.
-func (s *Store) openWarm(p *PathInfo, sub string) (*LocalFile, *nar.Node, bool) {
-	kl, ok := s.listings.get(p.Path.Hash)
-	if !ok || !kl.verified() || kl.index() != nil {
-		return nil, nil, false
+// Warm opens the small file n of entry key (found in its verified
+// listing) in the entry's blob if that is open already; ok false when the
+// slow path must run (OpenSpan, then Share).
+func (s *Store) Warm(key string, n *nar.Node) (*Span, bool) {
+	if n.Type != nar.TypeRegular || n.Size >= tune.OwnFileMin || n.NarOffset <= 0 {
+		return nil, false
 	}
-	n, err := kl.Find(sub)
-	if err != nil || n.Type != nar.TypeRegular || n.Size >= OwnFileMin || n.NarOffset <= 0 {
-		return nil, nil, false
-	}
-	key := trust.EntryKey(p.v)
 	s.warmMu.Lock()
 	b := s.warm[key]
 	if b == nil || n.NarOffset > b.size-n.Size {
 		s.warmMu.Unlock()
-		return nil, nil, false
+		return nil, false
 	}
 	if now, drops := time.Now(), s.cache.Drops(); now.Sub(b.touched) >= tune.WarmTouch || drops != b.drops {
 		b.touched, b.drops = now, drops
@@ -63,25 +57,25 @@ func (s *Store) openWarm(p *PathInfo, sub string) (*LocalFile, *nar.Node, bool) 
 			// Evicted or removed: the slow path fetches it again and
 			// opens the new blob.
 			s.dropWarm(b)
-			return nil, nil, false
+			return nil, false
 		}
 		e.Release()
 		s.warmMu.Lock()
 		if b.closed {
 			s.warmMu.Unlock()
-			return nil, nil, false
+			return nil, false
 		}
 	}
 	b.refs++
 	s.warmMu.Unlock()
-	return &LocalFile{File: b.f, Base: n.NarOffset, Size: n.Size, release: func() { s.releaseWarm(b) }}, n, true
+	return &Span{File: b.f, Base: n.NarOffset, Size: n.Size, release: func() { s.releaseWarm(b) }}, true
 }
 
-// shareWarm turns a small file just opened in its entry's blob into one
+// Share turns a small file just opened in its entry's blob into one
 // reading a warm blob, which it becomes the descriptor of unless another
 // open was first. drops is the cache's Drops from before the entry was
 // found, so that a drop since makes the next open check.
-func (s *Store) shareWarm(key string, f *LocalFile, drops int64) *LocalFile {
+func (s *Store) Share(key string, f *Span, drops int64) *Span {
 	s.warmMu.Lock()
 	defer s.warmMu.Unlock()
 	b := s.warm[key]
@@ -96,7 +90,7 @@ func (s *Store) shareWarm(key string, f *LocalFile, drops int64) *LocalFile {
 		f.File.Close()
 	}
 	b.refs++
-	return &LocalFile{File: b.f, Base: f.Base, Size: f.Size, release: func() { s.releaseWarm(b) }}
+	return &Span{File: b.f, Base: f.Base, Size: f.Size, release: func() { s.releaseWarm(b) }}
 }
 
 func (s *Store) releaseWarm(b *warmBlob) {
@@ -113,7 +107,7 @@ func (s *Store) releaseWarm(b *warmBlob) {
 	}
 }
 
-// lingerWarm closes a warm blob idle for warmBlobLinger, or waits on.
+// lingerWarm closes a warm blob idle for tune.WarmLinger, or waits on.
 func (s *Store) lingerWarm(b *warmBlob) {
 	s.warmMu.Lock()
 	defer s.warmMu.Unlock()
@@ -156,7 +150,7 @@ func (s *Store) closeWarmLocked(b *warmBlob) {
 	}
 }
 
-// closeWarm closes every warm blob nobody reads (Store.Close).
+// closeWarm closes every warm blob nobody reads (Close).
 func (s *Store) closeWarm() {
 	s.warmMu.Lock()
 	defer s.warmMu.Unlock()

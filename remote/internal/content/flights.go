@@ -1,4 +1,4 @@
-package remote
+package content
 
 import (
 	"context"
@@ -20,6 +20,7 @@ type entryFlights struct {
 }
 
 type entryFlight struct {
+	owner   string        // the Fetch.Failed of the caller that started it
 	done    chan struct{} // closed when e and err are set
 	waiters int           // callers still waiting; each is owed one pin
 	e       *localcache.Entry
@@ -28,15 +29,16 @@ type entryFlight struct {
 
 // do runs fn once per key for all concurrent callers. fn returns a pinned
 // entry; every caller that receives it owns one pin and must Release it. A
-// caller whose context ends returns at once; the work goes on.
-func (g *entryFlights) do(ctx context.Context, log *slog.Logger, key, what string, fn func() (*localcache.Entry, error)) (*localcache.Entry, error) {
+// caller whose context ends returns at once; the work goes on. owner is
+// the result's: the owner of the flight that ran (the first caller's).
+func (g *entryFlights) do(ctx context.Context, log *slog.Logger, key, owner, what string, fn func() (*localcache.Entry, error)) (*localcache.Entry, string, error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*entryFlight)
 	}
 	f := g.m[key]
 	if f == nil {
-		f = &entryFlight{done: make(chan struct{})}
+		f = &entryFlight{owner: owner, done: make(chan struct{})}
 		g.m[key] = f
 		go g.run(log, key, f, fn)
 	}
@@ -45,7 +47,7 @@ func (g *entryFlights) do(ctx context.Context, log *slog.Logger, key, what strin
 
 	select {
 	case <-f.done:
-		return f.e, f.err
+		return f.e, f.owner, f.err
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
@@ -60,7 +62,7 @@ func (g *entryFlights) do(ctx context.Context, log *slog.Logger, key, what strin
 		f.waiters--
 		g.mu.Unlock()
 	}
-	return nil, fmt.Errorf("%s: %w", what, context.Cause(ctx))
+	return nil, owner, fmt.Errorf("%s: %w", what, context.Cause(ctx))
 }
 
 func (g *entryFlights) run(log *slog.Logger, key string, f *entryFlight, fn func() (*localcache.Entry, error)) {
