@@ -88,7 +88,7 @@ func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*Loc
 			s.up.Counters().Corrupt.Add(1)
 			s.log.Error("a large file's copy in the local cache does not match what was verified; not served, fetching the NAR again", "path", p.Path.String(), "file", sub, "cache-dir", s.cfg.CacheDir, "err", err)
 			if s.cache.Discard(e.Key()) && attempt < 2 {
-				s.listings.remove(p.Path.Hash)
+				s.listings.Remove(p.Path.Hash)
 				continue
 			}
 			return nil, nil, err
@@ -98,7 +98,7 @@ func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*Loc
 		}
 		// Files deleted from under us (by hand): fetch the entry again.
 		s.cache.Forget(e.Key())
-		s.listings.remove(p.Path.Hash)
+		s.listings.Remove(p.Path.Hash)
 	}
 }
 
@@ -125,7 +125,7 @@ func (s *Store) openIn(p *PathInfo, e *localcache.Entry, sub string) (*LocalFile
 // and whose blob is open already (content's warm descriptors); ok false
 // when the slow path must run.
 func (s *Store) openWarm(p *PathInfo, sub string) (*LocalFile, *nar.Node, bool) {
-	kl, ok := s.listings.get(p.Path.Hash)
+	kl, ok := s.known(p.Path.Hash)
 	if !ok || !kl.verified() || kl.index() != nil {
 		return nil, nil, false
 	}
@@ -147,7 +147,7 @@ type LocalFile = content.Span
 // entryListing is the verified listing of an entry: from memory, else
 // from the file written beside it when the NAR was verified.
 func (s *Store) entryListing(p *PathInfo, e *localcache.Entry) (*trust.Listing, error) {
-	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.verified() {
+	if kl, ok := s.known(p.Path.Hash); ok && kl.verified() {
 		return kl.v, nil
 	}
 	data, err := e.ReadMeta(layout.ListingMeta)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/internal/flight"
+	"github.com/narfs/narfs/remote/internal/pathstate"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -211,24 +212,24 @@ func TestListingTooBigForNarSize(t *testing.T) {
 	if len(l.Root.Entries) > 1000 {
 		t.Errorf("the listing has %d entries: the oversized .ls was used", len(l.Root.Entries))
 	}
-	if got := s.listings.usage(); got > 8<<20 {
+	if got := s.listings.Usage(); got > 8<<20 {
 		t.Errorf("listing memory %d bytes after refusing the .ls", got)
 	}
 }
 
 // Listings are kept within a byte budget, not an entry count.
 func TestListingMemoryBudget(t *testing.T) {
-	c := newListingCache(1 << 20)
+	c := pathstate.New(1 << 20)
 	for i := range 100 {
-		c.add(fmt.Sprint(i), &knownListing{Listing: &nar.Listing{Root: &nar.Node{Type: nar.TypeRegular}}, cost: 100 << 10})
+		c.SetUnverified(fmt.Sprint(i), &nar.Listing{Root: &nar.Node{Type: nar.TypeRegular}}, 100<<10)
 	}
-	if got := c.usage(); got > 1<<20 {
+	if got := c.Usage(); got > 1<<20 {
 		t.Errorf("usage %d bytes, budget 1 MiB", got)
 	}
-	if _, ok := c.get("99"); !ok {
+	if _, ok := c.Get("99"); !ok {
 		t.Error("the most recent listing was evicted")
 	}
-	if !c.fits(200<<10) || c.fits(300<<10) {
+	if !c.Fits(200<<10) || c.Fits(300<<10) {
 		t.Error("a single listing may take at most a quarter of the budget")
 	}
 }

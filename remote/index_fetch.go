@@ -22,7 +22,7 @@ func (s *Store) IndexesDeclared() bool { return s.up.IndexesDeclared() }
 // Store, now or earlier (a listing held, or the index kept beside the
 // path's records from an earlier run and still verifying).
 func (s *Store) IndexVerified(p *PathInfo) bool {
-	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.index() != nil {
+	if kl, ok := s.known(p.Path.Hash); ok && kl.index() != nil {
 		return true
 	}
 	return s.up.IndexRecorded(p.Path.Hash)

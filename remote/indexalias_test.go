@@ -167,7 +167,7 @@ func TestIndexAliasStaleOrForeignIgnored(t *testing.T) {
 			if srv.count("/index/x.nidx") != 1 {
 				t.Errorf("the narinfo's index was not fetched after an unusable alias: %v", srv.paths)
 			}
-			kl, _ := s.listings.get(hash)
+			kl, _ := s.known(hash)
 			if kl == nil || kl.index() == nil {
 				t.Fatal("the path is not read by its index")
 			}
@@ -245,7 +245,7 @@ func TestIndexAliasHangingKey(t *testing.T) {
 	if !nar.SameTree(l.Root, c.listing.Root) {
 		t.Fatal("listing differs from the NAR's")
 	}
-	if kl, _ := s.listings.get(hash); kl == nil || kl.index() == nil {
+	if kl, _ := s.known(hash); kl == nil || kl.index() == nil {
 		t.Fatal("the path is not read by its index")
 	}
 	// That for a while lookups then ask for no alias (one hanging key

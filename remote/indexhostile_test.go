@@ -270,7 +270,7 @@ func TestIndexInflatedSizeBounded(t *testing.T) {
 			if _, err := s.Listing(context.Background(), p); err != nil {
 				t.Fatal(err)
 			}
-			if kl, _ := s.listings.get(hash); kl != nil && kl.index() != nil {
+			if kl, _ := s.known(hash); kl != nil && kl.index() != nil {
 				t.Fatal("junk accepted as an index")
 			}
 			// Layout 2's alias is asked for with the narinfo, before its

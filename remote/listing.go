@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/internal/flight"
 	"github.com/narfs/narfs/remote/internal/trust"
 )
@@ -35,7 +36,7 @@ func (s *Store) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing,
 
 // verifiedListing is VerifiedListing's verified listing.
 func (s *Store) verifiedListing(ctx context.Context, p *PathInfo) (*trust.Listing, error) {
-	if kl, ok := s.listings.get(p.Path.Hash); ok && kl.verified() {
+	if kl, ok := s.known(p.Path.Hash); ok && kl.verified() {
 		return kl.v, nil
 	}
 	ctx, cancel := s.opContext(ctx)
@@ -70,7 +71,7 @@ var errNeedNAR = errors.New("no listing without the NAR")
 // listing is Listing; without fetchNAR it stops with errNeedNAR where
 // Listing would fetch the NAR.
 func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*knownListing, error) {
-	if kl, ok := s.listings.get(p.Path.Hash); ok {
+	if kl, ok := s.known(p.Path.Hash); ok {
 		return kl, nil
 	}
 	ctx, cancel := s.opContext(ctx)
@@ -82,7 +83,7 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 	v, err := flight.Shared(ctx, s.log, &s.listingGroup, key, fmt.Sprintf("%s: listing of %s", s.url, p.Path), func() (any, error) {
 		// A flight that ended between the check above and Do has already
 		// filled the cache.
-		if kl, ok := s.listings.get(p.Path.Hash); ok {
+		if kl, ok := s.known(p.Path.Hash); ok {
 			return kl, nil
 		}
 		ctx, cancel := s.flightContext(ctx)
@@ -99,9 +100,8 @@ func (s *Store) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 			var l *nar.Listing
 			var cost int64
 			if l, cost, err = s.remoteListing(ctx, p); err == nil {
-				kl := &knownListing{Listing: l, cost: cost}
-				s.listings.add(p.Path.Hash, kl)
-				return kl, nil
+				s.listings.SetUnverified(p.Path.Hash, l, cost)
+				return &knownListing{Listing: l, cost: cost}, nil
 			}
 		}
 		if !errors.Is(err, ErrNotFound) && err != errListingsOff {
@@ -148,19 +148,18 @@ func (s *Store) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node,
 // already have been handed out; if it disagrees, the .ls lied.
 // The listing may carry the path's chunk index (it came from one).
 func (s *Store) verified(p *PathInfo, v *trust.Listing) {
-	kl := knownVerified(v)
-	l := kl.Listing
-	if old, ok := s.listings.get(p.Path.Hash); ok {
-		if !old.verified() && !nar.SameTree(old.Root, l.Root) {
+	l := v.Tree()
+	keep := false
+	if st, ok := s.listings.Get(p.Path.Hash); ok && st.Verified != nil {
+		// The NAR was fetched whole as well: keep reading by chunks.
+		keep = st.Verified.Index() != nil && v.Index() == nil && nar.SameTree(st.Verified.Tree().Root, l.Root)
+	}
+	if !keep {
+		if _, contradicted := s.listings.SetVerified(p.Path.Hash, v); contradicted {
 			s.up.Counters().Corrupt.Add(1)
 			s.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
 		}
-		if old.index() != nil && kl.index() == nil && nar.SameTree(old.Root, l.Root) {
-			// The NAR was fetched whole as well: keep reading by chunks.
-			kl = old
-		}
 	}
-	s.listings.add(p.Path.Hash, kl)
 	s.hooksMu.Lock()
 	hooks := s.onVerified
 	s.hooksMu.Unlock()
@@ -176,4 +175,47 @@ func (s *Store) OnVerified(fn func(p *PathInfo, l *nar.Listing)) {
 	s.hooksMu.Lock()
 	defer s.hooksMu.Unlock()
 	s.onVerified = append(s.onVerified, fn)
+}
+
+// knownListing is a store path's listing with where it came from.
+type knownListing struct {
+	*nar.Listing
+	// v, when set, is the verified listing (Listing is its tree): built
+	// from the NAR after NarHash matched, or from a verified chunk index.
+	// Otherwise the listing came from the unsigned .ls (or a NAR header)
+	// and only describes metadata; no byte a reader gets is chosen by it.
+	v    *trust.Listing
+	cost int64
+}
+
+// knownVerified wraps a verified listing.
+func knownVerified(v *trust.Listing) *knownListing {
+	return &knownListing{Listing: v.Tree(), v: v, cost: v.Cost()}
+}
+
+func (kl *knownListing) verified() bool { return kl.v != nil }
+
+// index is the path's verified chunk index, or nil.
+func (kl *knownListing) index() *chunkindex.Index { return kl.v.Index() }
+
+// indexObject is the object the index was decoded from.
+func (kl *knownListing) indexObject() []byte { return kl.v.Object() }
+
+// known is the best listing the table holds of hash: the verified one,
+// else the unverified .ls, else a lone file's peeked root.
+func (s *Store) known(hash string) (*knownListing, bool) {
+	st, ok := s.listings.Get(hash)
+	if !ok {
+		return nil, false
+	}
+	switch {
+	case st.Verified != nil:
+		return knownVerified(st.Verified), true
+	case st.Unverified != nil:
+		return &knownListing{Listing: st.Unverified}, true
+	case st.Peeked != nil && st.Peeked.Type == nar.TypeRegular:
+		// A lone file: the header is the whole listing.
+		return &knownListing{Listing: &nar.Listing{Root: st.Peeked}}, true
+	}
+	return nil, false
 }

@@ -11,8 +11,6 @@ import (
 // fileID is what must not change for a check of an own file to hold.
 type fileID = content.FileID
 
-var idOf = content.IDOf
-
 var (
 	errOwnMismatch   = content.ErrOwnMismatch
 	errOwnUnrecorded = content.ErrOwnUnrecorded

@@ -47,7 +47,7 @@ func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 		return s.verifiedRoot(ctx, p)
 	case nar.TypeRegular:
 		// A lone file: the header is the whole listing.
-		s.listings.add(p.Path.Hash, &knownListing{Listing: &nar.Listing{Root: n}})
+		s.listings.SetPeeked(p.Path.Hash, n)
 	}
 	return n, nil
 }

@@ -51,7 +51,7 @@ func TestRootWithoutListingPeeks(t *testing.T) {
 		// Start the next path from no extracted state.
 		os.RemoveAll(filepath.Join(s.cfg.CacheDir, cacheLayout, "nar", narKey(p)))
 		s.cache.Forget(narKey(p))
-		s.listings.remove(p.Path.Hash)
+		s.listings.Remove(p.Path.Hash)
 		s.up.Counters().Fetches.Store(0)
 	}
 }

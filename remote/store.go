@@ -10,6 +10,7 @@ import (
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/internal/content"
+	"github.com/narfs/narfs/remote/internal/pathstate"
 )
 
 // Store is one binary cache opened for reading. Safe for concurrent use.
@@ -35,7 +36,7 @@ type Store struct {
 	*aheadPart
 
 	listingGroup singleflight.Group // by hash part
-	listings     *listingCache      // hash part → best known listing
+	listings     *pathstate.Table   // hash part → what is known, generations
 
 	hooksMu    sync.Mutex // protects onVerified
 	onVerified []func(*PathInfo, *nar.Listing)
@@ -63,7 +64,7 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *content.
 	s := &Store{
 		cfg:      cfg,
 		log:      log,
-		listings: newListingCache(cfg.ListingMemory),
+		listings: pathstate.New(cfg.ListingMemory),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.aheadPart = newAheadPart(s.bg, cfg, log)

@@ -199,16 +199,16 @@ func (t *Table) Handed(hash string, root *nar.Node, tree *nar.Listing) uint64 {
 // subscribers are told (on this goroutine, before SetVerified returns)
 // when anything was handed.
 func (t *Table) SetVerified(hash string, v *trust.Listing) (gen uint64, contradicted bool) {
-	var kept *nar.Listing
+	var kept State
 	t.update(hash, func(st State) (State, bool) {
-		kept = st.Unverified
-		if st.Verified != nil {
-			kept = nil
-		}
-		st.Verified, st.Unverified, st.Peeked, st.cost = v, nil, nil, v.Cost()
+		kept = st
+		st = State{Verified: v, cost: v.Cost()}
 		return st, true
 	})
-	contradicted = kept != nil && !nar.SameTree(kept.Root, v.Tree().Root)
+	if kept.Verified == nil {
+		contradicted = kept.Unverified != nil && !nar.SameTree(kept.Unverified.Root, v.Tree().Root) ||
+			kept.Peeked != nil && !sameRoot(kept.Peeked, v.Tree().Root)
+	}
 	t.mu.Lock()
 	h := t.handed[hash]
 	moved := false
