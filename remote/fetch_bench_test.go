@@ -322,7 +322,7 @@ func BenchmarkFetchCold(b *testing.B) {
 					for b.Loop() {
 						cfg := trustedConfig(b)
 						cfg.SingleStream = single
-						s, err := Open(context.Background(), link.url, cfg)
+						s, err := openOne(context.Background(), link.url, cfg)
 						if err != nil {
 							b.Fatal(err)
 						}

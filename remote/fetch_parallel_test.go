@@ -73,7 +73,7 @@ func TestFetchResumesBrokenParts(t *testing.T) {
 	cfg := trustedConfig(t)
 	cfg.Backend.HTTPClient = client
 	cfg.Backend.RetryBaseDelay = 1
-	s, err := Open(context.Background(), url, cfg)
+	s, err := openOne(context.Background(), url, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestFetchWithoutRanges(t *testing.T) {
 		files.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	s, err := Open(context.Background(), srv.URL, trustedConfig(t))
+	s, err := openOne(context.Background(), srv.URL, trustedConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestFetchEncodedRanges(t *testing.T) {
 		w.Write(data)
 	}))
 	defer srv.Close()
-	s, err := Open(context.Background(), srv.URL, trustedConfig(t))
+	s, err := openOne(context.Background(), srv.URL, trustedConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}

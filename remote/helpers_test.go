@@ -160,7 +160,7 @@ func openStore(t testing.TB, dir, query string, cfg Config) *Store {
 	if query != "" {
 		u += "?" + query
 	}
-	s, err := Open(context.Background(), u, cfg)
+	s, err := openOne(context.Background(), u, cfg)
 	if err != nil {
 		t.Fatalf("Open %s: %v", u, err)
 	}

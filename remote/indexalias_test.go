@@ -88,7 +88,7 @@ func indexedTree(t *testing.T) (*indexedCache, string, []byte) {
 
 func openHTTPStore(t *testing.T, url string, cfg Config) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), url, cfg)
+	s, err := openOne(context.Background(), url, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -129,7 +130,7 @@ func (c *fanoutCache) open(t *testing.T, query string) *Store {
 	if query != "" {
 		u += "?" + query
 	}
-	s, err := Open(context.Background(), u, trustedConfig(t))
+	s, err := openOne(context.Background(), u, trustedConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestLookaheadStopsAtClose(t *testing.T) {
 	// the server just after.
 	st := s.Stats()
 	time.Sleep(300 * time.Millisecond)
-	if after := s.Stats(); after != st {
+	if after := s.Stats(); !reflect.DeepEqual(after, st) {
 		t.Errorf("requests after Close: %+v → %+v", st, after)
 	}
 	if before, _, _ := c.requests(); before > 1+2+2*tune.LookaheadJobs+tune.LookaheadJobs {

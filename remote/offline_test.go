@@ -19,7 +19,7 @@ func TestOfflineRestart(t *testing.T) {
 	cfg := trustedConfig(t)
 	cfg.Timeout = 2 * time.Second
 	ctx := context.Background()
-	s, err := Open(ctx, srv.URL, cfg)
+	s, err := openOne(ctx, srv.URL, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestOfflineRestart(t *testing.T) {
 	srv.Close() // the cache is gone: connections are refused
 
 	start := time.Now()
-	s2, err := Open(ctx, srv.URL, cfg)
+	s2, err := openOne(ctx, srv.URL, cfg)
 	if err != nil {
 		t.Fatalf("Open with the cache down: %v, want a start that serves the local cache", err)
 	}

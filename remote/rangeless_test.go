@@ -171,7 +171,7 @@ const headerSlack = 1 << 10
 func TestRangelessServerStockNAR(t *testing.T) {
 	dir := copyCache(t, "cache-none")
 	srv := startRangeless(t, dir)
-	s, err := Open(context.Background(), srv.URL, trustedConfig(t))
+	s, err := openOne(context.Background(), srv.URL, trustedConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestRangelessServerIndexedReads(t *testing.T) {
 				t.Fatalf("an object of %d chunks; want several", len(c.x.Chunks))
 			}
 			srv := startRangeless(t, c.dir)
-			s, err := Open(context.Background(), srv.URL, tc.cfg(t))
+			s, err := openOne(context.Background(), srv.URL, tc.cfg(t))
 			if err != nil {
 				t.Fatal(err)
 			}

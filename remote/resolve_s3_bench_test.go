@@ -56,7 +56,7 @@ func BenchmarkResolveS3(b *testing.B) {
 	run := func(b *testing.B, cfg Config, warm bool) {
 		cfg.CacheDir = b.TempDir()
 		cfg.Logger = quietLogger()
-		s, err := Open(context.Background(), url, cfg)
+		s, err := openOne(context.Background(), url, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

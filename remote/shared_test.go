@@ -26,7 +26,7 @@ func TestCallerStopsWaitingFetchGoesOn(t *testing.T) {
 	defer srv.Close()
 	cfg := trustedConfig(t)
 	cfg.CacheDir = t.TempDir()
-	s, err := Open(context.Background(), srv.URL, cfg)
+	s, err := openOne(context.Background(), srv.URL, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

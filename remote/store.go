@@ -46,10 +46,10 @@ type Store struct {
 	stopBG context.CancelFunc
 }
 
-// Open parses storeURL (Nix syntax), connects to the cache and reads its
+// openOne parses storeURL (Nix syntax), connects to the cache and reads its
 // nix-cache-info, so that an unreachable or foreign cache fails here with
 // one clear error rather than on the first lookup.
-func Open(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
+func openOne(ctx context.Context, storeURL string, cfg Config) (*Store, error) {
 	cfg.setDefaults()
 	return openCache(ctx, storeURL, cfg, nil)
 }

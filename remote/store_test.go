@@ -73,7 +73,7 @@ func TestPathsCancelled(t *testing.T) {
 func TestOpenForeignStoreDir(t *testing.T) {
 	dir := copyCache(t, "cache-none")
 	putFile(t, filepath.Join(dir, "nix-cache-info"), []byte("StoreDir: /other/store\nWantMassQuery: 1\n"))
-	_, err := Open(context.Background(), "file://"+dir, Config{CacheDir: t.TempDir(), Logger: quietLogger()})
+	_, err := openOne(context.Background(), "file://"+dir, Config{CacheDir: t.TempDir(), Logger: quietLogger()})
 	if err == nil {
 		t.Fatal("Open of a cache for /other/store succeeded")
 	}
@@ -94,7 +94,7 @@ func TestOpenWithoutCacheInfo(t *testing.T) {
 func TestOpenMalformedCacheInfo(t *testing.T) {
 	dir := copyCache(t, "cache-none")
 	putFile(t, filepath.Join(dir, "nix-cache-info"), []byte("StoreDir: /nix/store\nPriority: high\n"))
-	_, err := Open(context.Background(), "file://"+dir, Config{CacheDir: t.TempDir(), Logger: quietLogger()})
+	_, err := openOne(context.Background(), "file://"+dir, Config{CacheDir: t.TempDir(), Logger: quietLogger()})
 	if err == nil || !strings.Contains(err.Error(), "nix-cache-info") {
 		t.Errorf("Open with a malformed nix-cache-info = %v, want an error naming it", err)
 	}
@@ -111,7 +111,7 @@ func TestOpenBadURL(t *testing.T) {
 		"file:///nonexistent/narfs-test-cache",
 		"file://" + filepath.Join(abs, "cache-none") + "?no-such-param=1",
 	} {
-		s, err := Open(context.Background(), u, Config{CacheDir: t.TempDir(), Logger: quietLogger()})
+		s, err := openOne(context.Background(), u, Config{CacheDir: t.TempDir(), Logger: quietLogger()})
 		if err == nil {
 			s.Close()
 			t.Errorf("Open(%q) succeeded", u)

@@ -332,8 +332,10 @@ func TestSubstitutersPaths(t *testing.T) {
 }
 
 // Stats.add sums every field: a counter added to Stats but not to add
-// would read 0 on a mount of several caches.
+// would read 0 on a mount of several caches. coreOnly fields are the
+// core's own (set once by Core.Stats, not summed).
 func TestStatsAddCoversEveryField(t *testing.T) {
+	coreOnly := map[string]bool{"Caches": true, "CacheBytes": true}
 	var one Stats
 	v := reflect.ValueOf(&one).Elem()
 	var fill func(v reflect.Value)
@@ -347,6 +349,9 @@ func TestStatsAddCoversEveryField(t *testing.T) {
 			}
 		case reflect.Struct:
 			for i := range v.NumField() {
+				if coreOnly[v.Type().Field(i).Name] {
+					continue
+				}
 				fill(v.Field(i))
 			}
 		default:
@@ -370,6 +375,9 @@ func TestStatsAddCoversEveryField(t *testing.T) {
 			}
 		case reflect.Struct:
 			for i := range v.NumField() {
+				if coreOnly[v.Type().Field(i).Name] {
+					continue
+				}
 				check(v.Field(i), name+"."+v.Type().Field(i).Name)
 			}
 		}

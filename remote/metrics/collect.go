@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/narfs/narfs/remote"
+	"github.com/narfs/narfs/remote/stats"
 )
 
 // collector reads the store's counters at scrape time, so remote keeps
@@ -53,21 +53,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	s := store.Stats()
-	for o := remote.Outcome(0); o < remote.NumOutcomes; o++ {
+	for o := stats.Outcome(0); o < stats.NumOutcomes; o++ {
 		counter(descLookups, s.Lookups[o], o.String())
 	}
-	for _, c := range store.Caches() {
-		cs := c.Stats()
-		for k := remote.Kind(0); k < remote.NumKinds; k++ {
-			u := cs.Upstream[k]
-			counter(descRequests, u.Requests, c.URL(), k.String())
-			counter(descReqErrors, u.Errors, c.URL(), k.String())
-			counter(descBytes, u.Bytes, c.URL(), k.String())
+	for _, c := range s.Caches {
+		for k := stats.Kind(0); k < stats.NumKinds; k++ {
+			u := c.Upstream[k]
+			counter(descRequests, u.Requests, c.URL, k.String())
+			counter(descReqErrors, u.Errors, c.URL, k.String())
+			counter(descBytes, u.Bytes, c.URL, k.String())
 		}
 	}
 	counter(descFetches, s.Fetches)
 	counter(descCorrupt, s.Corrupt)
-	gauge(descUsage, float64(store.CacheUsage()))
+	gauge(descUsage, float64(s.CacheBytes))
 	counter(descEvictions, s.Evictions)
 	counter(descHits, s.CacheHits)
 	counter(descMisses, s.CacheMisses)

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/narfs/narfs/remote"
+	"github.com/narfs/narfs/remote/stats"
 )
 
 // Metrics is one mount's registry. It implements fs.Metrics; give
@@ -44,7 +45,7 @@ type Metrics struct {
 	reqTime *prometheus.HistogramVec
 
 	served atomic.Int64
-	store  atomic.Pointer[remote.Substituters] // set by Watch
+	store  atomic.Pointer[remote.Core] // set by Watch
 }
 
 // New makes the registry for a mount. Upstream series carry the cache's
@@ -73,7 +74,7 @@ func New() *Metrics {
 }
 
 // Watch makes the registry read store's counters at every scrape.
-func (m *Metrics) Watch(store *remote.Substituters) { m.store.Store(store) }
+func (m *Metrics) Watch(store *remote.Core) { m.store.Store(store) }
 
 // Op counts a FUSE operation.
 func (m *Metrics) Op(op string, d time.Duration, errno syscall.Errno) {
@@ -89,7 +90,7 @@ func (m *Metrics) Op(op string, d time.Duration, errno syscall.Errno) {
 func (m *Metrics) Served(n int64) { m.served.Add(n) }
 
 // ObserveRequest records an upstream request's latency.
-func (m *Metrics) ObserveRequest(cache string, kind remote.Kind, d time.Duration, _ error) {
+func (m *Metrics) ObserveRequest(cache string, kind stats.Kind, d time.Duration, _ error) {
 	m.reqTime.WithLabelValues(cache, kind.String()).Observe(d.Seconds())
 }
 

@@ -28,6 +28,17 @@ type Stats struct {
 
 	CacheHits, CacheMisses int64 // local cache lookups of extracted NARs
 	Evictions              int64 // local cache entries evicted to make room
+	CacheBytes             int64 // bytes of extracted NARs in the local cache now
+
+	// Caches is each cache's own upstream traffic, in the order they are
+	// asked (the core's Stats only; Add leaves it).
+	Caches []Cache
+}
+
+// Cache is one binary cache's upstream traffic.
+type Cache struct {
+	URL      string // redacted
+	Upstream [NumKinds]KindStats
 }
 
 // KindStats is the upstream traffic of one kind of object.
@@ -76,7 +87,8 @@ func (o Outcome) String() string { return outcomeNames[o] }
 // cache is the redacted URL of the cache asked.
 type Observer func(cache string, kind Kind, d time.Duration, err error)
 
-// Add sums o into st, for the caches of a Substituters.
+// Add sums o's counters into st, for the caches of a core (not Caches,
+// nor CacheBytes: the local cache's are counted once).
 func (st *Stats) Add(o Stats) {
 	st.NarinfoGets += o.NarinfoGets
 	st.ListingGets += o.ListingGets

@@ -12,6 +12,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/internal/content"
+	"github.com/narfs/narfs/remote/stats"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -33,7 +34,7 @@ import (
 //
 // All caches share one local cache (one size cap); NARs are keyed by
 // their hash there, so a path held by two caches is fetched once.
-type Substituters struct {
+type Core struct {
 	caches []*Store       // by priority; read-only after Open
 	local  *content.Store // shared by caches
 	log    *slog.Logger
@@ -42,15 +43,15 @@ type Substituters struct {
 // OpContext bounds one user-facing operation that waits on no cache
 // itself (the mount's own bookkeeping) by Config.Timeout, like every
 // operation on a cache.
-func (s *Substituters) OpContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return s.caches[0].opContext(ctx)
+func (g *Core) OpContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return g.caches[0].opContext(ctx)
 }
 
-// OpenSubstituters opens every cache in storeURLs (Nix syntax) with cfg.
+// Open opens every cache in storeURLs (Nix syntax) with cfg.
 // An unreachable cache does not fail it (its paths are served from the
 // local cache until it answers); a malformed URL, refused credentials or
 // a foreign cache does.
-func OpenSubstituters(ctx context.Context, storeURLs []string, cfg Config) (*Substituters, error) {
+func Open(ctx context.Context, storeURLs []string, cfg Config) (*Core, error) {
 	if len(storeURLs) == 0 {
 		return nil, errors.New("no binary cache given")
 	}
@@ -59,7 +60,7 @@ func OpenSubstituters(ctx context.Context, storeURLs []string, cfg Config) (*Sub
 	if err != nil {
 		return nil, err
 	}
-	g := &Substituters{local: local, log: cfg.Logger}
+	g := &Core{local: local, log: cfg.Logger}
 	seen := map[string]bool{}
 	for _, u := range storeURLs {
 		s, err := openCache(ctx, u, cfg, local)
@@ -86,7 +87,7 @@ func OpenSubstituters(ctx context.Context, storeURLs []string, cfg Config) (*Sub
 
 // next is the cache after s in the order, nil for the last (or a store
 // of no group).
-func (g *Substituters) next(s *Store) *Store {
+func (g *Core) next(s *Store) *Store {
 	if g == nil {
 		return nil
 	}
@@ -97,11 +98,8 @@ func (g *Substituters) next(s *Store) *Store {
 	return g.caches[i+1]
 }
 
-// Caches is the caches in the order they are asked.
-func (g *Substituters) Caches() []*Store { return g.caches }
-
 // URL is the caches' redacted URLs, in the order they are asked.
-func (g *Substituters) URL() string {
+func (g *Core) URL() string {
 	urls := make([]string, len(g.caches))
 	for i, s := range g.caches {
 		urls[i] = s.URL()
@@ -110,10 +108,10 @@ func (g *Substituters) URL() string {
 }
 
 // StoreDir is the store directory the caches' paths live under.
-func (g *Substituters) StoreDir() string { return storepath.DefaultStoreDir }
+func (g *Core) StoreDir() string { return storepath.DefaultStoreDir }
 
 // Close stops every cache's background work and closes the local cache.
-func (g *Substituters) Close() error {
+func (g *Core) Close() error {
 	var errs []error
 	g.local.Stop() // the shared blobs read through the caches' backends
 	for _, s := range g.caches {
@@ -123,29 +121,24 @@ func (g *Substituters) Close() error {
 	return errors.Join(errs...)
 }
 
-// CacheUsage is the bytes of NARs in the shared local cache.
-func (g *Substituters) CacheUsage() int64 { return g.local.Usage() }
-
-// Stats sums every cache's counters; the local cache's are counted once.
-func (g *Substituters) Stats() Stats {
-	var st Stats
-	for _, s := range g.caches {
-		st.Add(s.up.Counters().Snapshot())
+// Stats sums every cache's counters (the local cache's are counted
+// once) and lists each cache's upstream traffic.
+func (g *Core) Stats() stats.Stats {
+	var st stats.Stats
+	st.Caches = make([]stats.Cache, len(g.caches))
+	for i, s := range g.caches {
+		cs := s.up.Counters().Snapshot()
+		st.Add(cs)
+		st.Caches[i] = stats.Cache{URL: s.URL(), Upstream: cs.Upstream}
 	}
 	st.CacheHits, st.CacheMisses, st.Evictions = g.local.Counts()
+	st.CacheBytes = g.local.Usage()
 	return st
-}
-
-// OnVerified registers fn with every cache (see Store.OnVerified).
-func (g *Substituters) OnVerified(fn func(p *PathInfo, l *nar.Listing)) {
-	for _, s := range g.caches {
-		s.OnVerified(fn)
-	}
 }
 
 // Resolve maps a store path base name to the trusted narinfo of the first
 // cache, in priority order, that has one (see Store.Resolve).
-func (g *Substituters) Resolve(ctx context.Context, base string) (*PathInfo, error) {
+func (g *Core) Resolve(ctx context.Context, base string) (*PathInfo, error) {
 	if _, err := storepath.Parse(base); err != nil {
 		return nil, fmt.Errorf("%s: %w (%v)", base, ErrNotFound, err)
 	}
@@ -153,7 +146,7 @@ func (g *Substituters) Resolve(ctx context.Context, base string) (*PathInfo, err
 }
 
 // ResolveHash is Resolve by hash part alone.
-func (g *Substituters) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) {
+func (g *Core) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) {
 	if !storepath.ValidHashPart(hash) {
 		return nil, fmt.Errorf("%s: %w (not a store path hash)", hash, ErrNotFound)
 	}
@@ -166,7 +159,7 @@ func (g *Substituters) ResolveHash(ctx context.Context, hash string) (*PathInfo,
 // one: a cache that could not be asked outranks a corrupt narinfo, which
 // outranks an untrusted one, which outranks a miss — a reader must not
 // be told "no such path" while a cache that may hold it is down.
-func (g *Substituters) first(ctx context.Context, key string, lookup func(*Store) (*PathInfo, error)) (*PathInfo, error) {
+func (g *Core) first(ctx context.Context, key string, lookup func(*Store) (*PathInfo, error)) (*PathInfo, error) {
 	if len(g.caches) == 1 {
 		return lookup(g.caches[0])
 	}
@@ -239,7 +232,7 @@ func severity(err error) int {
 // enumeration is one operation bounded by Config.Timeout: at the deadline
 // it returns an error wrapping context.DeadlineExceeded, fn having seen
 // the paths found until then.
-func (g *Substituters) Paths(ctx context.Context, fn func(*PathInfo)) error {
+func (g *Core) Paths(ctx context.Context, fn func(*PathInfo)) error {
 	ctx, cancel := g.OpContext(ctx)
 	defer cancel()
 	if len(g.caches) == 1 {
@@ -298,48 +291,28 @@ func (g *Substituters) Paths(ctx context.Context, fn func(*PathInfo)) error {
 // The operations on a resolved path go to the cache that resolved it.
 
 // Root is Store.Root in p's cache.
-func (g *Substituters) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
+func (g *Core) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 	return g.of(p).Root(ctx, p)
 }
 
 // Lookup is Store.Lookup in p's cache.
-func (g *Substituters) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node, error) {
+func (g *Core) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node, error) {
 	return g.of(p).Lookup(ctx, p, sub)
 }
 
-// Listing is Store.Listing in p's cache.
-func (g *Substituters) Listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
-	return g.of(p).Listing(ctx, p)
-}
-
 // VerifiedListing is Store.VerifiedListing in p's cache.
-func (g *Substituters) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
+func (g *Core) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
 	return g.of(p).VerifiedListing(ctx, p)
 }
 
-// OpenFile is Store.OpenFile in p's cache.
-func (g *Substituters) OpenFile(ctx context.Context, p *PathInfo, sub string) (*LocalFile, error) {
-	return g.of(p).OpenFile(ctx, p, sub)
-}
-
-// OpenVerified is Store.OpenVerified in p's cache.
-func (g *Substituters) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*LocalFile, *nar.Node, error) {
-	return g.of(p).OpenVerified(ctx, p, sub)
-}
-
-// OpenChunked is Store.OpenChunked in p's cache.
-func (g *Substituters) OpenChunked(ctx context.Context, p *PathInfo, sub string) (*ChunkedFile, error) {
-	return g.of(p).OpenChunked(ctx, p, sub)
-}
-
 // Prefetch is Store.Prefetch in p's cache.
-func (g *Substituters) Prefetch(ctx context.Context, p *PathInfo) (indexed bool, err error) {
+func (g *Core) Prefetch(ctx context.Context, p *PathInfo) (indexed bool, err error) {
 	return g.of(p).Prefetch(ctx, p)
 }
 
 // of is the cache that resolved p; a PathInfo made elsewhere (tests) goes
 // to the first.
-func (g *Substituters) of(p *PathInfo) *Store {
+func (g *Core) of(p *PathInfo) *Store {
 	if p.src != nil {
 		return p.src
 	}
