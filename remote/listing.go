@@ -130,11 +130,16 @@ var errListingsOff = errors.New(".ls listings not used")
 
 // Lookup finds a node by slash-separated sub-path inside a store path.
 func (s *Store) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node, error) {
-	l, err := s.Listing(ctx, p)
+	kl, err := s.listing(ctx, p, true)
 	if err != nil {
 		return nil, err
 	}
-	n, err := l.Find(sub)
+	if !kl.verified() {
+		// Unverified metadata handed out: the verification that follows
+		// tells (Core.Subscribe) if it contradicts it.
+		s.listings.Handed(p.Path.Hash, kl.Root, kl.Listing)
+	}
+	n, err := kl.Find(sub)
 	if err != nil {
 		// Missing names and paths through files are both "no such file".
 		return nil, fmt.Errorf("%s/%s: %w (%v)", p.Path, sub, ErrNotFound, err)

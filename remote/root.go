@@ -31,6 +31,9 @@ func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 		if kl.Root.Type == nar.TypeSymlink && !kl.verified() {
 			return s.verifiedRoot(ctx, p)
 		}
+		if !kl.verified() {
+			s.listings.Handed(p.Path.Hash, kl.Root, nil)
+		}
 		return kl.Root, nil
 	}
 	if !errors.Is(err, errNeedNAR) {
@@ -49,6 +52,7 @@ func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 		// A lone file: the header is the whole listing.
 		s.listings.SetPeeked(p.Path.Hash, n)
 	}
+	s.listings.Handed(p.Path.Hash, n, nil)
 	return n, nil
 }
 

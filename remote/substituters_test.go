@@ -417,3 +417,76 @@ func TestSubstitutersLookaheadCrossesCaches(t *testing.T) {
 		t.Errorf("%d narinfo requests for a path looked up ahead", n)
 	}
 }
+
+// The core's generations: a lookup answered from a lying .ls, then the
+// open that verifies the NAR, moves the path's generation once and tells
+// subscribers before Open returns; the file opened is the verified one.
+func TestCoreGenMovesOnLie(t *testing.T) {
+	ctx := context.Background()
+	dir := copyCache(t, "cache-none")
+	truth := buildListing(t, narBytes(t, pathTreeSmall))
+	_, first := firstFile(truth)
+	delta := int64(-1)
+	if first.Size%8 == 1 {
+		delta = 1
+	}
+	sub := lieAboutSize(t, dir, pathTreeSmall, delta)
+	trueNode, _ := truth.Find(sub)
+
+	c := openSubs(t, trustedConfig(t), fileURL(t, dir, ""))
+	p, err := c.Resolve(ctx, pathTreeSmall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var told []uint64
+	cancel := c.Subscribe(func(hash string, gen uint64) {
+		if hash == p.Path.Hash {
+			told = append(told, gen)
+		}
+	})
+	defer cancel()
+	if g := c.Gen(p); g != 0 {
+		t.Fatalf("Gen %d before any answer", g)
+	}
+	n, err := c.Lookup(ctx, p, sub)
+	if err != nil || n.Size != trueNode.Size+delta {
+		t.Fatalf("Lookup = %+v, %v; want the .ls's size", n, err)
+	}
+	f, err := c.Open(ctx, p, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if len(told) != 1 || told[0] != 1 || c.Gen(p) != 1 {
+		t.Fatalf("told %v, Gen %d after Open; want [1] and 1", told, c.Gen(p))
+	}
+	if f.Node().Size != trueNode.Size {
+		t.Fatalf("File size %d, want the verified %d", f.Node().Size, trueNode.Size)
+	}
+	buf := make([]byte, trueNode.Size)
+	if got, ok := f.ReadCached(buf); !ok || int64(got) != trueNode.Size {
+		t.Fatalf("ReadCached = %d, %v", got, ok)
+	}
+	st := c.Stats()
+	if len(st.Caches) != 1 || st.Caches[0].URL != c.URL() || st.CacheBytes <= 0 || st.Corrupt != 1 {
+		t.Fatalf("Stats: caches %+v, CacheBytes %d, Corrupt %d", st.Caches, st.CacheBytes, st.Corrupt)
+	}
+	// An agreeing path: no move.
+	q, err := c.Resolve(ctx, pathLib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Root(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.VerifiedListing(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if c.Gen(q) != 0 || len(told) != 1 {
+		t.Fatalf("an agreeing path moved: Gen %d, told %v", c.Gen(q), told)
+	}
+	c.Forget(p)
+	if c.Gen(p) != 0 {
+		t.Fatal("Forget kept the generation")
+	}
+}

@@ -178,6 +178,11 @@ func (t *Table) Handed(hash string, root *nar.Node, tree *nar.Listing) uint64 {
 	defer t.mu.Unlock()
 	h := t.handed[hash]
 	if h == nil {
+		if el, ok := t.items[hash]; ok && el.Value.(*item).st.Verified != nil {
+			// Verified in the meantime: what was shown is checked by the
+			// caller's next Gen read, nothing is left to contradict.
+			return 0
+		}
 		h = &handed{}
 		t.handed[hash] = h
 	}
@@ -220,6 +225,10 @@ func (t *Table) SetVerified(hash string, v *trust.Listing) (gen uint64, contradi
 			h.gen++
 			moved = true
 			contradicted = true
+		} else if h.gen == 0 {
+			// Nothing moved: the record would only say gen 0, as no
+			// record does. Dropping it bounds the table by the lies.
+			delete(t.handed, hash)
 		}
 	}
 	if h != nil {
