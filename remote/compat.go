@@ -8,6 +8,7 @@ import (
 	"context"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/stats"
 )
 
 // Substituters is the Core under its old name.
@@ -50,3 +51,33 @@ func (g *Core) OnVerified(fn func(p *PathInfo, l *nar.Listing)) {
 		s.OnVerified(fn)
 	}
 }
+
+// The counters' vocabulary lives in remote/stats; these names keep the
+// old API (metrics tests, cmd/narfs) building.
+type (
+	Stats           = stats.Stats
+	KindStats       = stats.KindStats
+	Kind            = stats.Kind
+	Outcome         = stats.Outcome
+	RequestObserver = stats.Observer
+)
+
+// The kinds of upstream objects.
+const (
+	KindNarinfo = stats.KindNarinfo
+	KindListing = stats.KindListing
+	KindIndex   = stats.KindIndex
+	KindNar     = stats.KindNar
+	KindOther   = stats.KindOther
+	NumKinds    = stats.NumKinds
+)
+
+// The outcomes of narinfo lookups.
+const (
+	OutcomeHit       = stats.OutcomeHit
+	OutcomeMiss      = stats.OutcomeMiss
+	OutcomeNegative  = stats.OutcomeNegative
+	OutcomeUntrusted = stats.OutcomeUntrusted
+	OutcomeError     = stats.OutcomeError
+	NumOutcomes      = stats.NumOutcomes
+)
