@@ -26,6 +26,12 @@ func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 		}
 		return kl.Root, nil
 	}
+	if st, ok := s.listings.Get(p.Path.Hash); ok && st.Tree() == nil && st.Peeked != nil {
+		// Peeked before (a directory's header): the core keeps it, so a
+		// front end asking again costs no request.
+		s.listings.Handed(p.Path.Hash, st.Peeked, nil)
+		return st.Peeked, nil
+	}
 	kl, err := s.listing(ctx, p, false)
 	if err == nil {
 		if kl.Root.Type == nar.TypeSymlink && !kl.verified() {
@@ -45,13 +51,12 @@ func (s *Store) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch n.Type {
-	case nar.TypeSymlink:
+	if n.Type == nar.TypeSymlink {
 		return s.verifiedRoot(ctx, p)
-	case nar.TypeRegular:
-		// A lone file: the header is the whole listing.
-		s.listings.SetPeeked(p.Path.Hash, n)
 	}
+	// Kept until verified: a lone file's header is its whole listing, a
+	// directory's answers Root again.
+	s.listings.SetPeeked(p.Path.Hash, n)
 	s.listings.Handed(p.Path.Hash, n, nil)
 	return n, nil
 }

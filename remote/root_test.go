@@ -76,3 +76,35 @@ func TestRootFromListing(t *testing.T) {
 		t.Errorf("NarGets = %d, want 1 (the symlink's)", st.NarGets)
 	}
 }
+
+// The core keeps a peeked root: asking Root again (a front end no longer
+// keeps its own copy) costs no request, and a directory's entries still
+// come from the listing, not from the header.
+func TestRootPeekedKept(t *testing.T) {
+	dir := copyCache(t, "cache-none")
+	ls, _ := filepath.Glob(filepath.Join(dir, "*.ls"))
+	for _, f := range ls {
+		os.Remove(f)
+	}
+	s := openStore(t, dir, "", trustedConfig(t))
+	ctx := context.Background()
+	p := mustResolve(t, s, pathTreeSmall)
+	n, err := s.Root(ctx, p)
+	if err != nil || n.Type != nar.TypeDirectory {
+		t.Fatalf("Root = %+v, %v", n, err)
+	}
+	before := s.Stats()
+	if n2, err := s.Root(ctx, p); err != nil || n2 != n {
+		t.Fatalf("second Root = %+v, %v; want the peeked root", n2, err)
+	}
+	if after := s.Stats(); after.NarGets != before.NarGets || after.UpstreamBytes != before.UpstreamBytes {
+		t.Errorf("second Root asked the cache: %+v → %+v", before, after)
+	}
+	l, err := s.VerifiedListing(ctx, p)
+	if err != nil || len(l.Root.Entries) == 0 {
+		t.Fatalf("VerifiedListing = %v, %v", l, err)
+	}
+	if n3, err := s.Root(ctx, p); err != nil || n3 != l.Root {
+		t.Errorf("Root after verification = %+v, %v; want the verified root", n3, err)
+	}
+}
