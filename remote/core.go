@@ -16,7 +16,7 @@ import (
 	"github.com/narfs/narfs/remote/storepath"
 )
 
-// Substituters is the binary caches one mount (or one `narfs ls`) reads,
+// Core is the binary caches one mount (or one `narfs ls`) reads,
 // used the way Nix uses its substituters: ordered by priority (lower
 // first; the cache's nix-cache-info Priority, overridden by the URL's
 // ?priority=), ties in the order given. The first cache with a trusted
@@ -34,6 +34,12 @@ import (
 //
 // All caches share one local cache (one size cap); NARs are keyed by
 // their hash there, so a path held by two caches is fetched once.
+//
+// The front ends use: Resolve/ResolveHash/Paths for paths, Root, Lookup
+// and VerifiedListing for metadata (Root and Lookup may answer from the
+// cache's unsigned metadata: read Gen before, Subscribe to learn when a
+// verified listing contradicted it, Forget when it is no longer shown),
+// Open for a file's bytes (always the verified ones), Prefetch, Stats.
 type Core struct {
 	caches []*Store       // by priority; read-only after Open
 	local  *content.Store // shared by caches
