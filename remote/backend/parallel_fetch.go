@@ -1,5 +1,13 @@
 package backend
 
+// Lock order: parallelReader.mu, then PartPool.mu (partpool.go). The
+// pool's get and put are called with r.mu held (scheduleLocked,
+// releaseHeadLocked, useWhole, Close); the pool takes only its own mutex,
+// never calls back into a reader, and its trim timer takes only
+// PartPool.mu. Part goroutines (fetch, in parallel_fetch.go) take r.mu only
+// between requests and reads, never across one; Read drops it around the
+// whole-object body's Read and while it waits for wake.
+
 import (
 	"context"
 	"errors"
