@@ -138,9 +138,10 @@ How each figure is taken:
   `--nix-daemon-socket`, each QueryPathInfo of every path, IsValidPath of every tenth,
   QueryValidPaths of all in batches of 500 (+10 absent paths); a cold round, then a warm one on
   the same connections, VmHWM reset with `echo 5 > /proc/PID/clear_refs` before each. The bound
-  is the daemon's RSS before the queries plus twice (Go heap growth) the narinfo LRU's share
-  (2 KiB per cached narinfo, at most NarinfoCacheSize = 65,536 of them), 64 KiB of buffers per
-  connection and the QueryValidPaths requests in flight.
+  is twice (the Go heap doubles before a collection) the daemon's RSS before the queries plus
+  what they add to the live heap: 1.5 KiB per cached narinfo and lookahead key (at most
+  NarinfoCacheSize = 65,536 of them), 64 KiB of buffers per connection and the QueryValidPaths
+  requests in flight; plus the goroutine stacks of 32 connections and their lookups.
 EOF
 } > "$out_md"
 echo "== wrote $out_md (${elapsed} s)" >&2

@@ -29,31 +29,32 @@ import (
 // memory). Every answer is checked against the signed narinfo.
 //
 // The bound it is held to, derived from the code (remote.Store's narinfo
-// LRU and remote/nixdaemon's buffers):
+// LRU and lookahead queue, remote/nixdaemon's connections):
 //
-//	RSS ≤ RSS before the queries
-//	      + 2 × ( min(paths, NarinfoCacheSize) × daemonEntryBytes   the narinfo LRU
-//	            + clients × 64 KiB                                    each connection's bufio reader and writer
-//	            + clients × batch × 128 B )                           a QueryValidPaths request and its reply
+//	live heap added = min(paths, NarinfoCacheSize) × daemonEntryBytes      the narinfo LRU and the lookahead's keys
+//	                + clients × (64 KiB + (batch + absent) × 128 B)         bufio reader and writer; a QueryValidPaths request and reply
+//	RSS ≤ 2 × RSS before the queries + 2 × live heap added                  the Go heap grows to twice its live size (GOGC=100)
+//	      + clients × (1 + Server.Jobs) × 8 KiB                            goroutine stacks: a connection and its lookups
 //
-// where the factor 2 is the Go heap's growth before a collection
-// (GOGC=100) and daemonEntryBytes is one cached narinfo with its LRU slot
-// (see the constant). Beyond NarinfoCacheSize (65,536) paths the first
-// term stops growing: the LRU evicts.
+// Beyond NarinfoCacheSize (65,536) paths the first term stops growing:
+// both LRUs evict (remote/lookahead_bound_test.go).
 const (
 	daemonBenchPaths   = 10000
 	daemonBenchClients = 32
 	daemonBenchBatch   = 500
 	daemonBenchAbsent  = 10 // absent paths per QueryValidPaths batch
-	// daemonEntryBytes bounds one narinfo of this workload in the LRU:
-	// the hashicorp/golang-lru entry and map slot (≈ 150 B), remote.PathInfo
-	// (80 B), narinfo.NarInfo (288 B) and its strings — store path, URL,
-	// two hashes, one reference, one signature (≈ 450 B) — and the
-	// lookahead queue's key for its reference (≈ 100 B): ≈ 1 KiB, taken
-	// with room as 2 KiB.
-	daemonEntryBytes = 2 << 10
+	// daemonEntryBytes is one narinfo of this workload in memory: the
+	// golang-lru entry and map slot (≈ 150 B), remote.PathInfo (80 B),
+	// narinfo.NarInfo (288 B) and its strings — store path, URL, two
+	// hashes, one reference, one signature (≈ 600 B) — and the lookahead
+	// queue's key for its reference (≈ 200 B): ≈ 1.3 KiB, which is also
+	// what the live heap grows by per path (GODEBUG=gctrace=1), taken as
+	// 1.5 KiB.
+	daemonEntryBytes = 1536
 	// narinfoCacheSize is remote.Config's default NarinfoCacheSize.
 	narinfoCacheSize = 65536
+	// daemonJobs is nixdaemon.Server's default Jobs.
+	daemonJobs = 16
 )
 
 // daemonBenchPath is one synthetic store path and what the daemon must
@@ -281,10 +282,9 @@ func (b *bench) daemonMemory() {
 	}
 	st := m.stop(t)
 
-	lru := int64(min(daemonBenchPaths, narinfoCacheSize)) * daemonEntryBytes
-	conns := int64(daemonBenchClients) * 64 << 10
-	batches := int64(daemonBenchClients) * (daemonBenchBatch + daemonBenchAbsent) * 128
-	bound := base + 2*(lru+conns+batches)
+	added := int64(min(daemonBenchPaths, narinfoCacheSize))*daemonEntryBytes +
+		daemonBenchClients*(64<<10+(daemonBenchBatch+daemonBenchAbsent)*128)
+	bound := 2*base + 2*added + daemonBenchClients*(1+daemonJobs)*8<<10
 	peak := max(rounds[0].hwm, rounds[1].hwm)
 	// A leak would show as the warm round's peak well above the cold
 	// one's (the same questions, all answered from memory).
@@ -294,11 +294,11 @@ func (b *bench) daemonMemory() {
 		"store paths (each refers to the previous one), %d concurrent protocol clients (Go, protocol 1.38) each asking QueryPathInfo of every path, "+
 		"IsValidPath of every tenth and QueryValidPaths of all in batches of %d (plus %d absent paths each); every answer checked against the "+
 		"signed narinfo. Two rounds on the same connections: cold (narinfos read from the cache: %d narinfo reads) then warm. "+
-		"VmHWM reset with clear_refs before each round. Bound, from the code: RSS before the queries + 2 (Go heap growth, GOGC=100) × "+
-		"(min(paths, NarinfoCacheSize %d) × %d KiB per cached narinfo + %d connections × 64 KiB of buffers + %d × %d paths of a QueryValidPaths "+
-		"request and reply × 128 B) = %s.\n\n",
-		daemonBenchPaths, daemonBenchClients, daemonBenchBatch, daemonBenchAbsent, st.NarinfoGets, narinfoCacheSize, daemonEntryBytes>>10,
-		daemonBenchClients, daemonBenchClients, daemonBenchBatch+daemonBenchAbsent, mib(bound))
+		"VmHWM reset with clear_refs before each round. Bound, from the code: 2 × RSS before the queries + 2 (the Go heap grows to twice "+
+		"its live size, GOGC=100) × (min(paths, NarinfoCacheSize %d) × %.1f KiB per cached narinfo and lookahead key + %d connections × "+
+		"(64 KiB of buffers + %d paths of a QueryValidPaths request and reply × 128 B)) + %d × %d goroutine stacks of 8 KiB = %s.\n\n",
+		daemonBenchPaths, daemonBenchClients, daemonBenchBatch, daemonBenchAbsent, st.NarinfoGets, narinfoCacheSize, float64(daemonEntryBytes)/1024,
+		daemonBenchClients, daemonBenchBatch+daemonBenchAbsent, daemonBenchClients, 1+daemonJobs, mib(bound))
 	b.daemonRows = append(b.daemonRows, benchRow{"21",
 		fmt.Sprintf("Memory of the daemon front end, %d clients × %d paths: VmHWM cold / warm round (RSS at the end)", daemonBenchClients, daemonBenchPaths),
 		fmt.Sprintf("%s / %s (RSS %s; before the queries: RSS %s, VmHWM %s)", mib(rounds[0].hwm), mib(rounds[1].hwm), mib(rounds[1].rss), mib(base), mib(hwmBefore)),
