@@ -137,8 +137,14 @@ func openCache(ctx context.Context, storeURL string, cfg Config, local *localcac
 		lookaheadPaused: newNegativeCache(lookaheadPauseMin),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	s.lookq = newWorkQueue(s.bg, lookaheadJobs, s.log, "lookahead")
-	s.prefetchq = newWorkQueue(s.bg, cfg.PrefetchJobs, s.log, "prefetch")
+	// The lookahead's product is a narinfo in the narinfo LRU: it
+	// remembers no more references than that LRU holds narinfos, so that
+	// metadata queries of ever more paths (a daemon socket's clients) cost
+	// no memory beyond the LRU's bound; a reference whose narinfo was
+	// evicted is worth looking ahead again. Prefetches fetch data: their
+	// queue remembers more, so a path's data is tried once.
+	s.lookq = newWorkQueue(s.bg, lookaheadJobs, cfg.NarinfoCacheSize, s.log, "lookahead")
+	s.prefetchq = newWorkQueue(s.bg, cfg.PrefetchJobs, seenMax, s.log, "prefetch")
 	s.stats.observer = cfg.OnRequest
 	s.stats.cache = u.String()
 	if cfg.ProgressDeadlines {

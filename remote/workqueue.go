@@ -9,7 +9,8 @@ import (
 )
 
 // workQueue runs background jobs, first queued first run, on at most jobs
-// goroutines, each key at most once (of the last seenMax keys). Work still
+// goroutines, each key at most once (of the last keys it remembers, at
+// most the bound it was made with). Work still
 // queued when ctx ends (the Store closes) is dropped; wait returns once the
 // running jobs have returned. Queuing never blocks: a walk of a closure
 // queues its whole breadth at once.
@@ -34,12 +35,17 @@ type queuedJob struct {
 	fn  func(context.Context)
 }
 
-// seenMax bounds the keys a queue remembers: ~100 bytes each.
+// seenMax bounds the keys a queue remembers: ~200 bytes each (the key,
+// its LRU entry and map slot).
 const seenMax = 1 << 18
 
-func newWorkQueue(ctx context.Context, jobs int, log *slog.Logger, name string) *workQueue {
-	seen, _ := lru.New[string, struct{}](seenMax) // only fails for a size ≤ 0
-	return &workQueue{ctx: ctx, jobs: max(jobs, 1), log: log, name: name, seen: seen}
+// newWorkQueue makes a queue remembering at most seen keys (≤ 0: seenMax).
+func newWorkQueue(ctx context.Context, jobs, seen int, log *slog.Logger, name string) *workQueue {
+	if seen <= 0 {
+		seen = seenMax
+	}
+	seenKeys, _ := lru.New[string, struct{}](seen) // only fails for a size ≤ 0
+	return &workQueue{ctx: ctx, jobs: max(jobs, 1), log: log, name: name, seen: seenKeys}
 }
 
 // add queues fn under key unless the key was queued before; it reports
