@@ -11,6 +11,8 @@
 # and 16 (a cold closure), of the caches NARFS_BENCH_COMPRESSIONS=zstd,...
 # names; NARFS_BENCH_ONLY=builds runs only 19 and 20 (builds on narfs: Nix
 # 2.26 local-overlay and Nix 2.8 register against substitute-then-build);
+# NARFS_BENCH_ONLY=daemon runs only 21 (memory of the daemon socket with
+# 32 clients querying 10,000 paths);
 # NARFS_BENCH_RUNS=N sets the runs per figure.
 # NARFS_BENCH_NARSERVE=path/to/nar-serve (or nar-serve on PATH) adds
 # numtide/nar-serve as measure 11's reference.
@@ -131,6 +133,15 @@ How each figure is taken:
   is up before the timer starts, page caches dropped. Reference = Nix 2.8 in a private mount
   namespace with an empty /nix/store and /nix/var substituting the same paths from the same
   link, then building. FUSE operations from the mount's metrics.
+- Measure 21 (integration/bench_daemon_test.go): a file:// cache of 10,000 generated one-file
+  paths signed with the test key; 32 Go clients of the worker protocol (1.38) on the mount's
+  `--nix-daemon-socket`, each QueryPathInfo of every path, IsValidPath of every tenth,
+  QueryValidPaths of all in batches of 500 (+10 absent paths); a cold round, then a warm one on
+  the same connections, VmHWM reset with `echo 5 > /proc/PID/clear_refs` before each. The bound
+  is twice (the Go heap doubles before a collection) the daemon's RSS before the queries plus
+  what they add to the live heap: 1.5 KiB per cached narinfo and lookahead key (at most
+  NarinfoCacheSize = 65,536 of them), 64 KiB of buffers per connection and the QueryValidPaths
+  requests in flight; plus the goroutine stacks of 32 connections and their lookups.
 EOF
 } > "$out_md"
 echo "== wrote $out_md (${elapsed} s)" >&2

@@ -20,7 +20,8 @@ import (
 // NARFS_BENCH_ONLY=indexed runs only the indexed-cache measures (10–14),
 // =stock only 15, 17 and 18, =closure only 1, 3 and 16 (the cold closure);
 // NARFS_BENCH_COMPRESSIONS=zstd,xz limits the caches of the last;
-// =builds only 19 and 20 (builds on narfs, bench_builds_test.go).
+// =builds only 19 and 20 (builds on narfs, bench_builds_test.go); =daemon
+// only 21 (the daemon front end's memory, bench_daemon_test.go).
 func TestBenchReport(t *testing.T) {
 	if os.Getenv("NARFS_BENCH") != "1" {
 		t.Skip("set NARFS_BENCH=1 (make bench)")
@@ -28,13 +29,16 @@ func TestBenchReport(t *testing.T) {
 	requireE2E(t)
 	only := os.Getenv("NARFS_BENCH_ONLY")
 	switch only {
-	case "", "indexed", "stock", "closure", "builds":
+	case "", "indexed", "stock", "closure", "builds", "daemon":
 	default:
-		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed, stock, closure, builds or nothing", only)
+		t.Fatalf("NARFS_BENCH_ONLY=%q: want indexed, stock, closure, builds, daemon or nothing", only)
 	}
 	b := newBench(t, only == "" || only == "closure")
 	if only == "builds" {
 		b.builds() // measures 19 and 20
+	}
+	if only == "daemon" {
+		b.daemonMemory() // measure 21
 	}
 	if only == "closure" {
 		b.coldReadsAndClosure()
@@ -48,14 +52,15 @@ func TestBenchReport(t *testing.T) {
 		b.memoryOverall()        // measure 7 (whole run)
 		b.decoders()             // measure 8
 	}
-	if only != "stock" && only != "closure" && only != "builds" {
+	if only != "stock" && only != "closure" && only != "builds" && only != "daemon" {
 		b.indexed() // measures 10–14
 	}
-	if only != "indexed" && only != "closure" && only != "builds" {
+	if only != "indexed" && only != "closure" && only != "builds" && only != "daemon" {
 		b.stock() // measures 15, 17 and 18
 	}
 	if only == "" {
-		b.builds() // measures 19 and 20
+		b.builds()       // measures 19 and 20
+		b.daemonMemory() // measure 21
 	}
 	report := b.table()
 	fmt.Println(report)
@@ -87,6 +92,9 @@ type bench struct {
 
 	buildIntro string // measures 19 and 20 (bench_builds_test.go)
 	buildRows  []benchRow
+
+	daemonIntro string // measure 21 (bench_daemon_test.go)
+	daemonRows  []benchRow
 }
 
 type benchRow struct {
@@ -599,6 +607,11 @@ func (b *bench) table() string {
 		s.WriteString("\n## Builds on narfs (measures 19 and 20)\n\n")
 		s.WriteString(b.buildIntro)
 		writeRows(&s, b.buildRows)
+	}
+	if len(b.daemonRows) > 0 {
+		s.WriteString("\n## The daemon front end (measure 21)\n\n")
+		s.WriteString(b.daemonIntro)
+		writeRows(&s, b.daemonRows)
 	}
 	return s.String()
 }

@@ -21,8 +21,13 @@ type aheadPart struct {
 // newAheadPart's queues stop when bg ends.
 func newAheadPart(bg context.Context, cfg Config, log *slog.Logger) *aheadPart {
 	return &aheadPart{
-		lookq:           workq.New(bg, tune.LookaheadJobs, log, "lookahead"),
-		prefetchq:       workq.New(bg, cfg.PrefetchJobs, log, "prefetch"),
+		// The lookahead's product is a narinfo in the narinfo LRU: it
+		// remembers no more references than that LRU holds narinfos, so
+		// that metadata queries of ever more paths (a daemon socket's
+		// clients) cost no memory beyond the LRU's bound. Prefetches fetch
+		// data: their queue remembers more, so a path's data is tried once.
+		lookq:           workq.New(bg, tune.LookaheadJobs, cfg.NarinfoCacheSize, log, "lookahead"),
+		prefetchq:       workq.New(bg, cfg.PrefetchJobs, 0, log, "prefetch"),
 		lookaheadPaused: memo.New(tune.LookaheadPauseMin),
 	}
 }

@@ -32,7 +32,10 @@ func NewCore(subs *remote.Substituters, keys []narinfo.PublicKey) *Core {
 	return &Core{subs: subs, keys: keys}
 }
 
-var _ Store = (*Core)(nil)
+var (
+	_ Store     = (*Core)(nil)
+	_ Validator = (*Core)(nil)
+)
 
 // StoreDir is the caches' store directory.
 func (c *Core) StoreDir() string { return c.subs.StoreDir() }
@@ -71,14 +74,37 @@ func (c *Core) QueryPathInfo(ctx context.Context, p string) (*PathInfo, bool, er
 	return info, true, nil
 }
 
+// IsValidPath is QueryPathInfo's ok and err without the metadata: the
+// trust verdict is the resolved narinfo's, so no signature is checked
+// again (QueryPathInfo checks each to report only those that verify).
+func (c *Core) IsValidPath(ctx context.Context, p string) (bool, error) {
+	pi, err := c.resolve(ctx, p)
+	if err != nil || pi == nil {
+		return false, err
+	}
+	if err := servable(pi); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// servable checks what the protocol needs of a trusted narinfo.
+func servable(pi *remote.PathInfo) error {
+	ni := pi.NarInfo
+	if ni.NarHash.Algo != "sha256" || len(ni.NarHash.Digest) != sha256.Size {
+		return fmt.Errorf("%s: NarHash %s is not SHA-256, which the daemon protocol requires", pi.Path, ni.NarHash.Algo)
+	}
+	if ni.NarSize <= 0 {
+		return fmt.Errorf("%s: NarSize unknown", pi.Path)
+	}
+	return nil
+}
+
 func (c *Core) pathInfo(pi *remote.PathInfo) (*PathInfo, error) {
 	ni := pi.NarInfo
 	dir := c.StoreDir()
-	if ni.NarHash.Algo != "sha256" || len(ni.NarHash.Digest) != sha256.Size {
-		return nil, fmt.Errorf("%s: NarHash %s is not SHA-256, which the daemon protocol requires", pi.Path, ni.NarHash.Algo)
-	}
-	if ni.NarSize <= 0 {
-		return nil, fmt.Errorf("%s: NarSize unknown", pi.Path)
+	if err := servable(pi); err != nil {
+		return nil, err
 	}
 	info := &PathInfo{
 		Path:    pi.Path.Abs(dir),

@@ -270,3 +270,21 @@ func TestCoreNarIndexed(t *testing.T) {
 		}
 	}
 }
+
+// TestCoreIsValidPath: the cheap validity check (no metadata, no
+// signature checked again) answers exactly as QueryPathInfo, in a signed
+// cache and in an unsigned one (where only content-addressed paths are
+// valid), for present, untrusted and absent paths.
+func TestCoreIsValidPath(t *testing.T) {
+	ctx := context.Background()
+	for _, cache := range []string{"cache-xz", "cache-unsigned"} {
+		c, _ := openCore(t, filepath.Join(fixtureDir, cache), t.TempDir())
+		for _, p := range []string{pathApp, pathLib, pathTree, pathLink, pathFile, pathNone} {
+			_, want, werr := c.QueryPathInfo(ctx, p)
+			got, gerr := c.IsValidPath(ctx, p)
+			if got != want || (gerr == nil) != (werr == nil) {
+				t.Errorf("%s %s: IsValidPath = %v, %v; QueryPathInfo ok %v, %v", cache, p, got, gerr, want, werr)
+			}
+		}
+	}
+}

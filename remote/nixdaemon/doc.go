@@ -11,7 +11,10 @@
 // Server speaks the protocol; Store is the small interface it needs from
 // the core (validity and metadata of a path, a path from its hash part,
 // a verified NAR). Core implements Store over today's remote.Substituters;
-// the core's coming API only has to provide the same four methods.
+// the core's coming API only has to provide the same four methods. A
+// Store may also be a Validator, whose cheaper validity check the
+// operations that need no metadata use (Core's checks no signature again:
+// the narinfo's trust verdict is kept with it).
 //
 // Each connection has its own goroutine and its own state; nothing is
 // shared between connections but the Store, so a slow or hostile client

@@ -26,7 +26,7 @@ func (c *conn) perform(ctx context.Context, op Op) error {
 		return c.setOptions()
 	case OpIsValidPath:
 		return c.withPath(func(p string) error {
-			_, ok, err := c.srv.Store.QueryPathInfo(ctx, p)
+			ok, err := c.isValid(ctx, p)
 			if err != nil {
 				return c.storeFail(op, p, err)
 			}
@@ -119,7 +119,7 @@ func (c *conn) perform(ctx context.Context, op Op) error {
 		return c.buildPaths(ctx, op)
 	case OpEnsurePath:
 		return c.withPath(func(p string) error {
-			if info, err := c.validInfo(ctx, op, p); info == nil {
+			if ok, err := c.requireValid(ctx, op, p); !ok {
 				return err
 			}
 			return c.reply(func(e *encoder) { e.u64(1) })
@@ -194,6 +194,29 @@ func (c *conn) checkPath(p string) error {
 		return fmt.Errorf("path '%s' is not a valid store path", p)
 	}
 	return nil
+}
+
+// isValid tells whether p is valid, with the Store's Validator when it
+// has one (no metadata built, no signature checked again).
+func (c *conn) isValid(ctx context.Context, p string) (bool, error) {
+	if v, ok := c.srv.Store.(Validator); ok {
+		return v.IsValidPath(ctx, p)
+	}
+	_, ok, err := c.srv.Store.QueryPathInfo(ctx, p)
+	return ok, err
+}
+
+// requireValid is validInfo without the metadata: false after answering
+// the client with an error.
+func (c *conn) requireValid(ctx context.Context, op Op, p string) (bool, error) {
+	ok, err := c.isValid(ctx, p)
+	if err != nil {
+		return false, c.storeFail(op, p, err)
+	}
+	if !ok {
+		return false, c.fail(fmt.Sprintf("path '%s' is not valid", p))
+	}
+	return true, nil
 }
 
 // validInfo returns the path's metadata, or nil after answering the
@@ -282,7 +305,7 @@ func sorted(ss []string) []string {
 // narFromPath sends STDERR_LAST and then the NAR itself, unframed: Nix
 // reads it with a NAR parser, which knows where it ends.
 func (c *conn) narFromPath(ctx context.Context, p string) error {
-	if info, err := c.validInfo(ctx, OpNarFromPath, p); info == nil {
+	if ok, err := c.requireValid(ctx, OpNarFromPath, p); !ok {
 		return err
 	}
 	w := &narWriter{c: c}

@@ -25,7 +25,7 @@ func (c *conn) validSubset(ctx context.Context, ps []string) ([]bool, error) {
 			continue // not a store path: not valid
 		}
 		g.Go(func() error {
-			_, ok, err := c.srv.Store.QueryPathInfo(gctx, p)
+			ok, err := c.isValid(gctx, p)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}

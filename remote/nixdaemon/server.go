@@ -32,6 +32,15 @@ type Store interface {
 	NarFromPath(ctx context.Context, storePath string, w io.Writer) error
 }
 
+// Validator is a Store that tells a path's validity more cheaply than
+// its metadata; the server uses it, when the Store has it, for the
+// operations that need validity only (IsValidPath, QueryValidPaths,
+// QueryMissing, BuildPaths, EnsurePath). Its answer must be
+// QueryPathInfo's ok and err.
+type Validator interface {
+	IsValidPath(ctx context.Context, storePath string) (ok bool, err error)
+}
+
 // PathInfo is a valid path's metadata, as QueryPathInfo sends it. Paths
 // are absolute.
 type PathInfo struct {

@@ -13,7 +13,8 @@ import (
 )
 
 // Queue runs background jobs, first queued first run, on at most jobs
-// goroutines, each key at most once (of the last tune.QueueSeenMax keys). Work still
+// goroutines, each key at most once (of the last keys it remembers, at
+// most the bound it was made with). Work still
 // queued when ctx ends (the Store closes) is dropped; Wait returns once the
 // running jobs have returned. Queuing never blocks: a walk of a closure
 // queues its whole breadth at once.
@@ -38,9 +39,13 @@ type job struct {
 	fn  func(context.Context)
 }
 
-func New(ctx context.Context, jobs int, log *slog.Logger, name string) *Queue {
-	seen, _ := lru.New[string, struct{}](tune.QueueSeenMax) // only fails for a size ≤ 0
-	return &Queue{ctx: ctx, jobs: max(jobs, 1), log: log, name: name, seen: seen}
+// New makes a queue remembering at most seen keys (≤ 0: tune.QueueSeenMax).
+func New(ctx context.Context, jobs, seen int, log *slog.Logger, name string) *Queue {
+	if seen <= 0 {
+		seen = tune.QueueSeenMax
+	}
+	seenKeys, _ := lru.New[string, struct{}](seen) // only fails for a size ≤ 0
+	return &Queue{ctx: ctx, jobs: max(jobs, 1), log: log, name: name, seen: seenKeys}
 }
 
 // Add queues fn under key unless the key was queued before; it reports
@@ -68,6 +73,9 @@ func (q *Queue) Add(key string, fn func(context.Context)) bool {
 
 // Forget lets key be queued again (its job was skipped, not done).
 func (q *Queue) Forget(key string) { q.seen.Remove(key) }
+
+// Remembered is how many keys the queue remembers now.
+func (q *Queue) Remembered() int { return q.seen.Len() }
 
 func (q *Queue) work() {
 	defer q.wg.Done()
