@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/narfs/narfs/nar"
-	"github.com/narfs/narfs/remote"
 )
 
 func catCmd(g *globalFlags) *cobra.Command {
@@ -32,22 +30,14 @@ func catCmd(g *globalFlags) *cobra.Command {
 			if n.Type != nar.TypeRegular {
 				return fmt.Errorf("%s: is a %s, not a regular file", rest[0], n.Type)
 			}
-			var r io.Reader
-			if cf, err := tg.store.OpenChunked(ctx, tg.info, tg.sub); err == nil {
-				// Indexed: only this file's chunks are fetched.
-				defer cf.Close()
-				r = cf.Reader(ctx)
-			} else if !errors.Is(err, remote.ErrNotIndexed) {
+			// Indexed or stock is the core's choice: an indexed path fetches
+			// only this file's chunks, a stock one its verified NAR once.
+			f, err := tg.store.Open(ctx, tg.info, tg.sub)
+			if err != nil {
 				return err
-			} else {
-				f, err := tg.store.OpenFile(ctx, tg.info, tg.sub)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				r = f.Reader()
 			}
-			_, err = io.Copy(os.Stdout, r)
+			defer f.Close()
+			_, err = io.Copy(os.Stdout, f.Reader(ctx))
 			return err
 		},
 	}

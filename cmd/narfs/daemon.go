@@ -30,7 +30,7 @@ func (g *globalFlags) trustedKeyList() ([]narinfo.PublicKey, error) {
 // 0666 with --allow-other, as the mount's own permissions. The returned
 // stop closes the listener and every connection, waits for them and
 // removes the socket.
-func startNixDaemon(ctx context.Context, g *globalFlags, path string, allowOther bool, store *remote.Substituters, log *slog.Logger) (stop func(), err error) {
+func startNixDaemon(ctx context.Context, g *globalFlags, path string, allowOther bool, store *remote.Core, log *slog.Logger) (stop func(), err error) {
 	keys, err := g.trustedKeyList()
 	if err != nil {
 		return nil, err

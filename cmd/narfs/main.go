@@ -16,6 +16,7 @@ import (
 	"github.com/narfs/narfs/remote"
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/stats"
 )
 
 // globalFlags are shared by every subcommand that opens a store.
@@ -37,7 +38,7 @@ type globalFlags struct {
 	nixDaemonSocket string
 
 	// onRequest, not a flag: mount sets it to feed its metrics.
-	onRequest remote.RequestObserver
+	onRequest stats.Observer
 	// progressDeadlines, not a flag: commands without readers set it
 	// (remote.Config.ProgressDeadlines).
 	progressDeadlines bool
@@ -106,7 +107,7 @@ func (g *globalFlags) logger() (*slog.Logger, error) {
 
 // openStore turns the flags into the caches at storeURLs; with none, the
 // substituters of nix.conf (Nix's default, cache.nixos.org, without one).
-func (g *globalFlags) openStore(ctx context.Context, storeURLs []string, log *slog.Logger) (*remote.Substituters, error) {
+func (g *globalFlags) openStore(ctx context.Context, storeURLs []string, log *slog.Logger) (*remote.Core, error) {
 	if len(storeURLs) == 0 {
 		storeURLs = nixConfSubstituters()
 		log.Info("no store URL given: using the substituters of nix.conf", "substituters", strings.Join(storeURLs, " "))
@@ -122,7 +123,7 @@ func (g *globalFlags) openStore(ctx context.Context, storeURLs []string, log *sl
 	if g.requireSigs && len(keys) == 0 {
 		log.Warn("no trusted public keys: only content-addressed paths will be visible (see --trusted-public-keys, --require-sigs=false)")
 	}
-	return remote.OpenSubstituters(ctx, storeURLs, remote.Config{
+	return remote.Open(ctx, storeURLs, remote.Config{
 		TrustedKeys:   keys,
 		RequireSigs:   g.requireSigs,
 		CacheDir:      g.cacheDir,
@@ -151,7 +152,7 @@ func (g *globalFlags) backendOptions(log *slog.Logger) backend.Options {
 // target is a store path (and sub-path) named on the command line,
 // resolved in an opened store. Close the store when done.
 type target struct {
-	store *remote.Substituters
+	store *remote.Core
 	info  *remote.PathInfo
 	sub   string
 }

@@ -97,7 +97,7 @@ func parsePathArg(arg string) (hash, base string, err error) {
 
 // prefetchRun is one prefetch's shared state.
 type prefetchRun struct {
-	store *remote.Substituters
+	store *remote.Core
 	pr    *progress
 
 	mu     sync.Mutex // protects the fields below
@@ -112,7 +112,7 @@ func (r *prefetchRun) fail(what string, err error) {
 	r.pr.linef("failed %s: %v", what, err)
 }
 
-func runPrefetch(ctx context.Context, store *remote.Substituters, args []string, closure bool, jobs int, cacheSize int64, log *slog.Logger) error {
+func runPrefetch(ctx context.Context, store *remote.Core, args []string, closure bool, jobs int, cacheSize int64, log *slog.Logger) error {
 	r := &prefetchRun{store: store, pr: &progress{out: os.Stdout}}
 	paths := r.resolve(ctx, args, closure)
 	var total, narTotal int64

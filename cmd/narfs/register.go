@@ -69,7 +69,7 @@ unsigned. If any path cannot be resolved, nothing is printed and the exit status
 	return c
 }
 
-func runRegister(ctx context.Context, store *remote.Substituters, args []string, closure bool, out io.Writer) error {
+func runRegister(ctx context.Context, store *remote.Core, args []string, closure bool, out io.Writer) error {
 	r := &prefetchRun{store: store, pr: &progress{out: os.Stderr}}
 	found := r.resolve(ctx, args, closure)
 	if r.failed > 0 {
