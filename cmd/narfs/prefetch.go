@@ -96,6 +96,9 @@ func parsePathArg(arg string) (hash, base string, err error) {
 }
 
 // prefetchRun is one prefetch's shared state.
+//
+// Lock order: prefetchRun.mu, resolve's mu and progress.mu are leaves,
+// never held together (fail prints after releasing mu).
 type prefetchRun struct {
 	store *remote.Core
 	pr    *progress
