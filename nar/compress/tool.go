@@ -1,5 +1,9 @@
 package compress
 
+// Lock order: toolReader.feedMu and cappedBuffer.mu are leaves, never
+// held together: wait copies feedErr out and unlocks before it reads the
+// child's stderr buffer.
+
 import (
 	"errors"
 	"fmt"

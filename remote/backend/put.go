@@ -1,5 +1,10 @@
 package backend
 
+// Lock order: sizedReader.readMu before sizedReader.errMu. Read holds
+// readMu for a whole read and records a failure (errMu) under it; state
+// and fail take errMu alone, so a caller polling the state never waits
+// for a read in progress.
+
 import (
 	"context"
 	"errors"

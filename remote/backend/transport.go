@@ -1,5 +1,8 @@
 package backend
 
+// Lock order: uploadBody.mu and lastAttempt.mu are leaves, never held
+// together (they belong to different requests' state).
+
 import (
 	"context"
 	"errors"
