@@ -75,8 +75,8 @@ type Config struct {
 	Backend   backend.Options
 	// Parallel tunes the parallel ranged download of a NAR object larger
 	// than Parallel.FirstPart (1 MiB); SingleStream reads every NAR with
-	// one GET instead. Without a Parallel.Pool, all downloads of a Store
-	// (of all caches of a Substituters) share one of Parallel.Budget
+	// one GET instead. Without a Parallel.Pool, all downloads of a Core
+	// (of all its caches) share one of Parallel.Budget
 	// bytes: concurrent fetches (prefetch jobs, many readers) hold no
 	// more part memory together than one does.
 	Parallel     backend.ParallelOptions
