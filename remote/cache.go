@@ -32,8 +32,7 @@ type cache struct {
 	up       *upstream.Cache
 	url      *backend.StoreURL
 	be       backend.Backend // up's, counting requests as NAR GETs: blob chunks
-	storeDir string
-	priority int // lower is asked first (nix-cache-info, ?priority=)
+	priority int             // lower is asked first (nix-cache-info, ?priority=)
 	// ranges is what the cache does with range requests, as its NAR
 	// downloads and blobs (indexed paths) learnt it: one that ignores
 	// them is streamed. up holds a pointer to it.
@@ -96,7 +95,6 @@ func newCache(ctx context.Context, g *Core, storeURL string, cfg Config, local *
 		return nil, err
 	}
 	c.be = c.up.Chunks()
-	c.storeDir = c.up.StoreDir()
 	c.priority = c.up.Priority()
 	return c, nil
 }

@@ -1,8 +1,9 @@
 package remote
 
 // Temporary (issue 20, S4 → S6d): the API before the Core, kept so that
-// fs, cmd/narfs, nixdaemon and the tests build unchanged while they move
-// to Core.Open, Stats, Subscribe. Deleted in S6d.
+// fs, cmd/narfs and nixdaemon build unchanged while they move to
+// Core.Open, Stats, Subscribe (package remote's own code and tests use
+// none of it). Deleted in S6d, with cache.onVerified.
 
 import (
 	"context"
