@@ -69,7 +69,7 @@ func TestContentAddressedMethods(t *testing.T) {
 		if !strings.HasPrefix(p.Trust, "content-addressed ("+method+":") {
 			t.Errorf("Resolve %s: Trust %q", base, p.Trust)
 		}
-		_, err = s.Materialize(ctx, p)
+		_, err = s.materialize(ctx, p)
 		if err != nil {
 			t.Errorf("Materialize %s (%s): %v", base, method, err)
 			continue
@@ -116,12 +116,12 @@ func TestContentAddressedSwappedNAR(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Resolve: %v (the narinfo alone cannot show the swap)", err)
 			}
-			if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
+			if _, err := s.materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Materialize of a swapped CA NAR = %v, want ErrCorrupt", err)
 			}
 			assertNothingKept(t, s)
 			// Listing must not serve the swapped NAR's tree either.
-			if _, err := s.Listing(ctx, p); !errors.Is(err, ErrCorrupt) {
+			if _, err := s.listing(ctx, p); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Listing = %v, want ErrCorrupt", err)
 			}
 		})

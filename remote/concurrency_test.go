@@ -40,14 +40,14 @@ func TestConcurrentMaterializeAndOpen(t *testing.T) {
 	got := make([]string, goroutines)
 	together(goroutines, func(i int) {
 		if i%2 == 0 {
-			_, err := s.Materialize(ctx, p)
+			_, err := s.materialize(ctx, p)
 			errs[i] = err
 			if err == nil {
 				checkStored(t, s, p, want.Root, nd, pathTreeSmall)
 			}
 			return
 		}
-		f, err := s.OpenFile(ctx, p, sub)
+		f, err := s.openFile(ctx, p, sub)
 		if err != nil {
 			errs[i] = err
 			return
@@ -76,7 +76,7 @@ func TestConcurrentCorrupt(t *testing.T) {
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathLib)
 	together(goroutines, func(int) {
-		if _, err := s.OpenFile(ctx, p, "lib/libnarfs.so"); !errors.Is(err, ErrCorrupt) {
+		if _, err := s.openFile(ctx, p, "lib/libnarfs.so"); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("OpenFile = %v, want ErrCorrupt", err)
 		}
 	})
@@ -118,7 +118,7 @@ func TestConcurrentListing(t *testing.T) {
 	s := openStore(t, filepath.Join(fixtureDir, "cache-gzip"), "", trustedConfig(t))
 	p := mustResolve(t, s, pathTree)
 	together(goroutines, func(int) {
-		if _, err := s.Listing(ctx, p); err != nil {
+		if _, err := s.listing(ctx, p); err != nil {
 			t.Error(err)
 		}
 	})
@@ -139,11 +139,11 @@ func TestConcurrentCallerGivesUp(t *testing.T) {
 		if i == 0 {
 			ctx = cancelled
 		}
-		if _, err := s.Materialize(ctx, p); err != nil && i != 0 {
+		if _, err := s.materialize(ctx, p); err != nil && i != 0 {
 			t.Errorf("goroutine %d: %v", i, err)
 		}
 	})
-	if _, err := s.Materialize(context.Background(), p); err != nil {
+	if _, err := s.materialize(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.Fetches != 1 {

@@ -9,6 +9,7 @@ import (
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/stats"
 )
 
 // Config is what a caller decides about a store; the zero value plus a
@@ -70,12 +71,12 @@ type Config struct {
 	Logger     *slog.Logger
 	// OnRequest, if set, is told the latency of every upstream request
 	// (for metrics); it must be quick and safe for concurrent use.
-	OnRequest RequestObserver
+	OnRequest stats.Observer
 	Backend   backend.Options
 	// Parallel tunes the parallel ranged download of a NAR object larger
 	// than Parallel.FirstPart (1 MiB); SingleStream reads every NAR with
-	// one GET instead. Without a Parallel.Pool, all downloads of a Store
-	// (of all caches of a Substituters) share one of Parallel.Budget
+	// one GET instead. Without a Parallel.Pool, all downloads of a Core
+	// (of all its caches) share one of Parallel.Budget
 	// bytes: concurrent fetches (prefetch jobs, many readers) hold no
 	// more part memory together than one does.
 	Parallel     backend.ParallelOptions

@@ -12,6 +12,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/internal/content"
+	"github.com/narfs/narfs/remote/internal/upstream"
 	"github.com/narfs/narfs/remote/stats"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -41,7 +42,7 @@ import (
 // verified listing contradicted it, Forget when it is no longer shown),
 // Open for a file's bytes (always the verified ones), Prefetch, Stats.
 type Core struct {
-	caches []*Store       // by priority; read-only after Open
+	caches []*cache       // by priority; read-only after Open
 	local  *content.Store // shared by caches
 	log    *slog.Logger
 }
@@ -69,46 +70,28 @@ func Open(ctx context.Context, storeURLs []string, cfg Config) (*Core, error) {
 	g := &Core{local: local, log: cfg.Logger}
 	seen := map[string]bool{}
 	for _, u := range storeURLs {
-		s, err := openCache(ctx, u, cfg, local)
+		c, err := newCache(ctx, g, u, cfg, local)
 		if err != nil {
 			g.Close()
 			return nil, err
 		}
-		if seen[s.URL()] {
-			s.Close()
+		if seen[c.URL()] {
+			c.close()
 			continue // Nix, too, uses a substituter given twice once
 		}
-		seen[s.URL()] = true
-		g.caches = append(g.caches, s)
+		seen[c.URL()] = true
+		g.caches = append(g.caches, c)
 	}
 	// Stable: equal priorities keep the order given, as in Nix.
-	slices.SortStableFunc(g.caches, func(a, b *Store) int { return cmp.Compare(a.priority, b.priority) })
-	if len(g.caches) > 1 {
-		for _, s := range g.caches {
-			s.group = g
-		}
-	}
+	slices.SortStableFunc(g.caches, func(a, b *cache) int { return cmp.Compare(a.priority, b.priority) })
 	return g, nil
-}
-
-// next is the cache after s in the order, nil for the last (or a store
-// of no group).
-func (g *Core) next(s *Store) *Store {
-	if g == nil {
-		return nil
-	}
-	i := slices.Index(g.caches, s)
-	if i < 0 || i+1 >= len(g.caches) {
-		return nil
-	}
-	return g.caches[i+1]
 }
 
 // URL is the caches' redacted URLs, in the order they are asked.
 func (g *Core) URL() string {
 	urls := make([]string, len(g.caches))
-	for i, s := range g.caches {
-		urls[i] = s.URL()
+	for i, c := range g.caches {
+		urls[i] = c.URL()
 	}
 	return strings.Join(urls, " ")
 }
@@ -120,8 +103,8 @@ func (g *Core) StoreDir() string { return storepath.DefaultStoreDir }
 func (g *Core) Close() error {
 	var errs []error
 	g.local.Stop() // the shared blobs read through the caches' backends
-	for _, s := range g.caches {
-		errs = append(errs, s.Close())
+	for _, c := range g.caches {
+		errs = append(errs, c.close())
 	}
 	errs = append(errs, g.local.Close())
 	return errors.Join(errs...)
@@ -132,10 +115,10 @@ func (g *Core) Close() error {
 func (g *Core) Stats() stats.Stats {
 	var st stats.Stats
 	st.Caches = make([]stats.Cache, len(g.caches))
-	for i, s := range g.caches {
-		cs := s.up.Counters().Snapshot()
+	for i, c := range g.caches {
+		cs := c.up.Counters().Snapshot()
 		st.Add(cs)
-		st.Caches[i] = stats.Cache{URL: s.URL(), Upstream: cs.Upstream}
+		st.Caches[i] = stats.Cache{URL: c.URL(), Upstream: cs.Upstream}
 	}
 	st.CacheHits, st.CacheMisses, st.Evictions = g.local.Counts()
 	st.CacheBytes = g.local.Usage()
@@ -143,12 +126,12 @@ func (g *Core) Stats() stats.Stats {
 }
 
 // Resolve maps a store path base name to the trusted narinfo of the first
-// cache, in priority order, that has one (see Store.Resolve).
+// cache, in priority order, that has one (see cache.resolve).
 func (g *Core) Resolve(ctx context.Context, base string) (*PathInfo, error) {
 	if _, err := storepath.Parse(base); err != nil {
 		return nil, fmt.Errorf("%s: %w (%v)", base, ErrNotFound, err)
 	}
-	return g.first(ctx, base, func(s *Store) (*PathInfo, error) { return s.Resolve(ctx, base) })
+	return g.first(ctx, base, func(c *cache) (*PathInfo, error) { return c.resolve(ctx, base) })
 }
 
 // ResolveHash is Resolve by hash part alone.
@@ -156,7 +139,13 @@ func (g *Core) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) 
 	if !storepath.ValidHashPart(hash) {
 		return nil, fmt.Errorf("%s: %w (not a store path hash)", hash, ErrNotFound)
 	}
-	return g.first(ctx, hash, func(s *Store) (*PathInfo, error) { return s.ResolveHash(ctx, hash) })
+	return g.first(ctx, hash, func(c *cache) (*PathInfo, error) {
+		pi, err := c.resolveHash(ctx, hash)
+		if err == nil {
+			c.ahead.lookahead(pi)
+		}
+		return pi, err
+	})
 }
 
 // first asks every cache at once and returns the answer of the first, in
@@ -165,7 +154,7 @@ func (g *Core) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) 
 // one: a cache that could not be asked outranks a corrupt narinfo, which
 // outranks an untrusted one, which outranks a miss — a reader must not
 // be told "no such path" while a cache that may hold it is down.
-func (g *Core) first(ctx context.Context, key string, lookup func(*Store) (*PathInfo, error)) (*PathInfo, error) {
+func (g *Core) first(ctx context.Context, key string, lookup func(*cache) (*PathInfo, error)) (*PathInfo, error) {
 	if len(g.caches) == 1 {
 		return lookup(g.caches[0])
 	}
@@ -174,11 +163,11 @@ func (g *Core) first(ctx context.Context, key string, lookup func(*Store) (*Path
 		err error
 	}
 	answers := make([]chan answer, len(g.caches))
-	for i, s := range g.caches {
+	for i, c := range g.caches {
 		ch := make(chan answer, 1)
 		answers[i] = ch
-		if err := s.skipping(); err != nil {
-			pi, lerr := s.localInfo(key)
+		if err := c.up.Skipping(); err != nil {
+			pi, lerr := c.localInfo(key)
 			if lerr != nil {
 				lerr = err
 			}
@@ -186,15 +175,15 @@ func (g *Core) first(ctx context.Context, key string, lookup func(*Store) (*Path
 			continue
 		}
 		go func() {
-			pi, err := lookup(s)
+			pi, err := lookup(c)
 			ch <- answer{pi, err}
 		}()
 	}
 	var best error
-	for i, s := range g.caches {
+	for i, c := range g.caches {
 		a := <-answers[i]
 		if a.err == nil {
-			s.markUp()
+			c.up.MarkUp()
 			return a.pi, nil
 		}
 		if ctx.Err() != nil {
@@ -202,9 +191,9 @@ func (g *Core) first(ctx context.Context, key string, lookup func(*Store) (*Path
 		}
 		switch {
 		case isAnswer(a.err):
-			s.markUp()
-		case !errors.Is(a.err, errSkipped):
-			s.markDown(a.err)
+			c.up.MarkUp()
+		case !errors.Is(a.err, upstream.ErrSkipped):
+			c.up.MarkDown(a.err)
 		}
 		if best == nil || severity(a.err) > severity(best) {
 			best = a.err
@@ -242,7 +231,7 @@ func (g *Core) Paths(ctx context.Context, fn func(*PathInfo)) error {
 	ctx, cancel := g.OpContext(ctx)
 	defer cancel()
 	if len(g.caches) == 1 {
-		return g.caches[0].Paths(ctx, fn)
+		return g.caches[0].paths(ctx, fn)
 	}
 	type found struct {
 		rank int
@@ -255,8 +244,8 @@ func (g *Core) Paths(ctx context.Context, fn func(*PathInfo)) error {
 		listed  int
 		lastErr error
 	)
-	for rank, s := range g.caches {
-		err := s.Paths(ctx, func(p *PathInfo) {
+	for rank, c := range g.caches {
+		err := c.paths(ctx, func(p *PathInfo) {
 			mu.Lock()
 			defer mu.Unlock()
 			if f, ok := byHash[p.Path.Hash]; !ok || rank < f.rank {
@@ -271,7 +260,7 @@ func (g *Core) Paths(ctx context.Context, fn func(*PathInfo)) error {
 		default:
 			exact = false
 			lastErr = err
-			g.log.Warn("listing a cache failed; its paths are left out of the store's root listing", "cache", s.URL(), "err", err)
+			g.log.Warn("listing a cache failed; its paths are left out of the store's root listing", "cache", c.URL(), "err", err)
 		}
 	}
 	if listed == 0 {
@@ -296,29 +285,29 @@ func (g *Core) Paths(ctx context.Context, fn func(*PathInfo)) error {
 
 // The operations on a resolved path go to the cache that resolved it.
 
-// Root is Store.Root in p's cache.
+// Root returns a store path's root node (see cache.root).
 func (g *Core) Root(ctx context.Context, p *PathInfo) (*nar.Node, error) {
-	return g.of(p).Root(ctx, p)
+	return g.of(p).root(ctx, p)
 }
 
-// Lookup is Store.Lookup in p's cache.
+// Lookup finds a node by slash-separated sub-path inside a store path.
 func (g *Core) Lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node, error) {
-	return g.of(p).Lookup(ctx, p, sub)
+	return g.of(p).lookup(ctx, p, sub)
 }
 
-// VerifiedListing is Store.VerifiedListing in p's cache.
+// VerifiedListing returns the listing built from the store path's
+// verified NAR (or its verified chunk index), fetching it if needed.
 func (g *Core) VerifiedListing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
-	return g.of(p).VerifiedListing(ctx, p)
-}
-
-// Prefetch is Store.Prefetch in p's cache.
-func (g *Core) Prefetch(ctx context.Context, p *PathInfo) (indexed bool, err error) {
-	return g.of(p).Prefetch(ctx, p)
+	v, err := g.of(p).verifiedListing(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return v.Tree(), nil
 }
 
 // of is the cache that resolved p; a PathInfo made elsewhere (tests) goes
 // to the first.
-func (g *Core) of(p *PathInfo) *Store {
+func (g *Core) of(p *PathInfo) *cache {
 	if p.src != nil {
 		return p.src
 	}

@@ -22,20 +22,20 @@ func TestDiskCacheSurvivesRestart(t *testing.T) {
 	cfg := trustedConfig(t)
 	s := openStore(t, dir, "", cfg)
 	p := mustResolve(t, s, pathTreeSmall)
-	if _, err := s.Materialize(ctx, p); err != nil {
+	if _, err := s.materialize(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	usage := s.CacheUsage()
+	usage := s.Stats().CacheBytes
 	s.Close()
 
 	s2 := openStore(t, dir, "", cfg)
-	if got := s2.CacheUsage(); got != usage || got != p.NarInfo.NarSize {
+	if got := s2.Stats().CacheBytes; got != usage || got != p.NarInfo.NarSize {
 		t.Errorf("CacheUsage after restart = %d, want %d", got, usage)
 	}
 	p2 := mustResolve(t, s2, pathTreeSmall)
 	nd := narBytes(t, pathTreeSmall)
 	sub, node := firstFile(buildListing(t, nd))
-	f, err := s2.OpenFile(ctx, p2, sub)
+	f, err := s2.openFile(ctx, p2, sub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +55,11 @@ func TestDiskCacheSharedByContents(t *testing.T) {
 	ctx := context.Background()
 	cfg := trustedConfig(t)
 	s := openStore(t, filepath.Join(fixtureDir, "cache-gzip"), "", cfg)
-	if _, err := s.Materialize(ctx, mustResolve(t, s, pathExec)); err != nil {
+	if _, err := s.materialize(ctx, mustResolve(t, s, pathExec)); err != nil {
 		t.Fatal(err)
 	}
 	s2 := openStore(t, filepath.Join(fixtureDir, "cache-bzip2"), "", cfg)
-	if _, err := s2.Materialize(ctx, mustResolve(t, s2, pathExec)); err != nil {
+	if _, err := s2.materialize(ctx, mustResolve(t, s2, pathExec)); err != nil {
 		t.Fatal(err)
 	}
 	if st := s2.Stats(); st.NarGets != 0 {
@@ -76,7 +76,7 @@ func TestDiskCacheEviction(t *testing.T) {
 	b := mustResolve(t, s, pathLib)
 	entry := func(p *PathInfo) string { return filepath.Join(cfg.CacheDir, cacheLayout, "nar", narKey(p)) }
 
-	if _, err := s.Materialize(ctx, a); err != nil {
+	if _, err := s.materialize(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	if !fileExists(entry(a)) {
@@ -85,13 +85,13 @@ func TestDiskCacheEviction(t *testing.T) {
 	// A file of A opened before its eviction stays readable.
 	nd := narBytes(t, pathTreeSmall)
 	sub, node := firstFile(buildListing(t, nd))
-	open, err := s.OpenFile(ctx, a, sub)
+	open, err := s.openFile(ctx, a, sub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer open.Close()
 
-	if _, err := s.Materialize(ctx, b); err != nil {
+	if _, err := s.materialize(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	if fileExists(entry(a)) {
@@ -100,7 +100,7 @@ func TestDiskCacheEviction(t *testing.T) {
 	if !fileExists(entry(b)) {
 		t.Error("B, the newest entry, was evicted")
 	}
-	if got := s.CacheUsage(); got != b.NarInfo.NarSize {
+	if got := s.Stats().CacheBytes; got != b.NarInfo.NarSize {
 		t.Errorf("CacheUsage = %d, want B's NarSize %d", got, b.NarInfo.NarSize)
 	}
 	if names := dirEntries(t, filepath.Join(cfg.CacheDir, cacheLayout, "tmp")); len(names) != 0 {
@@ -112,7 +112,7 @@ func TestDiskCacheEviction(t *testing.T) {
 	}
 
 	// A comes back on demand.
-	f, err := s.OpenFile(ctx, a, sub)
+	f, err := s.openFile(ctx, a, sub)
 	if err != nil {
 		t.Fatalf("OpenFile of an evicted path: %v", err)
 	}
@@ -150,7 +150,7 @@ func TestDiskCacheOpenCleansUp(t *testing.T) {
 	if names := dirEntries(t, filepath.Join(v1, "nar")); len(names) != 0 {
 		t.Errorf("nar holds %v after Open, want the unreadable entry removed", names)
 	}
-	if u := s.CacheUsage(); u != 0 {
+	if u := s.Stats().CacheBytes; u != 0 {
 		t.Errorf("CacheUsage = %d", u)
 	}
 }
@@ -164,7 +164,7 @@ func TestDiskCacheEvictsOldestAfterRestart(t *testing.T) {
 	old := mustResolve(t, s, pathExec)
 	recent := mustResolve(t, s, pathFile)
 	for _, p := range []*PathInfo{old, recent} {
-		if _, err := s.Materialize(ctx, p); err != nil {
+		if _, err := s.materialize(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,7 +178,7 @@ func TestDiskCacheEvictsOldestAfterRestart(t *testing.T) {
 
 	cfg.CacheSize = old.NarInfo.NarSize + recent.NarInfo.NarSize + 1
 	s2 := openStore(t, filepath.Join(fixtureDir, "cache-none"), "", cfg)
-	if _, err := s2.Materialize(ctx, mustResolve(t, s2, pathLink)); err != nil {
+	if _, err := s2.materialize(ctx, mustResolve(t, s2, pathLink)); err != nil {
 		t.Fatal(err)
 	}
 	if fileExists(filepath.Join(cfg.CacheDir, cacheLayout, "nar", narKey(old))) {
@@ -205,7 +205,7 @@ func TestDiskCacheEntryDeletedUnderUs(t *testing.T) {
 	cfg := trustedConfig(t)
 	s := openStore(t, filepath.Join(fixtureDir, "cache-xz"), "", cfg)
 	p := mustResolve(t, s, pathTreeSmall)
-	if _, err := s.Materialize(ctx, p); err != nil {
+	if _, err := s.materialize(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.RemoveAll(filepath.Join(cfg.CacheDir, cacheLayout, "nar", narKey(p))); err != nil {
@@ -213,7 +213,7 @@ func TestDiskCacheEntryDeletedUnderUs(t *testing.T) {
 	}
 	nd := narBytes(t, pathTreeSmall)
 	sub, node := firstFile(buildListing(t, nd))
-	f, err := s.OpenFile(ctx, p, sub)
+	f, err := s.openFile(ctx, p, sub)
 	if err != nil {
 		t.Fatalf("OpenFile after the cache entry was deleted: %v", err)
 	}
@@ -225,7 +225,7 @@ func TestDiskCacheEntryDeletedUnderUs(t *testing.T) {
 	if st := s.Stats(); st.NarGets != 2 || st.Fetches != 2 {
 		t.Errorf("Stats %+v, want the NAR fetched again", st)
 	}
-	if got := s.CacheUsage(); got != p.NarInfo.NarSize {
+	if got := s.Stats().CacheBytes; got != p.NarInfo.NarSize {
 		t.Errorf("CacheUsage = %d, want %d", got, p.NarInfo.NarSize)
 	}
 }

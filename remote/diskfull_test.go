@@ -39,7 +39,7 @@ func TestMaterializeDiskFull(t *testing.T) {
 	p := mustResolve(t, s, big)
 	sub, _ := firstFile(buildListing(t, narBytes(t, big)))
 	for i := range 50 {
-		_, err := s.OpenFile(context.Background(), p, sub)
+		_, err := s.openFile(context.Background(), p, sub)
 		if !errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrCorrupt) {
 			t.Fatalf("attempt %d: want ENOSPC and not ErrCorrupt, got %v", i, err)
 		}
@@ -49,7 +49,7 @@ func TestMaterializeDiskFull(t *testing.T) {
 	}
 	// Past the memo, the next open tries again.
 	s.local.Failed().Now = func() time.Time { return time.Now().Add(tune.LocalMemoMax) }
-	if _, err := s.OpenFile(context.Background(), p, sub); !errors.Is(err, syscall.ENOSPC) {
+	if _, err := s.openFile(context.Background(), p, sub); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("after the memo: %v", err)
 	}
 	if got := s.Stats().NarGets; got != 2 {

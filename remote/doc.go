@@ -20,7 +20,7 @@
 //
 // # Metadata and data
 //
-// Listing prefers the cache's <hash>.ls, so stat and readdir fetch no NAR
+// Lookup prefers the cache's <hash>.ls, so stat and readdir fetch no NAR
 // bytes. Root, all a lookup in the store directory needs, falls back to the
 // first header of the NAR (its first 256 KiB at most) when there is no
 // .ls. Both are unsigned: they only ever supply metadata, and a .ls is
@@ -37,14 +37,14 @@
 // by NarHash. From then on the listing built from it is the only answer:
 // which file a reader opens is chosen in that verified listing, the open
 // never follows a symlink or leaves the entry, a .ls that disagreed is
-// logged and counted, and OnVerified tells the mount so it can drop what
-// the kernel cached of the lie. Nothing that failed verification is kept
+// logged and counted, and the path's generation moves (Core.Subscribe)
+// so that the mount can drop what the kernel cached of the lie. Nothing that failed verification is kept
 // or served: the caller gets an error wrapping ErrCorrupt.
 //
 // # Local layout
 //
 // A fetched NAR is kept as one blob file (plus a file of its own for each
-// file of OwnFileMin bytes or more, which the kernel can read by
+// file of MaxRead bytes or more, which the kernel can read by
 // passthrough); small files are read from the blob at their narOffset.
 // This costs one file creation per NAR instead of one per entry. While
 // its small files are being opened, the blob stays open (a warm blob, for
@@ -61,7 +61,7 @@
 // and object) and, if anything is wrong, ignored as a whole: the path is
 // read as from any stock cache. A valid index's listing is signed, so it
 // is the verified listing from the start. Its files are read chunk by
-// chunk (OpenChunked): a read fetches the chunks it covers with ranged
+// chunk (Core.Open decides): a read fetches the chunks it covers with ranged
 // GETs, adjacent ones coalesced and more ahead while reads are
 // sequential, verifies each chunk's SHA-256 before any byte of it is
 // served, and keeps it in a sparse per-NAR blob (package blob). A chunk

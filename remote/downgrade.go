@@ -21,12 +21,22 @@ import "github.com/narfs/narfs/remote/chunkindex"
 // nix-cache-info line and the narinfo lines can still show .ls metadata,
 // within the NarSize limits, for paths this host never verified an index
 // of; --verified-metadata-only closes that too.
-func (s *Store) unsignedMetadataOK(p *PathInfo) bool {
-	if s.cfg.VerifiedMetadataOnly || s.IndexesDeclared() {
+func (c *cache) unsignedMetadataOK(p *PathInfo) bool {
+	if c.cfg.VerifiedMetadataOnly || c.up.IndexesDeclared() {
 		return false
 	}
 	if _, ok := p.NarInfo.Get(chunkindex.KeyURL); ok {
 		return false
 	}
-	return !s.IndexVerified(p)
+	return !c.indexVerified(p)
+}
+
+// indexVerified reports whether the path's chunk index verified in this
+// cache, now or earlier (a listing held, or the index kept beside the
+// path's records from an earlier run and still verifying).
+func (c *cache) indexVerified(p *PathInfo) bool {
+	if kl, ok := known(c.listings, p.Path.Hash); ok && kl.index() != nil {
+		return true
+	}
+	return c.up.IndexRecorded(p.Path.Hash)
 }

@@ -12,63 +12,42 @@ import (
 	"github.com/narfs/narfs/remote/localcache"
 )
 
-// Materialize makes sure the store path's NAR is fetched, verified and
-// extracted into the local cache and returns the local path of its root,
-// for inspection: the entry is not pinned, so it may be evicted at any
-// time after. Readers use OpenVerified.
-func (s *Store) Materialize(ctx context.Context, p *PathInfo) (string, error) {
-	ctx, cancel := s.opContext(ctx)
-	defer cancel()
-	e, err := s.entry(ctx, p)
-	if err != nil {
-		return "", err
-	}
-	defer e.Release()
-	return e.Root(), nil
-}
-
 // entry returns the store path's verified local cache entry, pinned,
 // fetching the NAR first if needed. Concurrent callers for the same
 // content share one download (whichever cache they reach it through); a
 // caller giving up does not cancel it.
-func (s *Store) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, error) {
+func (c *cache) entry(ctx context.Context, p *PathInfo) (*localcache.Entry, error) {
 	key := trust.EntryKey(p.v)
-	return s.local.Entry(ctx, content.Fetch{
+	return c.local.Entry(ctx, content.Fetch{
 		Key:      key,
-		Failed:   s.failedKey(p),
-		What:     fmt.Sprintf("%s: NAR %s of %s", s.url, p.NarInfo.URL, p.Path),
+		Failed:   c.failedKey(p),
+		What:     fmt.Sprintf("%s: NAR %s of %s", c.url, p.NarInfo.URL, p.Path),
 		Path:     p.Path.String(),
-		Log:      s.log,
-		Counters: storeCounters{s.up.Counters()},
+		Log:      c.log,
+		Counters: counters{c.up.Counters()},
 		Run: func() (*localcache.Entry, error) {
 			// The references' fetches start with this one, not after it:
 			// a walk of the closure then finds them fetched, or under way.
-			s.prefetchReferences(p)
-			return s.fetch(context.WithoutCancel(ctx), p, key)
+			c.ahead.prefetchReferences(p)
+			return c.fetch(context.WithoutCancel(ctx), p, key)
 		},
 	})
 }
 
-// OpenFile opens a regular file of a store path ("" for a path that is a
-// single file) from the local cache, fetching the NAR first if needed.
-func (s *Store) OpenFile(ctx context.Context, p *PathInfo, sub string) (*LocalFile, error) {
-	f, _, err := s.OpenVerified(ctx, p, sub)
-	return f, err
-}
-
-// OpenVerified is OpenFile that also returns the file's node in the
-// verified listing. Which file is opened is decided by the listing built
+// openVerified opens a regular file of a store path ("" for a path that
+// is a single file) from the local cache, fetching the NAR first if
+// needed, with the file's node in the verified listing. Which file is opened is decided by the listing built
 // from the verified NAR of this very path, never by a .ls, and the open
 // cannot follow a symlink or leave the entry.
-func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*LocalFile, *nar.Node, error) {
-	if f, n, ok := s.openWarm(p, sub); ok {
+func (c *cache) openVerified(ctx context.Context, p *PathInfo, sub string) (*content.Span, *nar.Node, error) {
+	if f, n, ok := c.openWarm(p, sub); ok {
 		return f, n, nil
 	}
-	drops := s.cache.Drops() // before the entry is found: see content.Store.Share
-	ctx, cancel := s.opContext(ctx)
+	drops := c.disk.Drops() // before the entry is found: see content.Store.Share
+	ctx, cancel := c.opContext(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		e, err := s.entry(ctx, p)
+		e, err := c.entry(ctx, p)
 		if errors.Is(err, localcache.ErrMiss) && attempt < 2 {
 			// Evicted by another process sharing the cache dir in the
 			// instant after it was committed: fetch it again.
@@ -77,18 +56,18 @@ func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*Loc
 		if err != nil {
 			return nil, nil, err
 		}
-		f, n, err := s.openIn(p, e, sub)
+		f, n, err := c.openIn(p, e, sub)
 		if err == nil && !f.Own() {
-			f = s.local.Share(e.Key(), f, drops)
+			f = c.local.Share(e.Key(), f, drops)
 		}
 		e.Release()
-		if errors.Is(err, errOwnMismatch) || errors.Is(err, errOwnUnrecorded) {
+		if errors.Is(err, content.ErrOwnMismatch) || errors.Is(err, content.ErrOwnUnrecorded) {
 			// Never served: the entry goes (unless someone still reads
 			// it) and the NAR is fetched and verified again.
-			s.up.Counters().Corrupt.Add(1)
-			s.log.Error("a large file's copy in the local cache does not match what was verified; not served, fetching the NAR again", "path", p.Path.String(), "file", sub, "cache-dir", s.cfg.CacheDir, "err", err)
-			if s.cache.Discard(e.Key()) && attempt < 2 {
-				s.listings.Remove(p.Path.Hash)
+			c.up.Counters().Corrupt.Add(1)
+			c.log.Error("a large file's copy in the local cache does not match what was verified; not served, fetching the NAR again", "path", p.Path.String(), "file", sub, "cache-dir", c.cfg.CacheDir, "err", err)
+			if c.disk.Discard(e.Key()) && attempt < 2 {
+				c.listings.Remove(p.Path.Hash)
 				continue
 			}
 			return nil, nil, err
@@ -97,13 +76,13 @@ func (s *Store) OpenVerified(ctx context.Context, p *PathInfo, sub string) (*Loc
 			return f, n, err
 		}
 		// Files deleted from under us (by hand): fetch the entry again.
-		s.cache.Forget(e.Key())
-		s.listings.Remove(p.Path.Hash)
+		c.disk.Forget(e.Key())
+		c.listings.Remove(p.Path.Hash)
 	}
 }
 
-func (s *Store) openIn(p *PathInfo, e *localcache.Entry, sub string) (*LocalFile, *nar.Node, error) {
-	l, err := s.entryListing(p, e)
+func (c *cache) openIn(p *PathInfo, e *localcache.Entry, sub string) (*content.Span, *nar.Node, error) {
+	l, err := c.entryListing(p, e)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -114,7 +93,7 @@ func (s *Store) openIn(p *PathInfo, e *localcache.Entry, sub string) (*LocalFile
 	if n.Type != nar.TypeRegular {
 		return nil, nil, fmt.Errorf("%s/%s: %w (a %s, not a regular file)", p.Path, sub, ErrNotFound, n.Type)
 	}
-	f, err := s.local.OpenSpan(e, n, p.NarInfo.NarSize, p.Path.String()+"/"+sub)
+	f, err := c.local.OpenSpan(e, n, p.NarInfo.NarSize, p.Path.String()+"/"+sub)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -124,8 +103,8 @@ func (s *Store) openIn(p *PathInfo, e *localcache.Entry, sub string) (*LocalFile
 // openWarm opens a small file of a path whose verified listing is known
 // and whose blob is open already (content's warm descriptors); ok false
 // when the slow path must run.
-func (s *Store) openWarm(p *PathInfo, sub string) (*LocalFile, *nar.Node, bool) {
-	kl, ok := s.known(p.Path.Hash)
+func (c *cache) openWarm(p *PathInfo, sub string) (*content.Span, *nar.Node, bool) {
+	kl, ok := known(c.listings, p.Path.Hash)
 	if !ok || !kl.verified() || kl.index() != nil {
 		return nil, nil, false
 	}
@@ -133,21 +112,17 @@ func (s *Store) openWarm(p *PathInfo, sub string) (*LocalFile, *nar.Node, bool) 
 	if err != nil {
 		return nil, nil, false
 	}
-	f, ok := s.local.Warm(trust.EntryKey(p.v), n)
+	f, ok := c.local.Warm(trust.EntryKey(p.v), n)
 	if !ok {
 		return nil, nil, false
 	}
 	return f, n, true
 }
 
-// LocalFile is a verified regular file in the local cache: a file of its
-// own (Base 0), or Size bytes at Base in a NAR blob.
-type LocalFile = content.Span
-
 // entryListing is the verified listing of an entry: from memory, else
 // from the file written beside it when the NAR was verified.
-func (s *Store) entryListing(p *PathInfo, e *localcache.Entry) (*trust.Listing, error) {
-	if kl, ok := s.known(p.Path.Hash); ok && kl.verified() {
+func (c *cache) entryListing(p *PathInfo, e *localcache.Entry) (*trust.Listing, error) {
+	if kl, ok := known(c.listings, p.Path.Hash); ok && kl.verified() {
 		return kl.v, nil
 	}
 	data, err := e.ReadMeta(layout.ListingMeta)
@@ -160,6 +135,6 @@ func (s *Store) entryListing(p *PathInfo, e *localcache.Entry) (*trust.Listing, 
 	}
 	// The entry may have been fetched for another path with the same
 	// contents, or before a restart: this path's answers switch to it now.
-	s.verified(p, l)
+	c.verified(p, l)
 	return l, nil
 }

@@ -12,12 +12,12 @@ import (
 // ErrNotListable: the cache cannot enumerate its paths (plain HTTP).
 var ErrNotListable = backend.ErrUnsupported
 
-// Paths calls fn for every trusted store path the cache holds, in no
+// paths calls fn for every trusted store path the cache holds, in no
 // particular order. Only listable backends (file://, s3://) can do this:
 // the others return ErrNotListable. Each hit is resolved (one narinfo GET,
 // cached) since the key alone carries no name; paths that are missing,
 // untrusted or corrupt are skipped.
-func (s *Store) Paths(ctx context.Context, fn func(*PathInfo)) error {
+func (c *cache) paths(ctx context.Context, fn func(*PathInfo)) error {
 	hashes := make(chan string)
 	var (
 		wg sync.WaitGroup
@@ -28,10 +28,10 @@ func (s *Store) Paths(ctx context.Context, fn func(*PathInfo)) error {
 		go func() {
 			defer wg.Done()
 			for h := range hashes {
-				p, err := s.resolveHash(ctx, h)
+				p, err := c.resolveHash(ctx, h)
 				if err != nil {
 					if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUntrusted) && !errors.Is(err, ErrCorrupt) {
-						s.log.Warn("listing the cache", "hash", h, "err", err)
+						c.log.Warn("listing the cache", "hash", h, "err", err)
 					}
 					continue
 				}
@@ -41,7 +41,7 @@ func (s *Store) Paths(ctx context.Context, fn func(*PathInfo)) error {
 			}
 		}()
 	}
-	err := s.up.List(ctx, func(h string) error {
+	err := c.up.List(ctx, func(h string) error {
 		select {
 		case hashes <- h:
 			return nil

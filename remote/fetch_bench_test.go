@@ -327,7 +327,7 @@ func BenchmarkFetchCold(b *testing.B) {
 							b.Fatal(err)
 						}
 						p := mustResolve(b, s, pathLib)
-						if _, err := s.Materialize(context.Background(), p); err != nil {
+						if _, err := s.materialize(context.Background(), p); err != nil {
 							b.Fatal(err)
 						}
 						s.Close()

@@ -82,7 +82,7 @@ func TestFetchResumesBrokenParts(t *testing.T) {
 	if p.NarInfo.FileSize <= 4<<20 {
 		t.Fatalf("fixture %s is %d bytes; the test needs several parts", pathTree, p.NarInfo.FileSize)
 	}
-	if _, err := s.Materialize(context.Background(), p); err != nil {
+	if _, err := s.materialize(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	st := s.Stats()
@@ -125,7 +125,7 @@ func TestFetchWithoutRanges(t *testing.T) {
 	}
 	defer s.Close()
 	for _, base := range []string{pathTree, pathLib} {
-		if _, err := s.Materialize(context.Background(), mustResolve(t, s, base)); err != nil {
+		if _, err := s.materialize(context.Background(), mustResolve(t, s, base)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -170,7 +170,7 @@ func TestFetchEncodedRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Materialize(context.Background(), mustResolve(t, s, pathTree)); err != nil {
+	if _, err := s.materialize(context.Background(), mustResolve(t, s, pathTree)); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.Fetches != 1 || st.Corrupt != 0 {

@@ -31,7 +31,7 @@ func TestMaterializeEveryCache(t *testing.T) {
 				}
 				n++
 				p := mustResolve(t, s, fp.base)
-				_, err := s.Materialize(ctx, p)
+				_, err := s.materialize(ctx, p)
 				if err != nil {
 					t.Errorf("Materialize %s: %v", fp.base, err)
 					continue
@@ -41,7 +41,7 @@ func TestMaterializeEveryCache(t *testing.T) {
 				checkStored(t, s, p, want.Root, nd, fp.base)
 
 				// The listing served afterwards is the NAR's.
-				l, err := s.Listing(ctx, p)
+				l, err := s.listing(ctx, p)
 				if err != nil {
 					t.Errorf("Listing %s: %v", fp.base, err)
 				} else if got, w := encodeListing(t, l), encodeListing(t, want); got != w {
@@ -53,7 +53,7 @@ func TestMaterializeEveryCache(t *testing.T) {
 				if node == nil {
 					continue
 				}
-				f, err := s.OpenFile(ctx, p, sub)
+				f, err := s.openFile(ctx, p, sub)
 				if err != nil {
 					t.Errorf("OpenFile %s/%s: %v", fp.base, sub, err)
 					continue
@@ -79,14 +79,14 @@ func TestMaterializeEveryCache(t *testing.T) {
 				if !fileExists(filepath.Join(dir, hashPart(fp.base)+".narinfo")) {
 					continue
 				}
-				if _, err := s.Materialize(ctx, mustResolve(t, s, fp.base)); err != nil {
+				if _, err := s.materialize(ctx, mustResolve(t, s, fp.base)); err != nil {
 					t.Error(err)
 				}
 			}
 			if got := s.Stats().NarGets; got != int64(n) {
 				t.Errorf("NarGets = %d after materializing again, want %d", got, n)
 			}
-			if got, want := s.CacheUsage(), usageOf(t, dir, paths); got != want {
+			if got, want := s.Stats().CacheBytes, usageOf(t, dir, paths); got != want {
 				t.Errorf("CacheUsage = %d, want the sum of NarSizes %d", got, want)
 			}
 		})
@@ -115,7 +115,7 @@ func TestOpenFile(t *testing.T) {
 
 	// A path that is a single file opens with sub "".
 	p := mustResolve(t, s, pathFile)
-	f, err := s.OpenFile(ctx, p, "")
+	f, err := s.openFile(ctx, p, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestOpenFile(t *testing.T) {
 
 	// A missing sub-path is not found.
 	p = mustResolve(t, s, pathTreeSmall)
-	if _, err := s.OpenFile(ctx, p, "no/such/file"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.openFile(ctx, p, "no/such/file"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("OpenFile of a missing sub-path = %v, want ErrNotFound", err)
 	}
 	if got := s.Stats().NarGets; got != 2 {
@@ -175,14 +175,14 @@ func corruptNoneCache(t *testing.T, base string) (dir string, narPath string, da
 }
 
 // assertNothingKept checks that a failed fetch left no trace in the cache dir.
-func assertNothingKept(t *testing.T, s *Store) {
+func assertNothingKept(t *testing.T, s *Core) {
 	t.Helper()
 	for _, d := range []string{"nar", "tmp"} {
-		if names := dirEntries(t, filepath.Join(s.cfg.CacheDir, cacheLayout, d)); len(names) != 0 {
+		if names := dirEntries(t, filepath.Join(s.caches[0].cfg.CacheDir, cacheLayout, d)); len(names) != 0 {
 			t.Errorf("%s/%s holds %v after a failed fetch", cacheLayout, d, names)
 		}
 	}
-	if u := s.CacheUsage(); u != 0 {
+	if u := s.Stats().CacheBytes; u != 0 {
 		t.Errorf("CacheUsage = %d after a failed fetch", u)
 	}
 }
@@ -200,7 +200,7 @@ func TestCorruptFileContents(t *testing.T) {
 			s := openStore(t, dir, "", trustedConfig(t))
 			ctx := context.Background()
 			p := mustResolve(t, s, base)
-			_, err := s.Materialize(ctx, p)
+			_, err := s.materialize(ctx, p)
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Materialize = %v, want ErrCorrupt", err)
 			}
@@ -213,10 +213,10 @@ func TestCorruptFileContents(t *testing.T) {
 			}
 
 			// Retrying at once neither downloads again nor succeeds.
-			if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
+			if _, err := s.materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("second Materialize = %v, want ErrCorrupt", err)
 			}
-			if _, err := s.OpenFile(ctx, p, ""); !errors.Is(err, ErrCorrupt) {
+			if _, err := s.openFile(ctx, p, ""); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("OpenFile = %v, want ErrCorrupt", err)
 			}
 			if got := s.Stats().NarGets; got != 1 {
@@ -237,16 +237,16 @@ func TestCorruptMemoExpires(t *testing.T) {
 	s.local.Failed().Now = func() time.Time { return now }
 	ctx := context.Background()
 	p := mustResolve(t, s, pathLib)
-	if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Materialize = %v, want ErrCorrupt", err)
 	}
 	// The cache is repaired; within the memo the old verdict stands.
 	putFile(t, narPath, good)
-	if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Materialize within the memo = %v, want ErrCorrupt", err)
 	}
 	now = now.Add(tune.CorruptMemo + time.Second)
-	_, err := s.Materialize(ctx, p)
+	_, err := s.materialize(ctx, p)
 	if err != nil {
 		t.Fatalf("Materialize after the memo expired: %v", err)
 	}
@@ -267,7 +267,7 @@ func TestTruncatedCompressedNAR(t *testing.T) {
 	putFile(t, f, data[:len(data)/2])
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathTreeSmall)
-	if _, err := s.Materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Materialize of a truncated .nar.zst = %v, want ErrCorrupt", err)
 	}
 	assertNothingKept(t, s)
@@ -278,7 +278,7 @@ func TestTruncatedNAR(t *testing.T) {
 	putFile(t, narPath, data[:len(data)-8])
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathTreeSmall)
-	if _, err := s.Materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Materialize of a truncated NAR = %v, want ErrCorrupt", err)
 	}
 	assertNothingKept(t, s)
@@ -295,7 +295,7 @@ func TestNARLongerThanNarSize(t *testing.T) {
 			putFile(t, narPath, append(data, extra...))
 			s := openStore(t, dir, "", trustedConfig(t))
 			p := mustResolve(t, s, pathLib)
-			if _, err := s.Materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
+			if _, err := s.materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Materialize of a NAR with trailing bytes = %v, want ErrCorrupt", err)
 			}
 			assertNothingKept(t, s)
@@ -316,7 +316,7 @@ func TestSignedNarinfoWithWrongNarHash(t *testing.T) {
 
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathLib) // the signature is valid
-	_, err := s.Materialize(context.Background(), p)
+	_, err := s.materialize(context.Background(), p)
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Materialize = %v, want ErrCorrupt", err)
 	}
@@ -336,7 +336,7 @@ func TestSignedNarinfoWithWrongNarSize(t *testing.T) {
 			writeNarinfo(t, dir, ni)
 			s := openStore(t, dir, "", trustedConfig(t))
 			p := mustResolve(t, s, pathLib)
-			if _, err := s.Materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
+			if _, err := s.materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Materialize = %v, want ErrCorrupt", err)
 			}
 			assertNothingKept(t, s)
@@ -350,21 +350,21 @@ func TestMissingNAR(t *testing.T) {
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathLib)
 	ctx := context.Background()
-	_, err := s.Materialize(ctx, p)
+	_, err := s.materialize(ctx, p)
 	if !errors.Is(err, ErrNotFound) {
 		t.Errorf("Materialize with the NAR missing = %v, want ErrNotFound", err)
 	}
 	if errors.Is(err, ErrCorrupt) {
 		t.Errorf("a missing NAR is not corruption: %v", err)
 	}
-	if _, err := s.OpenFile(ctx, p, "lib/libnarfs.so"); err == nil {
+	if _, err := s.openFile(ctx, p, "lib/libnarfs.so"); err == nil {
 		t.Error("OpenFile succeeded without a NAR")
 	}
 	assertNothingKept(t, s)
 	// A missing NAR is not remembered as corrupt: once it appears, it is
 	// served.
 	putFile(t, narPath, narBytes(t, pathLib))
-	if _, err := s.Materialize(ctx, p); err != nil {
+	if _, err := s.materialize(ctx, p); err != nil {
 		t.Errorf("Materialize after the NAR appeared: %v", err)
 	}
 }
@@ -376,7 +376,7 @@ func TestMalformedNAR(t *testing.T) {
 	setNARFile(t, dir, pathLib, narPath, bad)
 	s := openStore(t, dir, "", Config{}) // hashes match the garbage: only the parser objects
 	p := mustResolve(t, s, pathLib)
-	if _, err := s.Materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Materialize of a malformed NAR = %v, want ErrCorrupt", err)
 	}
 	assertNothingKept(t, s)
@@ -408,7 +408,7 @@ func TestOpenFileStaysInsideThePath(t *testing.T) {
 		"../meta", "../listing.json", "../../../../../../../../etc/hostname",
 		"abs-link", "link-to-file", "link-to-dir/d3/up3", "dangling", "d1", "./plain.txt/..",
 	} {
-		f, err := s.OpenFile(ctx, p, sub)
+		f, err := s.openFile(ctx, p, sub)
 		if err == nil {
 			f.Close()
 			t.Errorf("OpenFile(%q) opened %v at %d", sub, f.File.Name(), f.Base)
@@ -416,13 +416,13 @@ func TestOpenFileStaysInsideThePath(t *testing.T) {
 			t.Errorf("OpenFile(%q) = %v, want ErrNotFound", sub, err)
 		}
 	}
-	if f, err := s.OpenFile(ctx, p, "plain.txt"); err != nil {
+	if f, err := s.openFile(ctx, p, "plain.txt"); err != nil {
 		t.Errorf("OpenFile(plain.txt): %v", err)
 	} else {
 		f.Close()
 	}
 	// A store path that is a symlink is not a file either.
-	if _, err := s.OpenFile(ctx, mustResolve(t, s, pathLink), ""); !errors.Is(err, ErrNotFound) {
+	if _, err := s.openFile(ctx, mustResolve(t, s, pathLink), ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("OpenFile of a symlink path = %v, want ErrNotFound", err)
 	}
 }
@@ -441,7 +441,7 @@ func TestStoredLayout(t *testing.T) {
 		}
 		return b
 	}
-	for i, size := range []int{3 << 20, 10, 0, OwnFileMin, OwnFileMin - 1, 5000, 2<<20 + 3} {
+	for i, size := range []int{3 << 20, 10, 0, MaxRead, MaxRead - 1, 5000, 2<<20 + 3} {
 		w.Entry(string(rune('a' + i)))
 		w.File(i%2 == 1, int64(size), bytes.NewReader(fill(size, byte(i))))
 	}
@@ -456,12 +456,12 @@ func TestStoredLayout(t *testing.T) {
 	writeNarinfo(t, dir, ni)
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathLib)
-	if _, err := s.Materialize(context.Background(), p); err != nil {
+	if _, err := s.materialize(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	checkStored(t, s, p, buildListing(t, data).Root, data, pathLib)
 	// Large files are files of their own (passthrough needs offset 0).
-	f, _, err := s.OpenVerified(context.Background(), p, "g")
+	f, _, err := s.openVerified(context.Background(), p, "g")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,9 @@ import (
 	"testing"
 
 	"github.com/narfs/narfs/nar"
+	"github.com/narfs/narfs/remote/internal/content"
 	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/stats"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -144,7 +146,7 @@ func byRanges(t testing.TB) Config {
 }
 
 // openStore opens the cache in dir as file://dir (plus query, if any).
-func openStore(t testing.TB, dir, query string, cfg Config) *Store {
+func openStore(t testing.TB, dir, query string, cfg Config) *Core {
 	t.Helper()
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = t.TempDir()
@@ -168,7 +170,7 @@ func openStore(t testing.TB, dir, query string, cfg Config) *Store {
 	return s
 }
 
-func mustResolve(t testing.TB, s *Store, base string) *PathInfo {
+func mustResolve(t testing.TB, s *Core, base string) *PathInfo {
 	t.Helper()
 	p, err := s.Resolve(context.Background(), base)
 	if err != nil {
@@ -328,7 +330,7 @@ func hashPart(base string) string {
 // listing of its NAR: the verified listing must be it, and every regular
 // file read through OpenVerified must hold the bytes at its offset in the
 // NAR.
-func checkStored(t testing.TB, s *Store, p *PathInfo, n *nar.Node, narData []byte, name string) {
+func checkStored(t testing.TB, s *Core, p *PathInfo, n *nar.Node, narData []byte, name string) {
 	t.Helper()
 	ctx := context.Background()
 	l, err := s.VerifiedListing(ctx, p)
@@ -352,7 +354,7 @@ func checkStored(t testing.TB, s *Store, p *PathInfo, n *nar.Node, narData []byt
 				}
 			}
 		case nar.TypeRegular:
-			f, vn, err := s.OpenVerified(ctx, p, sub)
+			f, vn, err := s.openVerified(ctx, p, sub)
 			if err != nil {
 				t.Errorf("%s/%s: %v", name, sub, err)
 				return
@@ -373,4 +375,68 @@ func checkStored(t testing.TB, s *Store, p *PathInfo, n *nar.Node, narData []byt
 		}
 	}
 	walk("", n)
+}
+
+// openOne opens one cache (Nix syntax) as a Core of its own.
+func openOne(ctx context.Context, storeURL string, cfg Config) (*Core, error) {
+	return Open(ctx, []string{storeURL}, cfg)
+}
+
+// The old per-cache API, for tests: each goes to p's cache.
+
+// materialize makes sure the store path's NAR is fetched, verified and
+// extracted into the local cache and returns the local path of its root,
+// for inspection: the entry is not pinned.
+func (g *Core) materialize(ctx context.Context, p *PathInfo) (string, error) {
+	return g.of(p).materialize(ctx, p)
+}
+
+func (c *cache) materialize(ctx context.Context, p *PathInfo) (string, error) {
+	ctx, cancel := c.opContext(ctx)
+	defer cancel()
+	e, err := c.entry(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	defer e.Release()
+	return e.Root(), nil
+}
+
+// listing is the best known tree of p (see cache.listing).
+func (g *Core) listing(ctx context.Context, p *PathInfo) (*nar.Listing, error) {
+	kl, err := g.of(p).listing(ctx, p, true)
+	if err != nil {
+		return nil, err
+	}
+	return kl.Listing, nil
+}
+
+func (g *Core) openFile(ctx context.Context, p *PathInfo, sub string) (*content.Span, error) {
+	f, _, err := g.of(p).openVerified(ctx, p, sub)
+	return f, err
+}
+
+func (g *Core) openVerified(ctx context.Context, p *PathInfo, sub string) (*content.Span, *nar.Node, error) {
+	return g.of(p).openVerified(ctx, p, sub)
+}
+
+func (g *Core) openChunked(ctx context.Context, p *PathInfo, sub string) (*content.Chunked, error) {
+	return g.of(p).openChunked(ctx, p, sub)
+}
+
+func (g *Core) prefetchIndexed(ctx context.Context, p *PathInfo) error {
+	return g.of(p).prefetchIndexed(ctx, p)
+}
+
+// counts is c's upstream counters since Open.
+func (c *cache) counts() stats.Stats { return c.up.Counters().Snapshot() }
+
+// mustResolveIn resolves base in cache c alone.
+func mustResolveIn(t testing.TB, c *cache, base string) *PathInfo {
+	t.Helper()
+	p, err := c.resolve(context.Background(), base)
+	if err != nil {
+		t.Fatalf("Resolve %s: %v", base, err)
+	}
+	return p
 }

@@ -92,11 +92,11 @@ func TestHostFileThroughSharedNAR(t *testing.T) {
 	s := openStore(t, dir, "", Config{RequireSigs: true})
 	ctx := context.Background()
 	p1 := mustResolve(t, s, first.StorePath.String())
-	if _, err := s.Materialize(ctx, p1); err != nil {
+	if _, err := s.materialize(ctx, p1); err != nil {
 		t.Fatal(err)
 	}
 	p2 := mustResolve(t, s, second.StorePath.String())
-	f, err := s.OpenFile(ctx, p2, "s/secret.txt")
+	f, err := s.openFile(ctx, p2, "s/secret.txt")
 	if err == nil {
 		got, _ := io.ReadAll(f.Reader())
 		f.Close()
@@ -106,7 +106,7 @@ func TestHostFileThroughSharedNAR(t *testing.T) {
 		t.Errorf("OpenFile = %v, want ErrNotFound (the verified NAR has no such file)", err)
 	}
 	// Once verified, the listing is the NAR's: s is a symlink.
-	l, err := s.Listing(ctx, p2)
+	l, err := s.listing(ctx, p2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,10 +163,10 @@ func TestKeylessTwinDoesNotBlockGenuinePath(t *testing.T) {
 	if tp.NarInfo.NarHash.String() != genuine.NarHash.String() {
 		t.Fatal("the twin does not share the genuine NarHash")
 	}
-	if _, err := s.Materialize(ctx, tp); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.materialize(ctx, tp); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("twin Materialize = %v, want ErrCorrupt", err)
 	}
-	if _, err := s.Materialize(ctx, mustResolve(t, s, pathLib)); err != nil {
+	if _, err := s.materialize(ctx, mustResolve(t, s, pathLib)); err != nil {
 		t.Errorf("genuine path after its twin failed: %v, want success", err)
 	}
 }
@@ -182,7 +182,7 @@ func TestTrailingDataAfterNAR(t *testing.T) {
 			ni := caNarinfo(t, "trailing", "nar/x.nar", data)
 			writeNarinfo(t, dir, ni)
 			s := openStore(t, dir, "", Config{RequireSigs: true})
-			if _, err := s.Materialize(context.Background(), mustResolve(t, s, ni.StorePath.String())); !errors.Is(err, ErrCorrupt) {
+			if _, err := s.materialize(context.Background(), mustResolve(t, s, ni.StorePath.String())); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("NAR + %d bytes: %v, want ErrCorrupt", extra, err)
 			}
 		})
@@ -205,14 +205,14 @@ func TestListingTooBigForNarSize(t *testing.T) {
 	putListing(t, dir, hashPart(pathTreeSmall), b.String())
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathTreeSmall)
-	l, err := s.Listing(context.Background(), p)
+	l, err := s.listing(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(l.Root.Entries) > 1000 {
 		t.Errorf("the listing has %d entries: the oversized .ls was used", len(l.Root.Entries))
 	}
-	if got := s.listings.Usage(); got > 8<<20 {
+	if got := s.caches[0].listings.Usage(); got > 8<<20 {
 		t.Errorf("listing memory %d bytes after refusing the .ls", got)
 	}
 }
@@ -251,10 +251,10 @@ func TestHostileNarSize(t *testing.T) {
 			if err != nil {
 				return // refusing the narinfo outright is fine too
 			}
-			if _, err := s.Materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
+			if _, err := s.materialize(context.Background(), p); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Materialize = %v, want ErrCorrupt", err)
 			}
-			if _, err := s.Listing(context.Background(), p); err == nil {
+			if _, err := s.listing(context.Background(), p); err == nil {
 				t.Error("Listing succeeded for a NAR that does not match NarSize")
 			}
 		})

@@ -86,7 +86,7 @@ func indexedTree(t *testing.T) (*indexedCache, string, []byte) {
 	return c, hashPart(pathTree), idx
 }
 
-func openHTTPStore(t *testing.T, url string, cfg Config) *Store {
+func openHTTPStore(t *testing.T, url string, cfg Config) *Core {
 	t.Helper()
 	s, err := openOne(context.Background(), url, cfg)
 	if err != nil {
@@ -107,7 +107,7 @@ func TestIndexAliasFetchedWithNarinfo(t *testing.T) {
 	default:
 		t.Fatal("the narinfo was answered before the index alias was asked for: not fetched together")
 	}
-	l, err := s.Listing(context.Background(), p)
+	l, err := s.listing(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestIndexAliasStaleOrForeignIgnored(t *testing.T) {
 			srv, url := newAliasServer(t, c.dir, false)
 			s := openHTTPStore(t, url, byRanges(t))
 			p := mustResolve(t, s, pathTree)
-			l, err := s.Listing(context.Background(), p)
+			l, err := s.listing(context.Background(), p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +167,7 @@ func TestIndexAliasStaleOrForeignIgnored(t *testing.T) {
 			if srv.count("/index/x.nidx") != 1 {
 				t.Errorf("the narinfo's index was not fetched after an unusable alias: %v", srv.paths)
 			}
-			kl, _ := s.known(hash)
+			kl, _ := known(s.caches[0].listings, hash)
 			if kl == nil || kl.index() == nil {
 				t.Fatal("the path is not read by its index")
 			}
@@ -183,7 +183,7 @@ func TestIndexAliasNotAskedOfStockCaches(t *testing.T) {
 	srv, url := newAliasServer(t, dir, false)
 	s := openHTTPStore(t, url, trustedConfig(t))
 	p := mustResolve(t, s, pathTree)
-	if _, err := s.Listing(context.Background(), p); err != nil {
+	if _, err := s.listing(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range srv.paths {
@@ -204,7 +204,7 @@ func TestIndexAliasLearntFromNarinfos(t *testing.T) {
 	if srv.count("/"+chunkindex.AliasKey(hash)) != 0 {
 		t.Fatal("alias asked for before the cache showed it indexes paths")
 	}
-	if !s.IndexesDeclared() {
+	if !s.caches[0].up.IndexesDeclared() {
 		t.Fatal("a narinfo naming an index did not turn aliases on")
 	}
 }
@@ -235,7 +235,7 @@ func TestIndexAliasHangingKey(t *testing.T) {
 	s := openHTTPStore(t, srv.URL, cfg)
 	start := time.Now()
 	p := mustResolve(t, s, pathTree)
-	l, err := s.Listing(context.Background(), p)
+	l, err := s.listing(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestIndexAliasHangingKey(t *testing.T) {
 	if !nar.SameTree(l.Root, c.listing.Root) {
 		t.Fatal("listing differs from the NAR's")
 	}
-	if kl, _ := s.known(hash); kl == nil || kl.index() == nil {
+	if kl, _ := known(s.caches[0].listings, hash); kl == nil || kl.index() == nil {
 		t.Fatal("the path is not read by its index")
 	}
 	// That for a while lookups then ask for no alias (one hanging key

@@ -17,6 +17,7 @@ import (
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/chunkindex"
+	"github.com/narfs/narfs/remote/internal/content"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -96,9 +97,9 @@ func filesOf(l *nar.Listing) map[string]*nar.Node {
 	return out
 }
 
-func readChunked(t *testing.T, s *Store, p *PathInfo, sub string) ([]byte, error) {
+func readChunked(t *testing.T, s *Core, p *PathInfo, sub string) ([]byte, error) {
 	t.Helper()
-	f, err := s.OpenChunked(context.Background(), p, sub)
+	f, err := s.openChunked(context.Background(), p, sub)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +118,7 @@ func TestIndexedReadsOnlyTheFile(t *testing.T) {
 			s := openStore(t, c.dir, "", byRanges(t))
 			p := mustResolve(t, s, pathTree)
 			// Metadata from the index: no .ls, no NAR.
-			l, err := s.Listing(context.Background(), p)
+			l, err := s.listing(context.Background(), p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -260,12 +261,12 @@ func TestIndexIgnoredUnlessValid(t *testing.T) {
 			s := openStore(t, c.dir, "", trustedConfig(t))
 			p := mustResolve(t, s, pathTree)
 			_, n := firstFile(c.listing)
-			if _, err := s.OpenChunked(context.Background(), p, firstName(c.listing)); !errors.Is(err, ErrNotIndexed) {
-				t.Fatalf("OpenChunked: %v, want ErrNotIndexed", err)
+			if _, err := s.openChunked(context.Background(), p, firstName(c.listing)); !errors.Is(err, errNotIndexed) {
+				t.Fatalf("OpenChunked: %v, want errNotIndexed", err)
 			}
 			// The whole-NAR path still works (the object is an ordinary
 			// zstd stream of the NAR).
-			f, vn, err := s.OpenVerified(context.Background(), p, firstName(c.listing))
+			f, vn, err := s.openVerified(context.Background(), p, firstName(c.listing))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -382,22 +383,22 @@ func TestIndexedLargeFileGetsItsOwnFile(t *testing.T) {
 	files := filesOf(c.listing)
 	var large string
 	for name, n := range files {
-		if n.Size >= OwnFileMin && (large == "" || n.Size > files[large].Size) {
+		if n.Size >= MaxRead && (large == "" || n.Size > files[large].Size) {
 			large = name
 		}
 	}
 	if large == "" {
-		t.Skip("fixture has no file of OwnFileMin bytes")
+		t.Skip("fixture has no file of MaxRead bytes")
 	}
 	want := contentsOf(c, files[large])
 	if got, err := readChunked(t, s, p, large); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("first read: %v", err)
 	}
 	// Made in the background after the complete read's close.
-	var f *ChunkedFile
+	var f *content.Chunked
 	for i := 0; ; i++ {
 		var err error
-		if f, err = s.OpenChunked(context.Background(), p, large); err != nil {
+		if f, err = s.openChunked(context.Background(), p, large); err != nil {
 			t.Fatal(err)
 		}
 		if f.Own() != nil {
@@ -420,19 +421,19 @@ func TestIndexedLargeFileGetsItsOwnFile(t *testing.T) {
 	// A file read in part gets none.
 	var partial string
 	for name, n := range files {
-		if n.Size >= OwnFileMin && name != large {
+		if n.Size >= MaxRead && name != large {
 			partial = name
 		}
 	}
 	if partial != "" {
-		pf, err := s.OpenChunked(context.Background(), p, partial)
+		pf, err := s.openChunked(context.Background(), p, partial)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pf.ReadAt(context.Background(), make([]byte, 4096), 0)
 		pf.Close()
 		time.Sleep(50 * time.Millisecond)
-		pf, _ = s.OpenChunked(context.Background(), p, partial)
+		pf, _ = s.openChunked(context.Background(), p, partial)
 		if pf.Own() != nil {
 			t.Error("a partly read file got a file of its own")
 		}
@@ -510,7 +511,7 @@ func TestIndexedReadCached(t *testing.T) {
 			break
 		}
 	}
-	f, err := s.OpenChunked(context.Background(), p, small)
+	f, err := s.openChunked(context.Background(), p, small)
 	if err != nil {
 		t.Fatal(err)
 	}

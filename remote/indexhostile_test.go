@@ -23,6 +23,7 @@ import (
 	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/narinfo"
+	"github.com/narfs/narfs/remote/stats"
 	"github.com/narfs/narfs/remote/storepath"
 )
 
@@ -94,7 +95,7 @@ func TestIndexedLayout2Reads(t *testing.T) {
 	toLayout2(t, c.dir, hashPart(pathTree), testSecretKey(t))
 	s := openStore(t, c.dir, "", byRanges(t))
 	p := mustResolve(t, s, pathTree)
-	if !s.IndexesDeclared() {
+	if !s.caches[0].up.IndexesDeclared() {
 		t.Fatal("nix-cache-info's alias line not seen")
 	}
 	for sub, n := range filesOf(c.listing) {
@@ -106,7 +107,7 @@ func TestIndexedLayout2Reads(t *testing.T) {
 			t.Fatalf("%s differs", sub)
 		}
 	}
-	if !s.IndexVerified(p) {
+	if !s.of(p).indexVerified(p) {
 		t.Error("IndexVerified false for a path read by its index")
 	}
 	if st := s.Stats(); st.NarGets == 0 || st.Fetches != 0 {
@@ -204,13 +205,13 @@ func TestIndexTrustAllForgedIndexRefused(t *testing.T) {
 				if err == nil || bytes.Contains(got, evil) {
 					t.Fatalf("forged index used: %q, %v", got, err)
 				}
-				if !errors.Is(err, ErrNotIndexed) {
-					t.Errorf("OpenChunked: %v, want ErrNotIndexed", err)
+				if !errors.Is(err, errNotIndexed) {
+					t.Errorf("OpenChunked: %v, want errNotIndexed", err)
 				}
 				if !strings.Contains(log.String(), "chunk index") || !strings.Contains(log.String(), "untrusted") {
 					t.Errorf("the refused index was not logged:\n%s", log.String())
 				}
-				f, _, err := s.OpenVerified(context.Background(), p, sub)
+				f, _, err := s.openVerified(context.Background(), p, sub)
 				if err == nil {
 					b, _ := io.ReadAll(io.NewSectionReader(f.File, f.Base, f.Size))
 					f.Close()
@@ -267,10 +268,10 @@ func TestIndexInflatedSizeBounded(t *testing.T) {
 			t.Cleanup(srv.Close)
 			s := openHTTPStore(t, srv.URL, trustedConfig(t))
 			p := mustResolve(t, s, pathTreeSmall)
-			if _, err := s.Listing(context.Background(), p); err != nil {
+			if _, err := s.listing(context.Background(), p); err != nil {
 				t.Fatal(err)
 			}
-			if kl, _ := s.known(hash); kl != nil && kl.index() != nil {
+			if kl, _ := known(s.caches[0].listings, hash); kl != nil && kl.index() != nil {
 				t.Fatal("junk accepted as an index")
 			}
 			// Layout 2's alias is asked for with the narinfo, before its
@@ -279,7 +280,7 @@ func TestIndexInflatedSizeBounded(t *testing.T) {
 			if layout == 2 {
 				bound = max(bound, tune.AliasMaxObject)
 			}
-			if got := s.Stats().Upstream[KindIndex].Bytes; got > bound+1 {
+			if got := s.Stats().Upstream[stats.KindIndex].Bytes; got > bound+1 {
 				t.Errorf("read %d bytes of index objects for a NAR of %d bytes; bound %d", got, p.NarInfo.NarSize, bound)
 			}
 		})
@@ -325,7 +326,7 @@ func TestIndexHangingKeysFallBack(t *testing.T) {
 			cfg.Timeout = 3 * time.Second
 			s := openHTTPStore(t, srv.URL, cfg)
 			p := mustResolve(t, s, pathTree)
-			l, err := s.Listing(context.Background(), p)
+			l, err := s.listing(context.Background(), p)
 			if err != nil {
 				t.Fatalf("listing with index keys hanging: %v", err)
 			}
@@ -333,7 +334,7 @@ func TestIndexHangingKeysFallBack(t *testing.T) {
 				t.Fatal("wrong listing")
 			}
 			sub, n := firstFile(c.listing)
-			f, _, err := s.OpenVerified(context.Background(), p, sub)
+			f, _, err := s.openVerified(context.Background(), p, sub)
 			if err != nil {
 				t.Fatalf("read with index keys hanging: %v", err)
 			}
@@ -342,7 +343,7 @@ func TestIndexHangingKeysFallBack(t *testing.T) {
 			if !bytes.Equal(got, contentsOf(c, n)) {
 				t.Fatal("wrong contents")
 			}
-			if err := s.up.IndexFailure(hash); err == nil {
+			if err := s.caches[0].up.IndexFailure(hash); err == nil {
 				t.Error("the index failure is not remembered")
 			}
 		})

@@ -17,7 +17,7 @@ func TestListingFromLs(t *testing.T) {
 	paths := fixturePaths(t)
 	for _, fp := range paths {
 		p := mustResolve(t, s, fp.base)
-		l, err := s.Listing(ctx, p)
+		l, err := s.listing(ctx, p)
 		if err != nil {
 			t.Errorf("Listing %s: %v", fp.base, err)
 			continue
@@ -35,7 +35,7 @@ func TestListingFromLs(t *testing.T) {
 	}
 	// Listings are kept in memory.
 	for _, fp := range paths {
-		if _, err := s.Listing(ctx, mustResolve(t, s, fp.base)); err != nil {
+		if _, err := s.listing(ctx, mustResolve(t, s, fp.base)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,7 +52,7 @@ func TestListingWithoutLs(t *testing.T) {
 	}
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathTreeSmall)
-	l, err := s.Listing(ctx, p)
+	l, err := s.listing(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestListingWithoutLs(t *testing.T) {
 		t.Errorf("Stats %+v, want exactly one NAR fetch", st)
 	}
 	// The NAR fetched for the listing is the one files are read from.
-	_, err = s.Materialize(ctx, p)
+	_, err = s.materialize(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,8 @@ func TestListingWithoutLs(t *testing.T) {
 	}
 
 	// A fresh Store on the same cache dir reads the local listing.
-	s2 := openStore(t, dir, "", Config{TrustedKeys: testPublicKeys(t), RequireSigs: true, CacheDir: s.cfg.CacheDir})
-	l2, err := s2.Listing(ctx, mustResolve(t, s2, pathTreeSmall))
+	s2 := openStore(t, dir, "", Config{TrustedKeys: testPublicKeys(t), RequireSigs: true, CacheDir: s.caches[0].cfg.CacheDir})
+	l2, err := s2.listing(ctx, mustResolve(t, s2, pathTreeSmall))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestListingLyingLs(t *testing.T) {
 	}
 
 	// The NAR is good; the lie is counted (and logged).
-	if _, err := s.Materialize(ctx, p); err != nil {
+	if _, err := s.materialize(ctx, p); err != nil {
 		t.Fatalf("Materialize after a lying .ls = %v", err)
 	}
 	if got := s.Stats().Corrupt; got != 1 {
@@ -153,7 +153,7 @@ func TestListingLyingLs(t *testing.T) {
 	if n.Size != trueNode.Size {
 		t.Errorf("Lookup %s after the NAR was fetched: size %d, want the NAR's %d", sub, n.Size, trueNode.Size)
 	}
-	f, err := s.OpenFile(ctx, p, sub)
+	f, err := s.openFile(ctx, p, sub)
 	if err != nil {
 		t.Fatalf("OpenFile after the lie was found: %v", err)
 	}
@@ -166,7 +166,7 @@ func TestListingLyingLs(t *testing.T) {
 	}
 
 	// A restart keeps using the verified listing, not the .ls.
-	s2 := openStore(t, dir, "", Config{TrustedKeys: testPublicKeys(t), RequireSigs: true, CacheDir: s.cfg.CacheDir})
+	s2 := openStore(t, dir, "", Config{TrustedKeys: testPublicKeys(t), RequireSigs: true, CacheDir: s.caches[0].cfg.CacheDir})
 	n, err = s2.Lookup(ctx, mustResolve(t, s2, pathTreeSmall), sub)
 	if err != nil || n.Size != trueNode.Size {
 		t.Errorf("Lookup after restart: %+v, %v; want size %d", n, err, trueNode.Size)
@@ -180,7 +180,7 @@ func TestListingLsExceedingNarSize(t *testing.T) {
 	lieAboutSize(t, dir, pathTreeSmall, ni.NarSize)
 	s := openStore(t, dir, "", trustedConfig(t))
 	p := mustResolve(t, s, pathTreeSmall)
-	l, err := s.Listing(ctx, p)
+	l, err := s.listing(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestListingMalformedLs(t *testing.T) {
 			want := encodeListing(t, buildListing(t, narBytes(t, pathFile)))
 			// A symlink cannot be the NAR of a file's NarSize: the .ls is
 			// refused and the NAR's listing used.
-			l, err := s.Listing(ctx, p)
+			l, err := s.listing(ctx, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +251,7 @@ func TestVerifiedMetadataOnlyIgnoresListings(t *testing.T) {
 	cfg.VerifiedMetadataOnly = true
 	s := openStore(t, dir, "", cfg)
 	p := mustResolve(t, s, app)
-	l, err := s.Listing(context.Background(), p)
+	l, err := s.listing(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}

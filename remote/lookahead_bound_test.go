@@ -64,14 +64,14 @@ func TestLookaheadBoundedByNarinfoCache(t *testing.T) {
 		if _, err := s.Resolve(context.Background(), b); err != nil {
 			t.Fatal(err)
 		}
-		waitIdle(t, s.lookq)
+		waitIdle(t, s.caches[0].ahead.lookq)
 	}
-	if n := s.lookq.Remembered(); n > cfg.NarinfoCacheSize {
+	if n := s.caches[0].ahead.lookq.Remembered(); n > cfg.NarinfoCacheSize {
 		t.Errorf("the lookahead remembers %d references, more than the narinfo cache's %d narinfos", n, cfg.NarinfoCacheSize)
 	}
 	held := 0
 	for _, b := range bases {
-		if p, _ := s.up.Cached(b[:32]); p != nil {
+		if p, _ := s.caches[0].up.Cached(b[:32]); p != nil {
 			held++
 		}
 	}

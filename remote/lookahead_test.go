@@ -36,7 +36,7 @@ func TestLookaheadFixture(t *testing.T) {
 		cfg.NoReferenceLookahead = off
 		s := openStore(t, fixtureDir+"/cache-zstd", "", cfg)
 		mustResolve(t, s, pathApp)
-		waitIdle(t, s.lookq)
+		waitIdle(t, s.caches[0].ahead.lookq)
 		st := s.Stats()
 		if off {
 			if st.NarinfoGets != 1 || st.ListingGets != 0 {
@@ -48,7 +48,7 @@ func TestLookaheadFixture(t *testing.T) {
 			t.Errorf("after resolving the app: %+v, want 2 narinfo GETs, 1 .ls, no NAR", st)
 		}
 		lib := mustResolve(t, s, pathLib)
-		if _, err := s.Listing(context.Background(), lib); err != nil {
+		if _, err := s.listing(context.Background(), lib); err != nil {
 			t.Fatal(err)
 		}
 		if after := s.Stats(); after.Upstream != st.Upstream {
@@ -124,7 +124,7 @@ func newFanoutCache(t *testing.T, width int, delay time.Duration) *fanoutCache {
 	return c
 }
 
-func (c *fanoutCache) open(t *testing.T, query string) *Store {
+func (c *fanoutCache) open(t *testing.T, query string) *Core {
 	t.Helper()
 	u := c.url
 	if query != "" {
@@ -160,7 +160,7 @@ func TestLookaheadFanOut(t *testing.T) {
 	s := c.open(t, "")
 	start := time.Now()
 	mustResolve(t, s, c.root)
-	waitIdle(t, s.lookq)
+	waitIdle(t, s.caches[0].ahead.lookq)
 	took := time.Since(start)
 	_, narinfos, maxIn := c.requests()
 	t.Logf("took %v, max in flight %d", took, maxIn)
@@ -179,7 +179,7 @@ func TestLookaheadFanOut(t *testing.T) {
 		mustResolve(t, s, m)
 	}
 	mustResolve(t, s, c.root2)
-	waitIdle(t, s.lookq)
+	waitIdle(t, s.caches[0].ahead.lookq)
 	if after := s.Stats(); after.NarinfoGets != st.NarinfoGets+1 {
 		t.Errorf("resolving looked-ahead paths and a second root: %d more narinfo GETs, want 1", after.NarinfoGets-st.NarinfoGets)
 	}
@@ -226,7 +226,7 @@ func TestLookaheadPausesWhileCacheFails(t *testing.T) {
 	c.mu.Unlock()
 	s := c.open(t, "retry-attempts=1")
 	mustResolve(t, s, root)
-	waitIdle(t, s.lookq)
+	waitIdle(t, s.caches[0].ahead.lookq)
 	_, narinfos, _ := c.requests()
 	if narinfos > 1+2*tune.LookaheadJobs {
 		t.Errorf("%d narinfo requests to a failing cache, want at most the first batch (%d)", narinfos, 1+tune.LookaheadJobs)

@@ -3,34 +3,26 @@ package remote
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/narfs/narfs/remote/internal/fetch"
-	"github.com/narfs/narfs/remote/internal/tune"
 	"github.com/narfs/narfs/remote/localcache"
 )
 
-// fetchDeadline bounds one whole download (fetch.Deadline) with the
-// configured timeout and slowest rate.
-func (s *Store) fetchDeadline(narSize int64) time.Duration {
-	return fetch.Deadline(s.cfg.Timeout, s.cfg.Backend.MinRate, narSize)
-}
-
 // fetch downloads, decompresses, verifies and extracts one NAR and
 // returns its committed entry, pinned. The NAR comes from this cache
-// (openNAR), fetch.NAR fills a pending entry of the local cache, and only
+// (up.OpenNAR), fetch.NAR fills a pending entry of the local cache, and only
 // then is it committed and the path's verified listing told.
-func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache.Entry, error) {
+func (c *cache) fetch(ctx context.Context, p *PathInfo, key string) (*localcache.Entry, error) {
 	ni := p.NarInfo
 	where := fmt.Sprintf("NAR %s of %s", ni.URL, p.Path)
-	ctx, cancel := context.WithTimeout(ctx, s.fetchDeadline(ni.NarSize))
+	ctx, cancel := context.WithTimeout(ctx, fetch.Deadline(c.cfg.Timeout, c.cfg.Backend.MinRate, ni.NarSize))
 	defer cancel()
-	raw, encoding, err := s.openNAR(ctx, ni)
+	raw, encoding, err := c.up.OpenNAR(ctx, ni)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	defer raw.Close()
-	pend, err := s.cache.Begin()
+	pend, err := c.disk.Begin()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -43,13 +35,13 @@ func (s *Store) fetch(ctx context.Context, p *PathInfo, key string) (*localcache
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	s.trustWritten(e, ownsWritten(owns))
-	s.recordNarinfo(p)
-	s.verified(p, verified)
+	// The own files this fetch wrote are checked, if they are the ones in
+	// the committed entry (another process may have committed its copy
+	// first: those are checked when opened).
+	for _, w := range ownsWritten(owns) {
+		c.local.Written(e, w.name, w.id)
+	}
+	c.up.RecordNarinfo(p.v)
+	c.verified(p, verified)
 	return e, nil
 }
-
-// OwnFileMin: a file this large is stored in a file of its own, which the
-// kernel can read directly; smaller files are read from the NAR blob at
-// their narOffset. It equals MaxRead (see tune.MaxRead for why).
-const OwnFileMin = tune.OwnFileMin

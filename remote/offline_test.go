@@ -27,7 +27,7 @@ func TestOfflineRestart(t *testing.T) {
 	nd := narBytes(t, pathTreeSmall)
 	sub, node := firstFile(buildListing(t, nd))
 	want := string(nd[node.NarOffset : node.NarOffset+node.Size])
-	if _, err := s.Materialize(ctx, p); err != nil {
+	if _, err := s.materialize(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -43,7 +43,7 @@ func TestOfflineRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Resolve offline: %v", err)
 	}
-	f, err := s2.OpenFile(ctx, p2, sub)
+	f, err := s2.openFile(ctx, p2, sub)
 	if err != nil {
 		t.Fatalf("OpenFile offline: %v", err)
 	}
@@ -52,7 +52,7 @@ func TestOfflineRestart(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("offline read %d bytes, want the file's %d", len(got), len(want))
 	}
-	if l, err := s2.Listing(ctx, p2); err != nil || len(l.Root.Entries) == 0 {
+	if l, err := s2.listing(ctx, p2); err != nil || len(l.Root.Entries) == 0 {
 		t.Errorf("Listing offline: %v", err)
 	}
 	if _, err := s2.Resolve(ctx, pathLib); err == nil || errors.Is(err, ErrNotFound) {
@@ -69,7 +69,7 @@ func TestRecordedNarinfoTTL(t *testing.T) {
 	cfg := trustedConfig(t)
 	dir := filepath.Join(fixtureDir, "cache-none")
 	s := openStore(t, dir, "", cfg)
-	if _, err := s.Materialize(context.Background(), mustResolve(t, s, pathFile)); err != nil {
+	if _, err := s.materialize(context.Background(), mustResolve(t, s, pathFile)); err != nil {
 		t.Fatal(err)
 	}
 	mustResolve(t, s, pathExec)

@@ -15,15 +15,15 @@ import (
 // verified NAR in the local cache is decided here; either way which
 // bytes a reader gets is decided by the verified listing alone.
 func (g *Core) Open(ctx context.Context, p *PathInfo, sub string) (*File, error) {
-	s := g.of(p)
-	cf, err := s.OpenChunked(ctx, p, sub)
+	c := g.of(p)
+	cf, err := c.openChunked(ctx, p, sub)
 	if err == nil {
 		return &File{chunked: cf, own: cf.Own(), node: cf.Node()}, nil
 	}
-	if !errors.Is(err, ErrNotIndexed) {
+	if !errors.Is(err, errNotIndexed) {
 		return nil, err
 	}
-	lf, n, err := s.OpenVerified(ctx, p, sub)
+	lf, n, err := c.openVerified(ctx, p, sub)
 	if err != nil {
 		return nil, err
 	}

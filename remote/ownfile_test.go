@@ -69,7 +69,7 @@ func TestTamperedOwnFileNeverServed(t *testing.T) {
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	s := openStore(t, dir, "", cfg)
 	p := mustResolve(t, s, pathLib)
-	root, err := s.Materialize(context.Background(), p)
+	root, err := s.materialize(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +78,9 @@ func TestTamperedOwnFileNeverServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	own := filepath.Join(filepath.Dir(root), layout.OwnFileName(n.NarOffset))
-	read := func(s *Store) []byte {
+	read := func(s *Core) []byte {
 		t.Helper()
-		f, _, err := s.OpenVerified(context.Background(), p, "big")
+		f, _, err := s.openVerified(context.Background(), p, "big")
 		if err != nil {
 			return nil // EIO is fine; the tampered bytes are not
 		}
@@ -134,12 +134,12 @@ func TestTamperedIndexedOwnFileNeverServed(t *testing.T) {
 	files := filesOf(c.listing)
 	var large string
 	for name, n := range files {
-		if n.Size >= OwnFileMin && (large == "" || n.Size > files[large].Size) {
+		if n.Size >= MaxRead && (large == "" || n.Size > files[large].Size) {
 			large = name
 		}
 	}
 	if large == "" {
-		t.Skip("fixture has no file of OwnFileMin bytes")
+		t.Skip("fixture has no file of MaxRead bytes")
 	}
 	n := files[large]
 	want := contentsOf(c, n)
@@ -148,7 +148,7 @@ func TestTamperedIndexedOwnFileNeverServed(t *testing.T) {
 	}
 	// Made in the background after the complete read's close.
 	for i := 0; ; i++ {
-		f, err := s.OpenChunked(context.Background(), p, large)
+		f, err := s.openChunked(context.Background(), p, large)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func TestTamperedIndexedOwnFileNeverServed(t *testing.T) {
 		t.Fatalf("own copies: %v", own)
 	}
 	tamper(t, own[0])
-	f, err := s.OpenChunked(context.Background(), p, large)
+	f, err := s.openChunked(context.Background(), p, large)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,10 @@ import (
 // ownWritten is an own file this process wrote from verified bytes.
 type ownWritten struct {
 	name string
-	id   fileID
+	id   content.FileID
 }
 
-// ownsWritten is what trustWritten compares of the own files fetch.NAR
+// ownsWritten is what fetch compares of the own files fetch.NAR
 // wrote: their identity as written. A file whose identity is not known
 // is not marked, only checked when opened.
 func ownsWritten(owns []fetch.Own) []ownWritten {

@@ -26,7 +26,7 @@ func TestPrefetchReferences(t *testing.T) {
 		cfg.PrefetchReferences = prefetch
 		s := openStore(t, dir, "", cfg)
 		p := mustResolve(t, s, app)
-		if _, err := s.Materialize(context.Background(), p); err != nil {
+		if _, err := s.materialize(context.Background(), p); err != nil {
 			t.Fatal(err)
 		}
 		want := int64(1)
@@ -72,7 +72,7 @@ func TestPrefetchWholeNARs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for sub := range filesOf(l) {
-			f, err := s2.OpenFile(context.Background(), p, sub)
+			f, err := s2.openFile(context.Background(), p, sub)
 			if err != nil {
 				t.Fatalf("%s/%s: %v", p.Path, sub, err)
 			}
@@ -120,8 +120,8 @@ func TestPrefetchIndexed(t *testing.T) {
 		if !bytes.Equal(got, contentsOf(c, n)) {
 			t.Errorf("%s: wrong contents", sub)
 		}
-		if n.Size >= OwnFileMin {
-			f, err := s2.OpenChunked(context.Background(), p, sub)
+		if n.Size >= MaxRead {
+			f, err := s2.openChunked(context.Background(), p, sub)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,7 +140,7 @@ func TestPrefetchIndexed(t *testing.T) {
 
 	// A path without an index is not PrefetchIndexed's.
 	plain := mustResolve(t, s2, pathFile)
-	if err := s2.PrefetchIndexed(context.Background(), plain); !errors.Is(err, ErrNotIndexed) {
-		t.Errorf("PrefetchIndexed of a plain path: %v, want ErrNotIndexed", err)
+	if err := s2.prefetchIndexed(context.Background(), plain); !errors.Is(err, errNotIndexed) {
+		t.Errorf("PrefetchIndexed of a plain path: %v, want errNotIndexed", err)
 	}
 }

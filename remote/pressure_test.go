@@ -40,7 +40,7 @@ func TestOpenUnderEvictionPressure(t *testing.T) {
 		for j := range 40 {
 			f := files[(i+j)%len(files)]
 			p := *f.p
-			r, err := s.OpenFile(context.Background(), &p, f.sub)
+			r, err := s.openFile(context.Background(), &p, f.sub)
 			if err != nil {
 				fails.Add(1)
 				t.Errorf("reader %d: open %s/%s: %v", i, p.Path, f.sub, err)
@@ -54,7 +54,7 @@ func TestOpenUnderEvictionPressure(t *testing.T) {
 			}
 		}
 	})
-	if u := s.CacheUsage(); u > cfg.CacheSize {
+	if u := s.Stats().CacheBytes; u > cfg.CacheSize {
 		t.Errorf("usage %d after the readers left, cap %d", u, cfg.CacheSize)
 	}
 }

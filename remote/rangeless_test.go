@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/narfs/narfs/remote/internal/upstream"
 )
 
 // rangelessServer is Python's http.server (which ignores Range: every GET
@@ -177,10 +179,10 @@ func TestRangelessServerStockNAR(t *testing.T) {
 	}
 	defer s.Close()
 	p := mustResolve(t, s, pathTree)
-	if p.NarInfo.FileSize <= parallelFirstPart(s.cfg.Parallel) {
+	if p.NarInfo.FileSize <= upstream.FirstPart(s.caches[0].cfg.Parallel) {
 		t.Fatalf("fixture NAR of %d bytes is not read by parts", p.NarInfo.FileSize)
 	}
-	if _, err := s.Materialize(context.Background(), p); err != nil {
+	if _, err := s.materialize(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	sent, reqs := srv.under("/nar/")
@@ -194,7 +196,7 @@ func TestRangelessServerStockNAR(t *testing.T) {
 		t.Errorf("Stats.NarBytes %d, want the NAR's %d", st.NarBytes, p.NarInfo.FileSize)
 	}
 	// Known now: the next NAR is one plain GET.
-	if _, err := s.Materialize(context.Background(), mustResolve(t, s, pathLib)); err != nil {
+	if _, err := s.materialize(context.Background(), mustResolve(t, s, pathLib)); err != nil {
 		t.Fatal(err)
 	}
 	if _, reqs := srv.under("/nar/"); reqs != 2 {
@@ -242,7 +244,7 @@ func TestRangelessServerIndexedReads(t *testing.T) {
 				{"big.txt", big.Size / 2, 64 << 10},
 				{"a/x", 0, files["a/x"].Size},
 			} {
-				f, err := s.OpenChunked(context.Background(), p, r.name)
+				f, err := s.openChunked(context.Background(), p, r.name)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -20,7 +20,7 @@ type PathInfo struct {
 	// hash to, and the keys of the path's local state.
 	v *trust.Path
 	// src is the cache that answered, where its data is read.
-	src *Store
+	src *cache
 }
 
 // Cache is the redacted URL of the cache the path was resolved in.
@@ -34,17 +34,17 @@ func (p *PathInfo) Cache() string {
 // Abs is the path's absolute store path.
 func (p *PathInfo) Abs(storeDir string) string { return p.Path.Abs(storeDir) }
 
-// Resolve maps a store path base name (`<hash>-<name>`) to its trusted
+// resolve maps a store path base name (`<hash>-<name>`) to its trusted
 // narinfo. Invalid names, paths the cache lacks and narinfos whose StorePath
 // names another path give ErrNotFound; paths nobody trusted vouches for give
 // ErrUntrusted; both are remembered for NegativeTTL. A malformed narinfo
 // gives ErrCorrupt. Concurrent callers share one request.
-func (s *Store) Resolve(ctx context.Context, base string) (*PathInfo, error) {
+func (c *cache) resolve(ctx context.Context, base string) (*PathInfo, error) {
 	sp, err := storepath.Parse(base)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (%v)", base, ErrNotFound, err)
 	}
-	pi, err := s.info(ctx, sp.Hash)
+	pi, err := c.info(ctx, sp.Hash)
 	if err != nil {
 		return nil, err
 	}
@@ -53,51 +53,48 @@ func (s *Store) Resolve(ctx context.Context, base string) (*PathInfo, error) {
 	if pi.Path != sp {
 		return nil, fmt.Errorf("%s: %w (cache has %s under that hash)", base, ErrNotFound, pi.Path)
 	}
-	s.lookahead(pi)
-	c := *pi // callers may not share the cached value
-	return &c, nil
+	c.ahead.lookahead(pi)
+	cp := *pi // callers may not share the cached value
+	return &cp, nil
 }
 
-// ResolveHash is Resolve by hash part alone, for `narfs info HASH`, which
-// knows no name.
-func (s *Store) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) {
-	pi, err := s.resolveHash(ctx, hash)
-	if err == nil {
-		s.lookahead(pi)
-	}
-	return pi, err
-}
-
-// resolveHash is ResolveHash without the lookahead, for the root listing:
-// it resolves every path anyway, and looking up every reference's
-// listing too would be a walk of the whole cache.
-func (s *Store) resolveHash(ctx context.Context, hash string) (*PathInfo, error) {
+// resolveHash is resolve by hash part alone, for `narfs info HASH`,
+// which knows no name. It starts no lookahead (Core.ResolveHash does):
+// the root listing resolves every path anyway, and looking up every
+// reference's listing too would be a walk of the whole cache.
+func (c *cache) resolveHash(ctx context.Context, hash string) (*PathInfo, error) {
 	if !storepath.ValidHashPart(hash) {
 		return nil, fmt.Errorf("%s: %w (not a store path hash)", hash, ErrNotFound)
 	}
-	pi, err := s.info(ctx, hash)
+	pi, err := c.info(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
-	c := *pi
-	return &c, nil
+	cp := *pi
+	return &cp, nil
 }
 
 // info returns the trusted path of a hash part with its verdict
 // (upstream.Cache.Info: memory, the local record, or the cache).
-func (s *Store) info(ctx context.Context, hash string) (*PathInfo, error) {
-	tp, err := s.up.Info(ctx, hash)
+func (c *cache) info(ctx context.Context, hash string) (*PathInfo, error) {
+	tp, err := c.up.Info(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
-	return s.pathInfo(tp), nil
+	return c.pathInfo(tp), nil
 }
 
-// pathInfo is the PathInfo of a verdict of this Store's cache.
-func (s *Store) pathInfo(tp *trust.Path) *PathInfo {
-	return &PathInfo{Path: tp.StorePath, NarInfo: tp.NarInfo, Trust: tp.Why, v: tp, src: s}
+// pathInfo is the PathInfo of a verdict of this cache.
+func (c *cache) pathInfo(tp *trust.Path) *PathInfo {
+	return &PathInfo{Path: tp.StorePath, NarInfo: tp.NarInfo, Trust: tp.Why, v: tp, src: c}
 }
 
-// recordNarinfo keeps a path's narinfo beside its verified NAR, for
-// restarts without the cache (upstream.Cache.RecordNarinfo).
-func (s *Store) recordNarinfo(p *PathInfo) { s.up.RecordNarinfo(p.v) }
+// localInfo resolves key (a base name or a hash part) from memory or the
+// local record alone, for a cache that is skipped (upstream.ErrSkipped).
+func (c *cache) localInfo(key string) (*PathInfo, error) {
+	tp, err := c.up.LocalInfo(key)
+	if err != nil {
+		return nil, err
+	}
+	return c.pathInfo(tp), nil
+}

@@ -123,7 +123,7 @@ func TestTrustWrongKey(t *testing.T) {
 	other.Key[0] ^= 1 // same name, different key
 	s := openStore(t, filepath.Join(fixtureDir, "cache-none"), "", Config{RequireSigs: true, TrustedKeys: keys[:0:0]})
 	s2 := openStore(t, filepath.Join(fixtureDir, "cache-none"), "", Config{RequireSigs: true, TrustedKeys: append(keys[:0:0], other)})
-	for _, st := range []*Store{s, s2} {
+	for _, st := range []*Core{s, s2} {
 		if _, err := st.Resolve(ctx, pathLib); !errors.Is(err, ErrUntrusted) {
 			t.Errorf("Resolve signed by an untrusted key = %v, want ErrUntrusted", err)
 		}
@@ -154,7 +154,7 @@ func TestTrustUnsignedCache(t *testing.T) {
 		if !strings.HasPrefix(p.Trust, "content-addressed") {
 			t.Errorf("Resolve %s: Trust %q, want content-addressed…", fp.base, p.Trust)
 		}
-		_, err = s.Materialize(ctx, p)
+		_, err = s.materialize(ctx, p)
 		if err != nil {
 			t.Errorf("Materialize %s: %v", fp.base, err)
 			continue
@@ -231,7 +231,7 @@ func TestTrustCASwappedNAR(t *testing.T) {
 		putFile(t, filepath.Join(dir, ni.URL), other)
 		s := openStore(t, dir, "", Config{RequireSigs: true})
 		p := mustResolve(t, s, pathTreeSmall)
-		if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
+		if _, err := s.materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("Materialize of a swapped NAR = %v, want ErrCorrupt", err)
 		}
 	})
@@ -240,9 +240,9 @@ func TestTrustCASwappedNAR(t *testing.T) {
 func TestTrustSignaturesNotRequired(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(fixtureDir, "cache-unsigned")
-	for name, open := range map[string]func(t *testing.T) *Store{
-		"RequireSigs=false": func(t *testing.T) *Store { return openStore(t, dir, "", Config{}) },
-		"trusted=true":      func(t *testing.T) *Store { return openStore(t, dir, "trusted=true", Config{RequireSigs: true}) },
+	for name, open := range map[string]func(t *testing.T) *Core{
+		"RequireSigs=false": func(t *testing.T) *Core { return openStore(t, dir, "", Config{}) },
+		"trusted=true":      func(t *testing.T) *Core { return openStore(t, dir, "trusted=true", Config{RequireSigs: true}) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
@@ -253,7 +253,7 @@ func TestTrustSignaturesNotRequired(t *testing.T) {
 			if !strings.HasPrefix(p.Trust, "unchecked") {
 				t.Errorf("Trust = %q, want unchecked…", p.Trust)
 			}
-			_, err = s.Materialize(ctx, p)
+			_, err = s.materialize(ctx, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -278,7 +278,7 @@ func TestTrustUncheckedStillVerifiesNAR(t *testing.T) {
 	putFile(t, filepath.Join(dir, "nar/lib.nar"), data)
 	s := openStore(t, dir, "", Config{})
 	p := mustResolve(t, s, pathLib)
-	if _, err := s.Materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.materialize(ctx, p); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Materialize of a corrupt NAR without signature checks = %v, want ErrCorrupt", err)
 	}
 }

@@ -37,7 +37,7 @@ func TestRootWithoutListingPeeks(t *testing.T) {
 			t.Errorf("%s: Root fetched %d whole NARs, want %d", fp.base, after.Fetches, wantFetches)
 		}
 		// The truth, from the NAR itself.
-		l, err := s.Listing(ctx, p)
+		l, err := s.listing(ctx, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,10 +49,10 @@ func TestRootWithoutListingPeeks(t *testing.T) {
 			t.Errorf("%s: a peeked directory claims to know its entries", fp.base)
 		}
 		// Start the next path from no extracted state.
-		os.RemoveAll(filepath.Join(s.cfg.CacheDir, cacheLayout, "nar", narKey(p)))
-		s.cache.Forget(narKey(p))
-		s.listings.Remove(p.Path.Hash)
-		s.up.Counters().Fetches.Store(0)
+		os.RemoveAll(filepath.Join(s.caches[0].cfg.CacheDir, cacheLayout, "nar", narKey(p)))
+		s.local.Cache().Forget(narKey(p))
+		s.caches[0].listings.Remove(p.Path.Hash)
+		s.caches[0].up.Counters().Fetches.Store(0)
 	}
 }
 

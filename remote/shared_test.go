@@ -35,11 +35,11 @@ func TestCallerStopsWaitingFetchGoesOn(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := s.Materialize(ctx, p); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := s.materialize(ctx, p); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a caller whose context ended: %v, want DeadlineExceeded", err)
 	}
 	close(gate)
-	if _, err := s.Materialize(context.Background(), p); err != nil {
+	if _, err := s.materialize(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.NarGets != 1 || st.Fetches != 1 {

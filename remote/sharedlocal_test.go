@@ -30,12 +30,12 @@ func TestSharedLocalOneCacheBad(t *testing.T) {
 				}
 				urls[i] = "file://" + abs
 			}
-			g, err := OpenSubstituters(ctx, urls, trustedConfig(t))
+			g, err := Open(ctx, urls, trustedConfig(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer g.Close()
-			var a, b *Store
+			var a, b *cache
 			for _, s := range g.caches {
 				if s.URL() == urls[0] {
 					a = s
@@ -46,17 +46,17 @@ func TestSharedLocalOneCacheBad(t *testing.T) {
 			if a == nil || b == nil || a.local != b.local {
 				t.Fatal("the caches do not share one local disk")
 			}
-			pa, pb := mustResolve(t, a, pathLib), mustResolve(t, b, pathLib)
-			if _, err := a.Materialize(ctx, pa); err == nil {
+			pa, pb := mustResolveIn(t, a, pathLib), mustResolveIn(t, b, pathLib)
+			if _, err := a.materialize(ctx, pa); err == nil {
 				t.Fatalf("Materialize from the %s cache: no error", how)
 			}
-			if _, err := b.Materialize(ctx, pb); err != nil {
+			if _, err := b.materialize(ctx, pb); err != nil {
 				t.Fatalf("Materialize from the good cache after the %s one failed: %v", how, err)
 			}
-			if got := b.Stats().Fetches; got != 1 {
+			if got := b.counts().Fetches; got != 1 {
 				t.Errorf("good cache: Fetches = %d, want 1", got)
 			}
-			if got, want := a.Stats().Corrupt, map[string]int64{"corrupt": 1, "missing": 0}[how]; got != want {
+			if got, want := a.counts().Corrupt, map[string]int64{"corrupt": 1, "missing": 0}[how]; got != want {
 				t.Errorf("bad cache: Corrupt = %d, want %d", got, want)
 			}
 		})

@@ -86,7 +86,7 @@ func TestOpenWithoutCacheInfo(t *testing.T) {
 	dir := copyCache(t, "cache-none")
 	removeFile(t, filepath.Join(dir, "nix-cache-info"))
 	s := openStore(t, dir, "", trustedConfig(t))
-	if _, err := s.Materialize(context.Background(), mustResolve(t, s, pathFile)); err != nil {
+	if _, err := s.materialize(context.Background(), mustResolve(t, s, pathFile)); err != nil {
 		t.Fatal(err)
 	}
 }

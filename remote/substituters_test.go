@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/narfs/narfs/remote/stats"
 )
 
 // twoCaches makes a zstd and an xz copy of the fixture caches: the
@@ -31,9 +33,9 @@ func setPriority(t *testing.T, dir string, prio string) {
 	putFile(t, filepath.Join(dir, "nix-cache-info"), []byte("StoreDir: /nix/store\nPriority: "+prio+"\n"))
 }
 
-func openSubs(t *testing.T, cfg Config, urls ...string) *Substituters {
+func openSubs(t *testing.T, cfg Config, urls ...string) *Core {
 	t.Helper()
-	g, err := OpenSubstituters(context.Background(), urls, cfg)
+	g, err := Open(context.Background(), urls, cfg)
 	if err != nil {
 		t.Fatalf("OpenSubstituters %v: %v", urls, err)
 	}
@@ -54,7 +56,7 @@ func fileURL(t *testing.T, dir, query string) string {
 }
 
 // answeredBy resolves base and says which cache's narinfo came back.
-func answeredBy(t *testing.T, g *Substituters, base string) string {
+func answeredBy(t *testing.T, g *Core, base string) string {
 	t.Helper()
 	p, err := g.Resolve(context.Background(), base)
 	if err != nil {
@@ -153,7 +155,7 @@ func TestSubstitutersReadFromAnsweringCache(t *testing.T) {
 	}
 	nd := narBytes(t, pathTreeSmall)
 	sub, node := firstFile(buildListing(t, nd))
-	f, err := g.OpenFile(ctx, p, sub)
+	f, err := g.openFile(ctx, p, sub)
 	if err != nil {
 		t.Fatalf("OpenFile of a path only the second cache has: %v", err)
 	}
@@ -162,18 +164,18 @@ func TestSubstitutersReadFromAnsweringCache(t *testing.T) {
 	if string(got) != string(nd[node.NarOffset:node.NarOffset+node.Size]) {
 		t.Errorf("read %d bytes, want the file's %d", len(got), node.Size)
 	}
-	st := g.Caches()
-	if n := st[0].Stats().NarGets; n != 0 {
+	st := g.caches
+	if n := st[0].counts().NarGets; n != 0 {
 		t.Errorf("the first cache got %d NAR requests for a path it does not hold", n)
 	}
-	if n := st[1].Stats().NarGets; n != 1 {
+	if n := st[1].counts().NarGets; n != 1 {
 		t.Errorf("the second cache got %d NAR requests, want 1", n)
 	}
 	if s := g.Stats(); s.NarGets != 1 || s.NarinfoGets < 2 {
 		t.Errorf("summed stats: %d NAR GETs, %d narinfo GETs; want 1 and ≥ 2 (both caches asked)", s.NarGets, s.NarinfoGets)
 	}
-	if g.CacheUsage() <= 0 {
-		t.Errorf("shared local cache usage %d after a fetch", g.CacheUsage())
+	if g.Stats().CacheBytes <= 0 {
+		t.Errorf("shared local cache usage %d after a fetch", g.Stats().CacheBytes)
 	}
 }
 
@@ -260,7 +262,7 @@ func TestSubstitutersCacheDown(t *testing.T) {
 	}
 	var p *PathInfo
 	for deadline := time.Now().Add(3 * cfg.Timeout); ; time.Sleep(50 * time.Millisecond) {
-		g.Caches()[0].markUp() // ends the skip now
+		g.caches[0].up.MarkUp() // ends the skip now
 		if p, err = g.Resolve(ctx, pathLib); err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -286,11 +288,11 @@ func TestSubstitutersSkippedCacheServesLocalRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Caches()[0].Materialize(ctx, p); err != nil {
+	if _, err := g.caches[0].materialize(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	fa.down.Store(true)
-	g.Caches()[0].markDown(errors.New("test: down"))
+	g.caches[0].up.MarkDown(errors.New("test: down"))
 	if got := answeredBy(t, g, pathTreeSmall); got != "zstd" {
 		t.Errorf("a path fetched from the skipped cache before came from %s", got)
 	}
@@ -336,7 +338,7 @@ func TestSubstitutersPaths(t *testing.T) {
 // core's own (set once by Core.Stats, not summed).
 func TestStatsAddCoversEveryField(t *testing.T) {
 	coreOnly := map[string]bool{"Caches": true, "CacheBytes": true}
-	var one Stats
+	var one stats.Stats
 	v := reflect.ValueOf(&one).Elem()
 	var fill func(v reflect.Value)
 	fill = func(v reflect.Value) {
@@ -359,7 +361,7 @@ func TestStatsAddCoversEveryField(t *testing.T) {
 		}
 	}
 	fill(v)
-	var sum Stats
+	var sum stats.Stats
 	sum.Add(one)
 	sum.Add(one)
 	var check func(v reflect.Value, name string)
@@ -393,9 +395,9 @@ func TestSubstitutersLookaheadCrossesCaches(t *testing.T) {
 	if _, err := g.Resolve(context.Background(), pathApp); err != nil {
 		t.Fatal(err)
 	}
-	ca, cb := g.Caches()[0], g.Caches()[1]
-	waitIdle(t, ca.lookq)
-	waitIdle(t, cb.lookq)
+	ca, cb := g.caches[0], g.caches[1]
+	waitIdle(t, ca.ahead.lookq)
+	waitIdle(t, cb.ahead.lookq)
 	// Resolve returned with a's answer; b was asked for app at the same
 	// time, and its miss may still be on the way: let it land before
 	// counting b's requests.
@@ -409,11 +411,11 @@ func TestSubstitutersLookaheadCrossesCaches(t *testing.T) {
 		t.Errorf("app's reference lib, only in the second cache, was not looked up ahead there")
 	}
 	// A reader's lookup now needs no request to the second cache.
-	before := cb.Stats().NarinfoGets
+	before := cb.counts().NarinfoGets
 	if got := answeredBy(t, g, pathLib); got != "xz" {
 		t.Errorf("lib came from %s", got)
 	}
-	if n := cb.Stats().NarinfoGets - before; n != 0 {
+	if n := cb.counts().NarinfoGets - before; n != 0 {
 		t.Errorf("%d narinfo requests for a path looked up ahead", n)
 	}
 }
