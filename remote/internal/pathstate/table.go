@@ -1,5 +1,10 @@
 package pathstate
 
+// Lock order: Table.mu and Table.subsMu are never held together, and
+// subscribers run with neither held: notify copies the subscriber list
+// under subsMu and calls it after SetVerified has released mu, so a
+// subscriber may call back into the Table (Gen, Get).
+
 import (
 	"container/list"
 	"sync"
