@@ -93,13 +93,13 @@ func TestConcurrentClientsCore(t *testing.T) {
 	dir := t.TempDir()
 	paths := genCache(t, dir, nPaths)
 	keys := fixtureKeys(t)
-	subs, err := remote.OpenSubstituters(context.Background(), []string{"file://" + dir},
+	core, err := remote.Open(context.Background(), []string{"file://" + dir},
 		remote.Config{TrustedKeys: keys, RequireSigs: true, CacheDir: t.TempDir(), Logger: testLogger(t), Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { subs.Close() })
-	sock := startServer(t, &Server{Store: NewCore(subs, keys), Log: testLogger(t)})
+	t.Cleanup(func() { core.Close() })
+	sock := startServer(t, &Server{Store: NewCore(core, keys), Log: testLogger(t)})
 
 	var wg sync.WaitGroup
 	errs := make(chan error, nClients)

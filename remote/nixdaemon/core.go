@@ -16,20 +16,22 @@ import (
 	"github.com/narfs/narfs/remote/storepath"
 )
 
-// Core serves today's core (remote.Substituters) as a Store: a path is
-// valid exactly when the mount would serve it, its metadata is that of
-// its trusted narinfo, and its NAR is rebuilt from the verified listing
-// and the verified local copy of its files.
+// Core serves narfs's core (remote.Core) as a Store: a path is valid
+// exactly when the mount would serve it, its metadata is that of its
+// trusted narinfo, and its NAR is rebuilt from the verified listing and
+// the verified bytes of its files. It uses only what the core vouches
+// for (Resolve, VerifiedListing, Open), never unverified metadata, so it
+// has no generation to watch.
 type Core struct {
-	subs *remote.Substituters
+	core *remote.Core
 	keys []narinfo.PublicKey
 }
 
-// NewCore returns a Store over subs. keys are the trusted keys the caches
+// NewCore returns a Store over core. keys are the trusted keys the caches
 // were opened with: only signatures that verify under one of them are
 // reported.
-func NewCore(subs *remote.Substituters, keys []narinfo.PublicKey) *Core {
-	return &Core{subs: subs, keys: keys}
+func NewCore(core *remote.Core, keys []narinfo.PublicKey) *Core {
+	return &Core{core: core, keys: keys}
 }
 
 var (
@@ -38,7 +40,7 @@ var (
 )
 
 // StoreDir is the caches' store directory.
-func (c *Core) StoreDir() string { return c.subs.StoreDir() }
+func (c *Core) StoreDir() string { return c.core.StoreDir() }
 
 // resolve maps an absolute store path to its trusted narinfo; nil
 // without an error when no cache serves it.
@@ -47,7 +49,7 @@ func (c *Core) resolve(ctx context.Context, p string) (*remote.PathInfo, error) 
 	if !ok {
 		return nil, nil
 	}
-	pi, err := c.subs.Resolve(ctx, base)
+	pi, err := c.core.Resolve(ctx, base)
 	if errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUntrusted) {
 		// Exactly the paths the mount hides: missing or untrusted.
 		return nil, nil
@@ -134,7 +136,7 @@ func (c *Core) pathInfo(pi *remote.PathInfo) (*PathInfo, error) {
 
 // QueryPathFromHashPart resolves a hash part alone.
 func (c *Core) QueryPathFromHashPart(ctx context.Context, hash string) (string, bool, error) {
-	pi, err := c.subs.ResolveHash(ctx, hash)
+	pi, err := c.core.ResolveHash(ctx, hash)
 	if errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUntrusted) {
 		return "", false, nil
 	}
@@ -160,7 +162,7 @@ func (c *Core) NarFromPath(ctx context.Context, p string, w io.Writer) error {
 	if pi == nil {
 		return fmt.Errorf("%s: %w", p, remote.ErrNotFound)
 	}
-	l, err := c.subs.VerifiedListing(ctx, pi)
+	l, err := c.core.VerifiedListing(ctx, pi)
 	if err != nil {
 		return err
 	}
@@ -172,7 +174,7 @@ func (c *Core) NarFromPath(ctx context.Context, p string, w io.Writer) error {
 	}
 	hw := &heldWriter{w: w, h: sha256.New()}
 	nw := nar.NewWriter(hw)
-	s := &narSerializer{ctx: ctx, subs: c.subs, pi: pi, w: nw}
+	s := &narSerializer{ctx: ctx, core: c.core, pi: pi, w: nw}
 	if err := s.node(l.Root, ""); err != nil {
 		return fmt.Errorf("%s: NAR: %w", p, err)
 	}
@@ -188,11 +190,10 @@ func (c *Core) NarFromPath(ctx context.Context, p string, w io.Writer) error {
 
 // narSerializer writes a verified listing's nodes as NAR tokens.
 type narSerializer struct {
-	ctx     context.Context
-	subs    *remote.Substituters
-	pi      *remote.PathInfo
-	w       *nar.Writer
-	indexed *bool // decided on the first regular file
+	ctx  context.Context
+	core *remote.Core
+	pi   *remote.PathInfo
+	w    *nar.Writer
 }
 
 func (s *narSerializer) node(n *nar.Node, sub string) error {
@@ -227,31 +228,22 @@ func (s *narSerializer) node(n *nar.Node, sub string) error {
 	return fmt.Errorf("%s: node type %v", sub, n.Type)
 }
 
+// file writes the regular file sub, whose node n is the verified
+// listing's, from the core's verified bytes (whether by chunks or from
+// the local NAR is the core's choice). The file the core opened must be
+// the node the listing promised: a NAR with another size or mode would be
+// cut off by the hash check at the end, but only after its bytes went
+// out.
 func (s *narSerializer) file(n *nar.Node, sub string) error {
-	if s.indexed == nil || *s.indexed {
-		cf, err := s.subs.OpenChunked(s.ctx, s.pi, sub)
-		switch {
-		case err == nil:
-			t := true
-			s.indexed = &t
-			defer cf.Close()
-			return s.w.File(n.Executable, n.Size, cf.Reader(s.ctx))
-		case errors.Is(err, remote.ErrNotIndexed) && s.indexed == nil:
-			f := false
-			s.indexed = &f
-		default:
-			return err
-		}
-	}
-	f, vn, err := s.subs.OpenVerified(s.ctx, s.pi, sub)
+	f, err := s.core.Open(s.ctx, s.pi, sub)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if vn.Size != n.Size || vn.Executable != n.Executable {
+	if vn := f.Node(); vn.Size != n.Size || vn.Executable != n.Executable {
 		return fmt.Errorf("%s: %w: the local file disagrees with the verified listing", sub, remote.ErrCorrupt)
 	}
-	return s.w.File(n.Executable, n.Size, f.Reader())
+	return s.w.File(n.Executable, n.Size, f.Reader(s.ctx))
 }
 
 // heldWriter hashes and counts what passes and holds the last held bytes

@@ -21,20 +21,20 @@ import (
 
 // openCore opens the cache in dir (trusting the fixtures' key, requiring
 // signatures) as a Core, with its local cache in cacheDir.
-func openCore(t *testing.T, dir, cacheDir string) (*Core, *remote.Substituters) {
+func openCore(t *testing.T, dir, cacheDir string) (*Core, *remote.Core) {
 	t.Helper()
 	keys := fixtureKeys(t)
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	subs, err := remote.OpenSubstituters(context.Background(), []string{"file://" + abs},
+	core, err := remote.Open(context.Background(), []string{"file://" + abs},
 		remote.Config{TrustedKeys: keys, RequireSigs: true, CacheDir: cacheDir, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { subs.Close() })
-	return NewCore(subs, keys), subs
+	t.Cleanup(func() { core.Close() })
+	return NewCore(core, keys), core
 }
 
 // TestCoreValidity: a path is valid exactly when the mount would serve it:
@@ -99,7 +99,7 @@ func TestCoreCAOnlyGenuine(t *testing.T) {
 // ErrCorrupt and the client never gets the NAR's closing token.
 func TestCoreNarHeldBack(t *testing.T) {
 	cacheDir := t.TempDir()
-	c, subs := openCore(t, filepath.Join(fixtureDir, "cache-xz"), cacheDir)
+	c, core := openCore(t, filepath.Join(fixtureDir, "cache-xz"), cacheDir)
 	ctx := context.Background()
 	want, err := os.ReadFile(filepath.Join(fixtureDir, "cache-none", "nar", "0c814g80adxsnkihfv2q3846qlmakybw7z8abp7vcmn97i0m4la3.nar"))
 	if err != nil {
@@ -114,11 +114,11 @@ func TestCoreNarHeldBack(t *testing.T) {
 	}
 
 	// Change one content byte of the verified copy, in place.
-	pi, err := subs.Resolve(ctx, strings.TrimPrefix(pathTree, "/nix/store/"))
+	pi, err := core.Resolve(ctx, strings.TrimPrefix(pathTree, "/nix/store/"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := subs.VerifiedListing(ctx, pi)
+	l, err := core.VerifiedListing(ctx, pi)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,15 +242,15 @@ func TestCoreNarIndexed(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := fixtureKeys(t)
-	subs, err := remote.OpenSubstituters(ctx, []string{"file://" + cache},
+	core, err := remote.Open(ctx, []string{"file://" + cache},
 		remote.Config{TrustedKeys: keys, RequireSigs: true, CacheDir: t.TempDir(), Logger: testLogger(t), IndexedWholeMax: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer subs.Close()
-	c := NewCore(subs, keys)
+	defer core.Close()
+	c := NewCore(core, keys)
 	for _, p := range paths {
-		pi, err := subs.Resolve(ctx, strings.TrimPrefix(p, "/nix/store/"))
+		pi, err := core.Resolve(ctx, strings.TrimPrefix(p, "/nix/store/"))
 		if err != nil {
 			t.Fatal(err)
 		}

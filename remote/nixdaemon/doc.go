@@ -10,9 +10,12 @@
 //
 // Server speaks the protocol; Store is the small interface it needs from
 // the core (validity and metadata of a path, a path from its hash part,
-// a verified NAR). Core implements Store over today's remote.Substituters;
-// the core's coming API only has to provide the same four methods. A
-// Store may also be a Validator, whose cheaper validity check the
+// a verified NAR). Core implements Store over remote.Core with the
+// core's verified answers only: Resolve and ResolveHash for a path,
+// VerifiedListing and Open for its NAR (whether a file is read by chunks
+// or from the local NAR is the core's choice, not the daemon's). It never
+// asks for unverified metadata (Root, Lookup), so it has no generation to
+// watch. A Store may also be a Validator, whose cheaper validity check the
 // operations that need no metadata use (Core's checks no signature again:
 // the narinfo's trust verdict is kept with it).
 //
@@ -200,7 +203,7 @@
 // # What Core reports
 //
 // A path is valid exactly when the mount would serve it: a trusted
-// narinfo in some cache (remote.Substituters.Resolve; missing and
+// narinfo in some cache (remote.Core.Resolve; missing and
 // untrusted paths are invalid, other failures are errors). NarHash,
 // NarSize and References are signed (or recompute a content-addressed
 // store path); Sigs lists only the narinfo's signatures that verify under
@@ -217,6 +220,10 @@
 // for byte; it is hashed as it goes and its last 16 bytes (the closing
 // token) are held back until it matches the signed NarHash and NarSize,
 // so a client never receives a whole NAR that is not the signed one.
+// A known limit: the verified listing comes from VerifiedListing, which
+// for an indexed path whose verified listing is not in the core's memory
+// fetches and verifies the whole NAR (the files are then read from it)
+// rather than the signed chunk index.
 //
 // Note that Nix's unix:// store reads NARs from the store directory on
 // the client's side (its `real` directory), not with NarFromPath: over a

@@ -21,18 +21,18 @@ func ExampleServer() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	subs, err := remote.OpenSubstituters(ctx, []string{"https://cache.nixos.org"},
+	core, err := remote.Open(ctx, []string{"https://cache.nixos.org"},
 		remote.Config{TrustedKeys: keys, RequireSigs: true})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer subs.Close()
+	defer core.Close()
 	// 0600: only narfs's own user (0666 with --allow-other).
 	ln, err := nixdaemon.ListenUnix("/run/narfs/daemon.sock", 0o600)
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &nixdaemon.Server{Store: nixdaemon.NewCore(subs, keys)}
+	srv := &nixdaemon.Server{Store: nixdaemon.NewCore(core, keys)}
 	if err := srv.Serve(ctx, ln); err != nil {
 		log.Fatal(err)
 	}

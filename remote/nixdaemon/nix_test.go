@@ -106,12 +106,12 @@ func startCore(t *testing.T, cache string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subs, err := remote.OpenSubstituters(context.Background(), []string{"file://" + abs}, cfg)
+	core, err := remote.Open(context.Background(), []string{"file://" + abs}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { subs.Close() })
-	return startServer(t, &Server{Store: NewCore(subs, keys), Log: testLogger(t)})
+	t.Cleanup(func() { core.Close() })
+	return startServer(t, &Server{Store: NewCore(core, keys), Log: testLogger(t)})
 }
 
 // startServer runs srv on a Unix socket in a temporary directory until
@@ -353,13 +353,13 @@ func TestNixPathInfoOnlyVerifiedSigs(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := fixtureKeys(t)
-	subs, err := remote.OpenSubstituters(context.Background(), []string{"file://" + cache},
+	core, err := remote.Open(context.Background(), []string{"file://" + cache},
 		remote.Config{TrustedKeys: keys, RequireSigs: true, CacheDir: t.TempDir(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer subs.Close()
-	sock := startServer(t, &Server{Store: NewCore(subs, keys), Log: testLogger(t)})
+	defer core.Close()
+	sock := startServer(t, &Server{Store: NewCore(core, keys), Log: testLogger(t)})
 	env := nixEnv(t, sock)
 	out := mustNix(t, env, "nix", "path-info", "--store", "unix://"+sock, "--json", "--sigs", pathApp)
 	if strings.Contains(out, "other-key-1") {

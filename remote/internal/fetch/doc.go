@@ -17,8 +17,8 @@
 // into the entry's blob (blobwriter.go), except the contents of files of
 // tune.OwnFileMin bytes or more, which get a file of their own
 // (layout.OwnFileName) and the record of their SHA-256 beside it
-// (layout.OwnSumName), so that a reader can check such a copy before it
-// serves it whole (ownfile.go). Nothing follows the NAR's last token
+// (layout.OwnSumName; ownfile.go), so that the content part can check
+// such a copy before it serves it whole. Nothing follows the NAR's last token
 // (drain). Only when trust.VerifyNAR accepts size and hashes is the blob
 // truncated to NarSize and listing.json (layout.ListingMeta) written; the
 // caller then commits the entry.

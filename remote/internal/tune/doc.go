@@ -4,5 +4,6 @@
 // localcache's layout, blob file names) and the backend client's own
 // defaults stay with their packages, which define them as API.
 //
-// Constants only; std only. Every part of the core imports it.
+// Constants only; std only. The core's parts, and blob and localcache,
+// import it.
 package tune

@@ -1,5 +1,6 @@
 // Package workq runs background jobs (lookahead, prefetch) on a bounded
-// number of goroutines, each key at most once.
+// number of goroutines, each key at most once while the queue remembers
+// it (a bounded number of recent keys).
 package workq
 
 import (
