@@ -35,7 +35,7 @@ func newTestRoot(t *testing.T, cache string) *rootNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := remote.OpenSubstituters(context.Background(), []string{"file://" + abs}, remote.Config{
+	store, err := remote.Open(context.Background(), []string{"file://" + abs}, remote.Config{
 		TrustedKeys: keys, RequireSigs: true, CacheDir: t.TempDir(), Logger: discardLogger(),
 	})
 	if err != nil {
