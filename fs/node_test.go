@@ -23,6 +23,12 @@ const fixtures = "../nar/testdata/nix"
 // newTestRoot builds the node tree over a fixture cache without a kernel.
 func newTestRoot(t *testing.T, cache string) *rootNode {
 	t.Helper()
+	return newTestRootWith(t, cache, Options{})
+}
+
+// newTestRootWith is newTestRoot with mount options.
+func newTestRootWith(t *testing.T, cache string, o Options) *rootNode {
+	t.Helper()
 	pk, err := os.ReadFile(filepath.Join(fixtures, "public-key.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +48,7 @@ func newTestRoot(t *testing.T, cache string) *rootNode {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	root := newMountState(store, discardLogger(), Options{}).root
+	root := newMountState(store, discardLogger(), o).root
 	fs.NewNodeFS(root, &fs.Options{})
 	return root
 }
