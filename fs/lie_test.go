@@ -74,7 +74,8 @@ func TestLieMovesGeneration(t *testing.T) {
 			res, errno = node.Read(context.Background(), nil, buf, 0)
 			node.shared.close(node, true)
 		} else {
-			fh, _, errno := node.Open(context.Background(), syscall.O_RDONLY)
+			var fh fs.FileHandle
+			fh, _, errno = node.Open(context.Background(), syscall.O_RDONLY)
 			if errno != 0 {
 				t.Fatalf("open: %v", errno)
 			}
