@@ -1,7 +1,7 @@
-// Package fs is the thin go-fuse adapter that shows a remote.Substituters as a
+// Package fs is the thin go-fuse adapter that shows a remote.Core as a
 // read-only /nix/store. Every node is an inode number plus a pointer to a
-// resolved store path and its listing node; all I/O, caching and
-// verification live in package remote.
+// resolved store path and a sub-path in it; what the path holds, all I/O,
+// caching and verification live in package remote.
 //
 // # Caching
 //
@@ -19,16 +19,19 @@
 //
 // # Verification
 //
-// All nodes of one store path share a storePathRef, the one place that
-// knows what the mount says about the path: metadata from the unsigned
-// .ls (or the NAR's first header) until the NAR is verified, the NAR's
-// listing after. Every answer (lookup, getattr, readdir, readlink) reads
-// it; opens go through the verified listing in package remote. When the
-// verified listing contradicts an earlier answer, the kernel's entries,
-// attributes, pages and cached directories of the path are invalidated
-// (asynchronously: a LOOKUP holding a directory lock may be waiting for
-// that very fetch), and the file being opened has its attributes dropped
-// at once, so a read is never cut short by a lying size.
+// Every answer (lookup, getattr, readdir, readlink) asks the core
+// (Core.Root, Core.Lookup), which answers from metadata of the unsigned
+// .ls (or the NAR's first header) until the NAR is verified, from the
+// NAR's listing after; opens (Core.Open) always read what the verified
+// listing says. The nodes of one store path share a storePathRef, which
+// follows the path's generation in the core (Core.Gen, read before an
+// answer; Core.Subscribe): when the verified listing contradicts an
+// earlier answer, the kernel's entries, attributes, pages and cached
+// directories of the path are invalidated (asynchronously: a LOOKUP
+// holding a directory lock may be waiting for that very fetch), and the
+// file being opened has its attributes dropped at once, so a read is
+// never cut short by a lying size. When the kernel forgets the path's
+// root, the core is told (Core.Forget).
 //
 // # Errors
 //

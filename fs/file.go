@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -90,44 +89,17 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ u
 // handle can use passthrough.
 func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscall.Errno) {
 	r := f.ref
-	cf, err := r.st.store.OpenChunked(ctx, r.info, f.sub)
-	if err == nil {
-		if lf := cf.Own(); lf != nil {
-			// A large file fetched completely before: read from its own
-			// copy, by the kernel itself where passthrough is on.
-			h := &fileHandle{file: lf, closer: cf, m: r.st.metrics, log: r.st.log, node: f}
-			if f.admit(r.st.passthrough && !shared) {
-				return &passthroughHandle{h}, 0
-			}
-			return h, 0
-		}
-		// A signed chunk index: nothing is fetched until a read, and then
-		// only the chunks it covers.
-		// (While passthrough opens of it run, the file has a file of its
-		// own, so it is not here.)
-		f.admit(false)
-		h := &chunkedHandle{f: cf, log: r.st.log, m: r.st.metrics, node: f}
-		if !shared {
-			// Only what is already here: an open fetches nothing.
-			f.storeContents(cf.Node().Size, h.m, func(p []byte) bool { _, ok := cf.ReadCached(p); return ok })
-		}
-		return h, 0
-	}
-	if !errors.Is(err, remote.ErrNotIndexed) {
-		return nil, toErrno(r.st.log, "open", r.display(f.sub), err)
-	}
-	file, vn, err := r.st.store.OpenVerified(ctx, r.info, f.sub)
+	// Indexed (nothing is fetched until a read, and then only the chunks
+	// it covers) or the verified NAR: the core decides.
+	file, err := r.st.store.Open(ctx, r.info, f.sub)
 	if err != nil {
 		return nil, toErrno(r.st.log, "open", r.display(f.sub), err)
-	}
-	if l, err := r.st.store.VerifiedListing(ctx, r.info); err == nil && r.setVerified(l) {
-		go r.st.invalidate(r)
 	}
 	if g := r.generation(); f.gen.Swap(g) != g {
 		// The size the kernel holds may be a lie's; it caps reads at it.
 		// Its attributes are dropped by the path's invalidation; wait for
 		// it, so that none of its notifications lands after this answer.
-		r.waitInvalidated(ctx)
+		r.waitInvalidated(ctx, g)
 		if shared {
 			// This read was sized by the lie: fail it rather than answer
 			// what the lie chose. The reader's next try asks for the
@@ -137,24 +109,28 @@ func (f *fileNode) open(ctx context.Context, shared bool) (fs.FileHandle, syscal
 			return nil, syscall.EIO
 		}
 	}
-	h := &fileHandle{file: file, m: r.st.metrics, log: r.st.log, node: f}
-	if f.admit(r.st.passthrough && !shared && vn.Size >= passthroughMinSize && file.Own()) {
+	h := &fileHandle{f: file, m: r.st.metrics, log: r.st.log, node: f}
+	// A large file with a copy of its own (fetched completely before):
+	// read by the kernel itself where passthrough is on. (While
+	// passthrough opens of an indexed file run, it has its own copy.)
+	if f.admit(r.st.passthrough && !shared && file.Passthrough() != nil) {
 		return &passthroughHandle{h}, 0
 	}
 	if !shared {
-		f.storeContents(file.Size, h.m, func(p []byte) bool { n, _ := file.ReadAt(p, 0); return n == len(p) })
+		// Only what is already here: an open fetches nothing.
+		f.storeContents(file.Node().Size, h.m, func(p []byte) bool { _, ok := file.ReadCached(p); return ok })
 	}
 	return h, 0
 }
 
-// storeContents gives a small file's verified contents (below
-// passthroughMinSize; read by read into a buffer of size bytes) to the kernel's page cache before the OPEN is
+// storeContents gives a small file's verified contents (below maxRead;
+// read by read into a buffer of size bytes) to the kernel's page cache before the OPEN is
 // answered, once per inode: the reads that follow are then answered by
 // the kernel itself, which spares a READ round trip per file (a third of
 // what a cold walk of many small files costs). A file not stored (read
 // said no), or evicted later, is read as usual.
 func (f *fileNode) storeContents(size int64, m Metrics, read func(p []byte) bool) {
-	if size <= 0 || size >= passthroughMinSize || !f.cached.CompareAndSwap(false, true) {
+	if size <= 0 || size >= maxRead || !f.cached.CompareAndSwap(false, true) {
 		return
 	}
 	pool := &storeBufs[0]
@@ -178,10 +154,10 @@ func (f *fileNode) storeContents(size int64, m Metrics, read func(p []byte) bool
 }
 
 // storeBufs hold a file's contents while storeContents hands them to the
-// kernel: most files are small, the rest below passthroughMinSize.
+// kernel: most files are small, the rest below maxRead.
 var storeBufs = [2]sync.Pool{
 	{New: func() any { b := make([]byte, smallStore); return &b }},
-	{New: func() any { b := make([]byte, passthroughMinSize); return &b }},
+	{New: func() any { b := make([]byte, maxRead); return &b }},
 }
 
 const smallStore = 64 << 10
@@ -233,19 +209,15 @@ func (f *fileNode) OnForget() {
 	f.ref.forgetRoot(f.sub)
 }
 
-// passthroughMinSize: smaller files are served from the page cache
-// (FOPEN_KEEP_CACHE) after one READ of at most maxRead bytes, which costs
-// less than registering a backing file with the kernel on every open.
-const passthroughMinSize = maxRead
-
-// fileHandle reads a verified file of the local cache: a file of its own
-// or a range of a NAR blob.
+// fileHandle reads a verified file: by chunks of an indexed path (each
+// read fetches and verifies the chunks it covers, and some ahead), from
+// the file's own copy, or from a range of its NAR's blob in the local
+// cache.
 type fileHandle struct {
-	file   *remote.LocalFile
-	closer io.Closer // closes file, when something else owns it
-	m      Metrics
-	log    *slog.Logger
-	node   *fileNode // its display is the name in logs
+	f    *remote.File
+	m    Metrics
+	log  *slog.Logger
+	node *fileNode // its display is the name in logs
 }
 
 var _ = (fs.FileReader)((*fileHandle)(nil))
@@ -255,16 +227,16 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.R
 	// Read, not spliced: go-fuse takes a short splice for the end of the
 	// file, and the kernel then shrinks the file to it; a splice from a
 	// large file (the NAR blob) can come back short in the middle.
-	n, err := h.file.ReadAt(dest, off)
+	n, err := h.f.ReadAt(ctx, dest, off)
 	if err != nil && err != io.EOF {
-		h.log.Error("read failed", "path", h.node.display(), "offset", off, "err", err)
-		return nil, syscall.EIO
+		return nil, toErrno(h.log, "read", h.node.display(), err)
 	}
-	if want := min(int64(len(dest)), max(h.file.Size-off, 0)); int64(n) < want {
+	size := h.f.Node().Size
+	if want := min(int64(len(dest)), max(size-off, 0)); int64(n) < want {
 		h.log.Error("read failed: the local cache file is shorter than the verified listing says", "path", h.node.display(), "offset", off, "got", n, "want", want)
 		return nil, syscall.EIO
 	}
-	if off == 0 && int64(n) == h.file.Size {
+	if off == 0 && int64(n) == size {
 		h.node.cached.Store(true) // the kernel has it all: nothing to store
 	}
 	h.m.Served(int64(n))
@@ -275,18 +247,14 @@ var _ = (fs.FileReleaser)((*fileHandle)(nil))
 
 func (h *fileHandle) Release(ctx context.Context) (errno syscall.Errno) {
 	defer observe(h.m, "release", time.Now(), &errno)
-	if h.closer != nil {
-		h.closer.Close()
-	} else {
-		h.file.Close()
-	}
+	h.f.Close()
 	h.node.released()
 	return 0
 }
 
-// passthroughHandle also offers its descriptor to the kernel, which then
-// serves reads itself (FUSE passthrough); go-fuse falls back to Read when
-// the kernel or our privileges do not allow it.
+// passthroughHandle also offers the file's own copy to the kernel, which
+// then serves reads itself (FUSE passthrough); go-fuse falls back to Read
+// when the kernel or our privileges do not allow it.
 type passthroughHandle struct {
 	*fileHandle
 }
@@ -294,39 +262,5 @@ type passthroughHandle struct {
 var _ = (fs.FilePassthroughFder)((*passthroughHandle)(nil))
 
 func (h *passthroughHandle) PassthroughFd() (int, bool) {
-	return int(h.file.File.Fd()), true
-}
-
-// chunkedHandle reads a file of an indexed path: each read fetches and
-// verifies the chunks it covers (and some ahead), nothing else.
-type chunkedHandle struct {
-	f    *remote.ChunkedFile
-	log  *slog.Logger
-	m    Metrics
-	node *fileNode
-}
-
-var _ = (fs.FileReader)((*chunkedHandle)(nil))
-
-func (h *chunkedHandle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
-	defer observe(h.m, "read", time.Now(), &errno)
-	// Read, not spliced (see fileHandle.Read).
-	n, err := h.f.ReadAt(ctx, dest, off)
-	if err != nil && err != io.EOF {
-		return nil, toErrno(h.log, "read", h.node.display(), err)
-	}
-	if off == 0 && int64(n) == h.f.Node().Size {
-		h.node.cached.Store(true) // the kernel has it all: nothing to store
-	}
-	h.m.Served(int64(n))
-	return fuse.ReadResultData(dest[:n]), 0
-}
-
-var _ = (fs.FileReleaser)((*chunkedHandle)(nil))
-
-func (h *chunkedHandle) Release(ctx context.Context) (errno syscall.Errno) {
-	defer observe(h.m, "release", time.Now(), &errno)
-	h.f.Close()
-	h.node.released()
-	return 0
+	return int(h.f.Passthrough().Fd()), true
 }

@@ -50,11 +50,12 @@ type Server struct {
 // it is closed.
 func (s *Server) Wait() {
 	s.Server.Wait()
+	s.st.unsubscribe()
 	s.st.closeShared()
 }
 
 // Mount serves store at mountpoint until the returned server is unmounted.
-func Mount(mountpoint string, store *remote.Substituters, o Options) (*Server, error) {
+func Mount(mountpoint string, store *remote.Core, o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -84,6 +85,7 @@ func Mount(mountpoint string, store *remote.Substituters, o Options) (*Server, e
 	}
 	server, err := fs.Mount(mountpoint, root, opts)
 	if err != nil {
+		st.unsubscribe()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	return &Server{Server: server, st: st}, nil

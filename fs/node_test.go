@@ -23,6 +23,12 @@ const fixtures = "../nar/testdata/nix"
 // newTestRoot builds the node tree over a fixture cache without a kernel.
 func newTestRoot(t *testing.T, cache string) *rootNode {
 	t.Helper()
+	return newTestRootWith(t, cache, Options{})
+}
+
+// newTestRootWith is newTestRoot with mount options.
+func newTestRootWith(t *testing.T, cache string, o Options) *rootNode {
+	t.Helper()
 	pk, err := os.ReadFile(filepath.Join(fixtures, "public-key.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -35,14 +41,14 @@ func newTestRoot(t *testing.T, cache string) *rootNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := remote.OpenSubstituters(context.Background(), []string{"file://" + abs}, remote.Config{
+	store, err := remote.Open(context.Background(), []string{"file://" + abs}, remote.Config{
 		TrustedKeys: keys, RequireSigs: true, CacheDir: t.TempDir(), Logger: discardLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	root := newMountState(store, discardLogger(), Options{}).root
+	root := newMountState(store, discardLogger(), o).root
 	fs.NewNodeFS(root, &fs.Options{})
 	return root
 }

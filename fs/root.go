@@ -34,6 +34,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	// Only the root node is needed here; a directory's entries come when
 	// it is first read, so stat of a path never costs its whole NAR.
+	gen := r.st.store.Gen(info)
 	root, err := r.st.store.Root(ctx, info)
 	if err != nil {
 		return nil, toErrno(r.st.log, "lookup", name, err)
@@ -41,13 +42,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	r.st.mu.Lock()
 	r.st.resolved[name] = struct{}{}
 	r.st.mu.Unlock()
-	ref := r.st.ref(info, root)
-	gen := ref.generation()
-	n, errno := ref.node(ctx, "", false)
-	if errno != 0 {
-		return nil, errno
-	}
-	return ref.newChild(ctx, &r.Inode, "", n, gen, out), 0
+	return r.st.ref(info).newChild(ctx, &r.Inode, "", root, gen, out), 0
 }
 
 var _ = (fs.NodeReaddirer)((*rootNode)(nil))
@@ -104,7 +99,7 @@ var _ = (fs.NodeStatfser)((*rootNode)(nil))
 // read-only file system.
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.Errno) {
 	defer observe(r.st.metrics, "statfs", time.Now(), &errno)
-	used := uint64(r.st.store.CacheUsage()) / blockSize
+	used := uint64(r.st.store.Stats().CacheBytes) / blockSize
 	out.Bsize = blockSize
 	out.Frsize = blockSize
 	out.Blocks = used

@@ -14,15 +14,22 @@ import (
 	"github.com/narfs/narfs/remote"
 )
 
+// Lock order: mountState.mu, mountState.sharedMu and storePathRef.mu are
+// never held together. mountState.mu is held across Core.Forget only (the
+// core's path table lock is a leaf that calls nothing back); no other
+// call into the core runs under an fs mutex. fileNode.ioMu (file.go),
+// dirNode.mu (dir.go) and sharedHandle.mu (shared.go) are leaves.
+
 // mountState is shared by every node of one mount.
 type mountState struct {
 	// read-only after Mount
-	store       *remote.Substituters
+	store       *remote.Core
 	log         *slog.Logger
 	passthrough bool
 	noOpen      bool // Options.NoOpen
 	metrics     Metrics
 	root        *rootNode
+	unsubscribe func()
 
 	sharedMu sync.Mutex             // protects shared
 	shared   map[*fileNode]struct{} // nodes whose shared handle is open
@@ -32,7 +39,7 @@ type mountState struct {
 	refs     map[string]*storePathRef // hash part → the store path's shared state
 }
 
-func newMountState(store *remote.Substituters, log *slog.Logger, o Options) *mountState {
+func newMountState(store *remote.Core, log *slog.Logger, o Options) *mountState {
 	m := o.Metrics
 	if m == nil {
 		m = noMetrics{}
@@ -44,61 +51,77 @@ func newMountState(store *remote.Substituters, log *slog.Logger, o Options) *mou
 		shared:   map[*fileNode]struct{}{},
 	}
 	st.root = &rootNode{st: st}
-	store.OnVerified(st.onVerified)
+	st.unsubscribe = store.Subscribe(st.onGen)
 	return st
 }
 
-// ref returns the one storePathRef of a store path, made from what a
-// lookup just learned if there is none yet.
-func (st *mountState) ref(info *remote.PathInfo, root *nar.Node) *storePathRef {
+// ref returns the one storePathRef of a store path, made if there is
+// none yet.
+func (st *mountState) ref(info *remote.PathInfo) *storePathRef {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if r, ok := st.refs[info.Path.Hash]; ok && r.info.Path == info.Path {
 		return r
 	}
-	r := &storePathRef{st: st, info: info, root: root}
+	r := &storePathRef{st: st, info: info}
 	st.refs[info.Path.Hash] = r
 	return r
 }
 
-// forget drops a store path's state once the kernel forgot its root.
+// forget drops a store path's state once the kernel forgot its root, and
+// tells the core that nothing it handed of the path is shown any more.
 func (st *mountState) forget(r *storePathRef) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.refs[r.info.Path.Hash] == r {
 		delete(st.refs, r.info.Path.Hash)
+		// Under mu: a lookup making the path's next ref (under mu too)
+		// must not lose what the core records for it.
+		st.store.Forget(r.info)
 	}
 }
 
-// onVerified runs on the fetching goroutine when a NAR is verified: the
-// path's nodes answer from its listing from now on, and if anything they
-// answered before differs, the kernel's caches of it are dropped.
-func (st *mountState) onVerified(info *remote.PathInfo, l *nar.Listing) {
+// onGen runs on the verifying goroutine when a verified listing
+// contradicts metadata the core handed out of a path: the kernel's
+// caches of the path are dropped.
+func (st *mountState) onGen(hash string, gen uint64) {
 	st.mu.Lock()
-	r := st.refs[info.Path.Hash]
+	r := st.refs[hash]
 	st.mu.Unlock()
-	if r == nil || r.info.Path != info.Path {
-		return
+	if r != nil {
+		r.moved(gen)
 	}
-	if r.setVerified(l) {
+}
+
+// moved starts dropping the kernel's caches of the path for generation
+// gen, unless that was started already (by onGen or by an open that saw
+// the generation first), and returns the channel closed when done.
+func (r *storePathRef) moved(gen uint64) chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gen > r.gen {
+		r.gen = gen
+		r.invalidated = make(chan struct{})
 		// Asynchronously: the kernel takes directory locks to drop
 		// entries, and a LOOKUP holding one may be waiting for this very
 		// fetch.
-		go st.invalidate(r)
+		go r.st.invalidate(r.info, r.invalidated)
 	}
+	return r.invalidated
 }
 
 // invalidate makes the kernel forget every entry, attribute and cached
 // directory or link target of a store path, so that it asks again and
-// gets the verified answers; it closes r.invalidated when done. A
-// regular file's pages are left alone: they are only ever read after
-// verification, so none came from the lie, and dropping them would wait
-// for the page a read of that very file (the one that found the lie) is
-// filling. That is what lets a file's open wait for this walk.
-func (st *mountState) invalidate(r *storePathRef) {
-	defer close(r.invalidated)
-	st.log.Warn("dropping the kernel's caches of metadata the verified NAR contradicts", "path", r.display(""))
-	top := st.root.GetChild(r.info.Path.String())
+// gets the verified answers; it closes done when done. A regular file's
+// pages are left alone: they are only ever read after verification, so
+// none came from the lie, and dropping them would wait for the page a
+// read of that very file (the one that found the lie) is filling. That
+// is what lets a file's open wait for this walk.
+func (st *mountState) invalidate(info *remote.PathInfo, done chan struct{}) {
+	defer close(done)
+	name := info.Path.String()
+	st.log.Warn("dropping the kernel's caches of metadata the verified NAR contradicts", "path", info.Abs(st.store.StoreDir()))
+	top := st.root.GetChild(name)
 	if top == nil {
 		return
 	}
@@ -115,17 +138,17 @@ func (st *mountState) invalidate(r *storePathRef) {
 		}
 	}
 	walk(top)
-	st.root.NotifyEntry(r.info.Path.String())
+	st.root.NotifyEntry(name)
 }
 
 // waitInvalidated waits until the kernel was told to forget what the
-// lie made it cache, so that no notification of it lands after the
-// caller's answer (one that lands during a GETATTR makes the kernel drop
-// the fresh attributes and size reads by the stale ones).
-func (r *storePathRef) waitInvalidated(ctx context.Context) {
-	r.mu.Lock()
-	ch := r.invalidated
-	r.mu.Unlock()
+// lie made it cache up to generation gen, so that no notification of it
+// lands after the caller's answer (one that lands during a GETATTR makes
+// the kernel drop the fresh attributes and size reads by the stale
+// ones). The core moves a generation before it tells its subscribers:
+// if the caller saw gen first, it starts the walk itself.
+func (r *storePathRef) waitInvalidated(ctx context.Context, gen uint64) {
+	ch := r.moved(gen)
 	if ch == nil {
 		return
 	}
@@ -139,18 +162,16 @@ func (r *storePathRef) waitInvalidated(ctx context.Context) {
 	}
 }
 
-// storePathRef is what every node of one store path shares: the one
-// place that knows what the mount says about the path, and whether that
-// is verified.
+// storePathRef is what every node of one store path shares. What the
+// mount says about the path is the core's (Root, Lookup); the ref only
+// follows the path's generation there, to drop the kernel's caches when
+// a verified listing contradicted an earlier answer.
 type storePathRef struct {
 	st   *mountState
 	info *remote.PathInfo // read-only
 
-	mu       sync.Mutex   // protects the fields below
-	root     *nar.Node    // the root as first learned (a listing or the NAR's first header)
-	listing  *nar.Listing // nil until a directory's entries are needed
-	verified bool         // listing is the verified NAR's
-	gen      uint64       // bumped when verification changed an answer
+	mu  sync.Mutex // protects the fields below
+	gen uint64     // the generation whose invalidation was started
 	// invalidated is closed once the kernel's caches of what verification
 	// changed are dropped (nil: nothing changed).
 	invalidated chan struct{}
@@ -161,68 +182,29 @@ func (r *storePathRef) display(sub string) string {
 	return path.Join(r.info.Abs(r.st.store.StoreDir()), sub)
 }
 
-// node returns the node at sub as best known, loading the listing when
-// the node is not the root or its entries are needed.
+// node returns the node at sub as the core knows it; entries: a
+// directory's entries are needed (a root otherwise comes from Root,
+// which for a directory may have none: stat of a path never costs its
+// whole listing).
 func (r *storePathRef) node(ctx context.Context, sub string, entries bool) (*nar.Node, syscall.Errno) {
-	r.mu.Lock()
-	l, root := r.listing, r.root
-	r.mu.Unlock()
-	if l == nil && sub == "" && (!entries || root.Type != nar.TypeDirectory || root.Entries != nil) {
-		return root, 0
-	}
-	if l == nil {
-		var err error
-		if l, err = r.st.store.Listing(ctx, r.info); err != nil {
-			return nil, toErrno(r.st.log, "listing", r.display(sub), err)
+	if sub == "" && !entries {
+		n, err := r.st.store.Root(ctx, r.info)
+		if err != nil {
+			return nil, toErrno(r.st.log, "lookup", r.display(sub), err)
 		}
-		r.mu.Lock()
-		if r.listing == nil {
-			r.listing = l
-		}
-		l = r.listing
-		r.mu.Unlock()
+		return n, 0
 	}
-	n, err := l.Find(sub)
+	n, err := r.st.store.Lookup(ctx, r.info, sub)
 	if err != nil {
-		return nil, syscall.ENOENT
+		return nil, toErrno(r.st.log, "listing", r.display(sub), err)
 	}
 	return n, 0
 }
 
-// generation is read before answering a lookup; if it moved by the time
-// the answer is ready, the answer may predate verification and must not
-// be cached by the kernel.
-func (r *storePathRef) generation() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.gen
-}
-
-// setVerified installs the verified listing and reports whether it
-// contradicts anything answered before.
-func (r *storePathRef) setVerified(l *nar.Listing) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.verified {
-		return false
-	}
-	changed := !sameRoot(r.root, l.Root) || r.listing != nil && !nar.SameTree(r.listing.Root, l.Root)
-	r.listing, r.root, r.verified = l, l.Root, true
-	if changed {
-		r.gen++
-		r.invalidated = make(chan struct{})
-	}
-	return changed
-}
-
-// sameRoot compares a root learned from a NAR header (no entries) with
-// the verified one.
-func sameRoot(a, b *nar.Node) bool {
-	if a.Type == nar.TypeDirectory && a.Entries == nil {
-		return b.Type == nar.TypeDirectory
-	}
-	return nar.SameTree(a, b)
-}
+// generation is read before answering from the path's metadata; if it
+// moved by the time the answer is ready, the answer may predate
+// verification and must not be cached by the kernel.
+func (r *storePathRef) generation() uint64 { return r.st.store.Gen(r.info) }
 
 // newChild makes (or finds) the inode for node n at sub inside a store path.
 func (r *storePathRef) newChild(ctx context.Context, parent *fs.Inode, sub string, n *nar.Node, gen uint64, out *fuse.EntryOut) *fs.Inode {
