@@ -3,11 +3,9 @@ package remote
 import (
 	"context"
 	"log/slog"
-	"sync"
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote/backend"
 	"github.com/narfs/narfs/remote/blob"
 	"github.com/narfs/narfs/remote/internal/content"
@@ -44,9 +42,6 @@ type cache struct {
 
 	listingGroup singleflight.Group // by hash part
 	listings     *pathstate.Table   // hash part → what is known, generations
-
-	hooksMu    sync.Mutex // protects onVerified (compat: Core.OnVerified)
-	onVerified []func(*PathInfo, *nar.Listing)
 
 	// bg ends when the cache closes: background work and flights stop.
 	bg     context.Context

@@ -131,7 +131,8 @@ func (c *cache) lookup(ctx context.Context, p *PathInfo, sub string) (*nar.Node,
 }
 
 // verified makes the NAR's listing the only answer for the path from now
-// on and tells the mount, which drops what the kernel cached of any other
+// on; a contradiction of what was handed out moves the path's generation,
+// and subscribers (the mount) drop what the kernel cached of any other
 // answer. Metadata from the unsigned .ls (or the NAR's first header) may
 // already have been handed out; if it disagrees, the .ls lied.
 // The listing may carry the path's chunk index (it came from one).
@@ -147,12 +148,6 @@ func (c *cache) verified(p *PathInfo, v *trust.Listing) {
 			c.up.Counters().Corrupt.Add(1)
 			c.log.Error("the cache's .ls listing disagrees with the verified NAR; the NAR's listing is used from now on", "path", p.Path.String())
 		}
-	}
-	c.hooksMu.Lock()
-	hooks := c.onVerified
-	c.hooksMu.Unlock()
-	for _, fn := range hooks {
-		fn(p, l)
 	}
 }
 

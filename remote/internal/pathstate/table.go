@@ -176,23 +176,40 @@ func (t *Table) update(hash string, f func(State) (State, bool)) {
 // Handed records that a caller was shown hash's unverified metadata:
 // root (a peeked or unverified root), and tree when a whole unverified
 // listing was shown (nil otherwise). It returns hash's generation, as
-// Gen. Nothing is recorded once hash is verified: verified metadata is
-// never contradicted. The record lives until Forget.
+// Gen. The record lives until Forget. A caller that read the unverified
+// state just before hash was verified hands it in after: it is then
+// compared with the verified listing at once, and a contradiction moves
+// the generation (and tells the subscribers) as SetVerified would have.
 func (t *Table) Handed(hash string, root *nar.Node, tree *nar.Listing) uint64 {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	h := t.handed[hash]
-	if h == nil {
-		if el, ok := t.items[hash]; ok && el.Value.(*item).st.Verified != nil {
-			// Verified in the meantime: what was shown is checked by the
-			// caller's next Gen read, nothing is left to contradict.
-			return 0
+	var v *trust.Listing
+	if el, ok := t.items[hash]; ok {
+		v = el.Value.(*item).st.Verified
+	}
+	if h != nil && h.done || h == nil && v != nil {
+		gen := uint64(0)
+		if h != nil {
+			gen = h.gen
 		}
+		if v == nil || !contradicts(root, tree, v) {
+			t.mu.Unlock()
+			return gen
+		}
+		if h == nil {
+			h = &handed{done: true}
+			t.handed[hash] = h
+		}
+		h.gen++
+		gen = h.gen
+		t.mu.Unlock()
+		t.notify(hash, gen)
+		return gen
+	}
+	defer t.mu.Unlock()
+	if h == nil {
 		h = &handed{}
 		t.handed[hash] = h
-	}
-	if h.done {
-		return h.gen
 	}
 	if root != nil {
 		h.root = root
@@ -201,6 +218,13 @@ func (t *Table) Handed(hash string, root *nar.Node, tree *nar.Listing) uint64 {
 		h.tree = tree
 	}
 	return h.gen
+}
+
+// contradicts tells whether what was shown (root, tree; either may be
+// nil) disagrees with the verified listing.
+func contradicts(root *nar.Node, tree *nar.Listing, v *trust.Listing) bool {
+	return root != nil && !sameRoot(root, v.Tree().Root) ||
+		tree != nil && !nar.SameTree(tree.Root, v.Tree().Root)
 }
 
 // SetVerified keeps v, hash's verified listing, and tells whether it
@@ -223,8 +247,7 @@ func (t *Table) SetVerified(hash string, v *trust.Listing) (gen uint64, contradi
 	h := t.handed[hash]
 	moved := false
 	if h != nil && !h.done {
-		shown := h.root != nil && !sameRoot(h.root, v.Tree().Root) ||
-			h.tree != nil && !nar.SameTree(h.tree.Root, v.Tree().Root)
+		shown := contradicts(h.root, h.tree, v)
 		h.root, h.tree, h.done = nil, nil, true
 		if shown {
 			h.gen++

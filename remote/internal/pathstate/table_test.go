@@ -120,3 +120,35 @@ func TestEvictionKeepsHanded(t *testing.T) {
 		t.Fatal("Forget kept the record")
 	}
 }
+
+// TestHandedAfterVerification: a caller that read the unverified state
+// just before the path was verified hands it in after; a lie must still
+// move the generation and reach the subscribers, or the kernel would keep
+// what it was shown.
+func TestHandedAfterVerification(t *testing.T) {
+	tb := New(1 << 20)
+	var told []uint64
+	defer tb.Subscribe(func(hash string, gen uint64) { told = append(told, gen) })()
+	v := verified(t, dir(map[string]*nar.Node{"a": file(2, false)}))
+
+	lie := dir(map[string]*nar.Node{"a": file(1, false)})
+	tb.SetUnverified("h", lie, 10)
+	if _, c := tb.SetVerified("h", v); c {
+		// The unverified listing was kept but not yet shown to anyone.
+		t.Log("kept listing contradicted (nothing handed yet)")
+	}
+	if gen := tb.Handed("h", lie.Root, lie); gen != 1 || tb.Gen("h") != 1 || len(told) != 1 || told[0] != 1 {
+		t.Fatalf("a lie handed in after verification: gen %d (Gen %d), told %v; want 1, [1]", gen, tb.Gen("h"), told)
+	}
+	// Once more: the record is done, the lie still contradicts, it moves again.
+	if gen := tb.Handed("h", lie.Root, lie); gen != 2 || len(told) != 2 {
+		t.Fatalf("second late lie: gen %d told %v", gen, told)
+	}
+
+	// The truth handed in late moves nothing.
+	truth := dir(map[string]*nar.Node{"a": file(2, false)})
+	tb.SetVerified("ok", verified(t, truth))
+	if gen := tb.Handed("ok", truth.Root, truth); gen != 0 || tb.Gen("ok") != 0 || len(told) != 2 {
+		t.Fatalf("the truth handed in late: gen %d told %v", gen, told)
+	}
+}
