@@ -36,7 +36,7 @@ let
 in derivation {
   name = "narfs-bench-go-${cmd}"; system = builtins.currentSystem;
   builder = "${bb}/bin/busybox";
-  args = [ "sh" "-c" "export HOME=$TMPDIR GOCACHE=$TMPDIR/cache GOPATH=$TMPDIR/gopath GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=0; ${script}" ];
+  args = [ "sh" "-c" "export HOME=$TMPDIR GOCACHE=$TMPDIR/cache GOPATH=$TMPDIR/gopath GOTOOLCHAIN=local GOPROXY=off GOTELEMETRY=off CGO_ENABLED=0; ${script}" ];
 }
 `
 
