@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,6 +167,7 @@ func TestMetricsCountUpstreamAndServed(t *testing.T) {
 func TestMountSmallFilesComeWithOpen(t *testing.T) {
 	c := nixClosure(t)
 	var files []string
+	var sizes []int64
 	var total int64
 	for _, p := range c.all {
 		filepath.WalkDir(filepath.Join("/nix/store", p), func(path string, d os.DirEntry, err error) error {
@@ -174,6 +176,7 @@ func TestMountSmallFilesComeWithOpen(t *testing.T) {
 			}
 			if fi, err := d.Info(); err == nil && fi.Size() < 1<<20 {
 				files = append(files, strings.TrimPrefix(path, "/nix/store/"))
+				sizes = append(sizes, fi.Size())
 				total += fi.Size()
 			}
 			return nil
@@ -202,6 +205,14 @@ func TestMountSmallFilesComeWithOpen(t *testing.T) {
 	// pressure (seen on this machine for native files too); those are
 	// READ again.
 	limit := float64(len(files)) / 100
+	// What those few READs may serve again: the largest files' bytes (one
+	// dropped page of a 20 KiB file is one READ of all of it).
+	slices.Sort(sizes)
+	slices.Reverse(sizes)
+	var mayAgain int64
+	for _, n := range sizes[:min(len(sizes), int(limit)+1)] {
+		mayAgain += n
+	}
 	check := func(t *testing.T, dir, addr string) {
 		t.Helper()
 		var reads, served [2]float64
@@ -217,7 +228,7 @@ func TestMountSmallFilesComeWithOpen(t *testing.T) {
 		if served[0] < float64(total) || served[0] > float64(total)*1.01 {
 			t.Errorf("served %v bytes for the first read of files of %d bytes", served[0], total)
 		}
-		if again := served[1] - served[0]; again > float64(total)/10 {
+		if again := served[1] - served[0]; again > max(float64(total)/10, float64(mayAgain)) {
 			t.Errorf("the second read served %v bytes of %d again: the kernel was given them twice", again, total)
 		}
 	}
