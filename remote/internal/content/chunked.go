@@ -123,7 +123,7 @@ func (f *Chunked) ensure(ctx context.Context, off, n int64) (int64, error) {
 	}
 	f.nextOff = max(f.nextOff, off+n)
 	window := f.window
-	whole := !f.wholeAsked && size <= tune.WholeFileMax
+	whole := !f.wholeAsked && (size <= tune.WholeFileMax || f.node.Executable && size <= tune.ExecWholeMax)
 	f.wholeAsked = f.wholeAsked || whole
 	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, f.s.o.Timeout)
@@ -135,11 +135,12 @@ func (f *Chunked) ensure(ctx context.Context, off, n int64) (int64, error) {
 	// The reader's own chunks are asked for first, then a small path's
 	// fill, then the wait for the reader's chunks.
 	if whole {
-		// A file of moderate size is asked for whole at its first read:
-		// a program's pages fault in out of order, and each would
-		// otherwise cost a round trip. Small files also bring chunks
-		// after theirs (smallReadahead): files of a directory lie together
-		// in a NAR, and are often read together (imports, includes).
+		// A file of moderate size (or a program, tune.ExecWholeMax) is
+		// asked for whole at its first read: a program's pages fault in
+		// out of order, and each would otherwise cost a round trip.
+		// Small files also bring chunks after theirs (smallReadahead):
+		// files of a directory lie together in a NAR, and are often read
+		// together (imports, includes).
 		ff, fl := x.Span(base, size)
 		if size < chunkindex.TargetChunk && !f.ref.b.Complete(ff, fl) {
 			fl = min(fl+f.ref.smallReadahead(ff), len(x.Chunks))
