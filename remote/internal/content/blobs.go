@@ -110,7 +110,7 @@ func (s *source) GetRange(ctx context.Context, key string, off, n int64) (io.Rea
 // OpenBlob returns the indexed path's blob, creating its local cache
 // entry (an empty sparse blob) the first time. Release it.
 func (s *Store) OpenBlob(v *trust.Listing, p *trust.Path, o Origin) (*Blob, error) {
-	key := trust.ChunkedKey(p, v.Object())
+	key := trust.ChunkedKey(p, v)
 	if r := s.refBlob(key, &o); r != nil {
 		return r, nil
 	}

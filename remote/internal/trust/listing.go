@@ -21,7 +21,11 @@ type Listing struct {
 	l      *nar.Listing
 	index  *chunkindex.Index
 	object []byte
-	cost   int64
+	// objectSum is object's SHA-256 (chunkindex.Digest), taken once: a
+	// blob's key (ChunkedKey) is asked at every open of its files, and
+	// an index object can be megabytes.
+	objectSum storepath.Hash
+	cost      int64
 }
 
 // Tree is the verified tree.
@@ -107,5 +111,5 @@ func VerifyIndex(ctx context.Context, p *Path, object []byte, keys []narinfo.Pub
 	if cost > listingMemory/tune.ListingShare {
 		return nil, fmt.Errorf("%w: %d bytes in memory, more than a quarter of the listing budget", chunkindex.ErrInvalid, cost)
 	}
-	return &Listing{l: x.Listing, index: x, object: object, cost: cost}, nil
+	return &Listing{l: x.Listing, index: x, object: object, objectSum: chunkindex.Digest(object), cost: cost}, nil
 }

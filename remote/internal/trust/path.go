@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/narfs/narfs/remote/chunkindex"
 	"github.com/narfs/narfs/remote/narinfo"
 	"github.com/narfs/narfs/remote/storepath"
 )
@@ -94,8 +93,7 @@ func FlightKey(p *Path) string {
 }
 
 // ChunkedKey names an indexed path's blob entry: the NAR and the index it
-// was cut by (another index of the same NAR has other chunks).
-func ChunkedKey(p *Path, object []byte) string {
-	d := chunkindex.Digest(object)
-	return EntryKey(p) + "-x-" + storepath.EncodeNix32(d.Digest)[:20]
+// was cut by (another index of the same NAR has other chunks), v's.
+func ChunkedKey(p *Path, v *Listing) string {
+	return EntryKey(p) + "-x-" + storepath.EncodeNix32(v.objectSum.Digest)[:20]
 }
