@@ -41,7 +41,7 @@ func (s *Store) Fill(ctx context.Context, r *Blob, p *trust.Path, o Origin) erro
 	var ownErr error
 	walkRegular(x.Listing.Root, func(n *nar.Node) {
 		if n.Size >= tune.OwnFileMin && ownErr == nil {
-			ownErr = copyOwn(r, n)
+			ownErr = s.copyOwn(r, n)
 		}
 	})
 	if ownErr != nil {

@@ -120,6 +120,26 @@ func (s *Store) checkOwn(e *localcache.Entry, name string, f *os.File, size int6
 	return nil
 }
 
+// published marks as checked the own file name of entry e that this
+// process wrote from verified bytes under another name, as id, and
+// renamed into place (PublishData), if it is the one there: the rename
+// changed its ctime, nothing else.
+func (s *Store) published(e *localcache.Entry, name string, id FileID) {
+	f, err := e.OpenRead(name)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	got, err := IDOf(f)
+	if err != nil {
+		return
+	}
+	id.ctime, id.ctimeNs = got.ctime, got.ctimeNs
+	if got == id {
+		s.own.add(got)
+	}
+}
+
 // Written marks as checked the own file name of entry e that this
 // process wrote from verified bytes as id, if it is the one in the
 // committed entry (another process may have committed its copy first:

@@ -40,7 +40,7 @@ func (s *Store) publishOwn(r *Blob, p *trust.Path, o Origin, n *nar.Node) {
 		defer s.publishing.Done()
 		defer func() { <-s.publishSem }()
 		defer s.ReleaseBlob(r)
-		if err := copyOwn(r, n); err != nil {
+		if err := s.copyOwn(r, n); err != nil {
 			o.Log.Warn("giving a large file a file of its own", "path", p.StorePath.String(), "err", err)
 		}
 	}()
@@ -78,8 +78,10 @@ func (s *Store) openOwn(r *Blob, p *trust.Path, o Origin, n *nar.Node) *Span {
 // copyOwn copies a complete large file of the blob into a file of its
 // own, unless it has one, and then records the hash of the bytes it
 // copied (each chunk verified on the way, CopyTo): a reader that finds
-// the copy without its record does not use it.
-func copyOwn(r *Blob, n *nar.Node) error {
+// the copy without its record does not use it. The copy is marked
+// checked (Written): this process made it from verified bytes, and
+// hashing it again at its next open would cost a pass over it.
+func (s *Store) copyOwn(r *Blob, n *nar.Node) error {
 	name := layout.OwnFileName(n.NarOffset)
 	if f, err := r.e.OpenRead(name); err == nil {
 		f.Close()
@@ -93,18 +95,28 @@ func copyOwn(r *Blob, n *nar.Node) error {
 		}
 	}
 	sum := sha256.New()
+	var id FileID
 	err := r.e.PublishData(name, func(f *os.File) error {
 		bw := bufio.NewWriterSize(io.MultiWriter(f, sum), tune.PublishBuffer)
 		if err := r.b.CopyTo(bw, n.NarOffset, n.Size); err != nil {
 			return err
 		}
-		return bw.Flush()
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		var err error
+		id, err = IDOf(f)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	return r.e.PublishData(layout.OwnSumName(name), func(f *os.File) error {
+	err = r.e.PublishData(layout.OwnSumName(name), func(f *os.File) error {
 		_, err := f.Write(layout.EncodeSum(sum.Sum(nil)))
 		return err
 	})
+	if err == nil {
+		s.published(r.e, name, id)
+	}
+	return err
 }
