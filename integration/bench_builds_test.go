@@ -23,7 +23,11 @@ import (
 
 // benchBuildExpr: %s are the toolchain, busybox and the hello module
 // (store paths), then the command: "build" compiles and links hello
-// world (empty GOCACHE), "version" runs go version.
+// world (empty GOCACHE), "version" runs go version. XDG_CONFIG_HOME
+// is a file so that go's telemetry (which GOTELEMETRY=off in the
+// environment does not turn off) finds no directory to write: its
+// counter files and the upload process it leaves behind made Nix fail
+// to remove the build directory ("Directory not empty").
 const benchBuildExpr = `
 let
   go = builtins.storePath %q;
@@ -36,7 +40,7 @@ let
 in derivation {
   name = "narfs-bench-go-${cmd}"; system = builtins.currentSystem;
   builder = "${bb}/bin/busybox";
-  args = [ "sh" "-c" "export HOME=$TMPDIR GOCACHE=$TMPDIR/cache GOPATH=$TMPDIR/gopath GOTOOLCHAIN=local GOPROXY=off GOTELEMETRY=off CGO_ENABLED=0; ${script}" ];
+  args = [ "sh" "-c" "export HOME=$TMPDIR GOCACHE=$TMPDIR/cache GOPATH=$TMPDIR/gopath GOTOOLCHAIN=local GOPROXY=off XDG_CONFIG_HOME=/dev/null CGO_ENABLED=0; ${script}" ];
 }
 `
 
