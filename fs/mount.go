@@ -2,7 +2,9 @@ package fs
 
 import (
 	"fmt"
+	"log"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -77,7 +79,10 @@ func Mount(mountpoint string, store *remote.Core, o Options) (*Server, error) {
 			EnableSymlinkCaching: true,
 			DisableXAttrs:        true,
 			Debug:                o.Debug,
-			PanicHandler:         panicHandler(o.Logger),
+			// Microseconds: what a request waited is the point of
+			// reading this log.
+			Logger:       log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds),
+			PanicHandler: panicHandler(o.Logger),
 			// The kernel answers every write, create, chmod and rename
 			// with EROFS before asking us.
 			Options: []string{"ro", "default_permissions"},
