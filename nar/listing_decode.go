@@ -89,7 +89,7 @@ func (p *lsParser) node(depth int) (*Node, error) {
 			haveTarget = true
 		case "entries":
 			n.Entries = map[string]*Node{}
-			err = p.object(func(name string) error {
+			err = p.objectOf(func(name string) error {
 				if why := checkName(name); why != "" {
 					return p.errorf("%s", why)
 				}
@@ -102,7 +102,7 @@ func (p *lsParser) node(depth int) (*Node, error) {
 				}
 				n.Entries[name] = child
 				return nil
-			})
+			}, true)
 		default:
 			err = p.skipValue(depth)
 		}
@@ -193,8 +193,13 @@ func (p *lsParser) skipValue(depth int) error {
 }
 
 // object parses {"key": value, ...}, calling value for each key with the
-// parser positioned at the value. Keys must be unique.
+// parser positioned at the value. Keys must be unique: object checks,
+// unless value does (entries, whose names go into a map anyway).
 func (p *lsParser) object(value func(key string) error) error {
+	return p.objectOf(value, false)
+}
+
+func (p *lsParser) objectOf(value func(key string) error, valueChecksDups bool) error {
 	p.skipSpace()
 	if !p.consume('{') {
 		return p.errorf("expected '{'")
@@ -203,17 +208,35 @@ func (p *lsParser) object(value func(key string) error) error {
 	if p.consume('}') {
 		return nil
 	}
-	seen := map[string]bool{}
+	// A node has a handful of keys: a slice until it has more.
+	var few [8]string
+	seen, many := few[:0], map[string]bool(nil)
 	for {
 		p.skipSpace()
 		key, err := p.string()
 		if err != nil {
 			return err
 		}
-		if seen[key] {
-			return p.errorf("duplicate key %q", key)
+		switch {
+		case valueChecksDups:
+		case many != nil:
+			if many[key] {
+				return p.errorf("duplicate key %q", key)
+			}
+			many[key] = true
+		default:
+			for _, k := range seen {
+				if k == key {
+					return p.errorf("duplicate key %q", key)
+				}
+			}
+			if seen = append(seen, key); len(seen) == len(few) {
+				many = make(map[string]bool, 2*len(few))
+				for _, k := range seen {
+					many[k] = true
+				}
+			}
 		}
-		seen[key] = true
 		p.skipSpace()
 		if !p.consume(':') {
 			return p.errorf("expected ':'")
@@ -232,6 +255,32 @@ func (p *lsParser) object(value func(key string) error) error {
 	}
 }
 
+// intern is string(b), without allocating for the keys and types every
+// node repeats (a toolchain's listing has tens of thousands of nodes).
+func intern(b []byte) string {
+	switch string(b) { // compiled without a conversion
+	case "type":
+		return "type"
+	case "size":
+		return "size"
+	case "executable":
+		return "executable"
+	case "narOffset":
+		return "narOffset"
+	case "entries":
+		return "entries"
+	case "target":
+		return "target"
+	case "regular":
+		return "regular"
+	case "directory":
+		return "directory"
+	case "symlink":
+		return "symlink"
+	}
+	return string(b)
+}
+
 func (p *lsParser) string() (string, error) {
 	if !p.consume('"') {
 		return "", p.errorf("expected string")
@@ -241,7 +290,7 @@ func (p *lsParser) string() (string, error) {
 	for p.pos < len(p.data) {
 		c := p.data[p.pos]
 		if c == '"' {
-			s := string(p.data[start:p.pos])
+			s := intern(p.data[start:p.pos])
 			p.pos++
 			return s, nil
 		}
