@@ -134,6 +134,18 @@ func (g *Core) Resolve(ctx context.Context, base string) (*PathInfo, error) {
 	return g.first(ctx, base, func(c *cache) (*PathInfo, error) { return c.resolve(ctx, base) })
 }
 
+// LookAhead queues a background lookup of p's listing (a chunk index or
+// a .ls; never a NAR), for front ends whose clients ask for a path before
+// they read it: a Nix daemon's client asks for a build input's metadata,
+// then the build opens its files, and the first open need not wait for
+// the index's round trip and decoding. Each path is looked up once, like
+// the references every resolution looks up.
+func (g *Core) LookAhead(p *PathInfo) {
+	if p.src != nil {
+		p.src.ahead.expect(p)
+	}
+}
+
 // ResolveHash is Resolve by hash part alone.
 func (g *Core) ResolveHash(ctx context.Context, hash string) (*PathInfo, error) {
 	if !storepath.ValidHashPart(hash) {

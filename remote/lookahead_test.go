@@ -238,3 +238,35 @@ func TestLookaheadPausesWhileCacheFails(t *testing.T) {
 	c.mu.Unlock()
 	mustResolve(t, s, c.mid[len(c.mid)-1])
 }
+
+// LookAhead of a resolved indexed path fetches and verifies its index in
+// the background: listing it after that asks the cache nothing. Off
+// (NoReferenceLookahead), nothing is fetched ahead.
+func TestLookAheadOfAPath(t *testing.T) {
+	c := makeIndexedCache(t, pathTree, "zstd")
+	for _, off := range []bool{false, true} {
+		cfg := trustedConfig(t)
+		cfg.NoReferenceLookahead = off
+		s := openStore(t, c.dir, "", cfg)
+		p := mustResolve(t, s, pathTree)
+		before := s.Stats()
+		s.LookAhead(p)
+		waitIdle(t, s.caches[0].ahead.lookq)
+		st := s.Stats()
+		if off {
+			if st.Upstream != before.Upstream {
+				t.Errorf("lookahead off: LookAhead asked the cache: %+v → %+v", before, st)
+			}
+			continue
+		}
+		if st.IndexGets == before.IndexGets && before.IndexGets == 0 {
+			t.Fatalf("LookAhead fetched no index: %+v", st)
+		}
+		if _, err := s.Lookup(context.Background(), p, ""); err != nil {
+			t.Fatal(err)
+		}
+		if after := s.Stats(); after.Upstream != st.Upstream {
+			t.Errorf("listing a looked-ahead path asked the cache: %+v → %+v", st, after)
+		}
+	}
+}

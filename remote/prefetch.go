@@ -70,6 +70,15 @@ func (a *ahead) lookahead(p *PathInfo) {
 	}
 }
 
+// expect queues a background lookup of p's own listing (and, as any
+// resolution does, of its references'), in the cache that has p.
+func (a *ahead) expect(p *PathInfo) {
+	if a.c.cfg.NoReferenceLookahead {
+		return
+	}
+	a.lookq.Add(p.Path.Hash, func(ctx context.Context) { a.lookAt(ctx, p.Path) })
+}
+
 // lookNext passes a reference's lookahead to the next cache.
 func (a *ahead) lookNext(ref storepath.StorePath) {
 	caches := a.core.caches

@@ -54,6 +54,11 @@ func (c *Core) resolve(ctx context.Context, p string) (*remote.PathInfo, error) 
 		// Exactly the paths the mount hides: missing or untrusted.
 		return nil, nil
 	}
+	if err == nil {
+		// A client asking for a path is about to read it (a build's
+		// input): its index is fetched and decoded meanwhile.
+		c.core.LookAhead(pi)
+	}
 	return pi, err
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/narfs/narfs/nar"
 	"github.com/narfs/narfs/remote"
@@ -200,10 +201,10 @@ func (nopHash) Reset()                      {}
 func (nopHash) Size() int                   { return 0 }
 func (nopHash) BlockSize() int              { return 1 }
 
-// TestCoreNarIndexed: over a cache narfs indexed, the NAR is rebuilt from
-// the signed index's listing and chunk-verified file contents, byte for
-// byte the cache's NAR.
-func TestCoreNarIndexed(t *testing.T) {
+// indexedFixture copies the xz fixture cache and indexes four of its
+// paths with narfs's own writer; it returns the cache and the paths.
+func indexedFixture(t *testing.T) (string, []string) {
+	t.Helper()
 	ctx := context.Background()
 	cache := filepath.Join(t.TempDir(), "cache")
 	if err := os.CopyFS(cache, os.DirFS(filepath.Join(fixtureDir, "cache-xz"))); err != nil {
@@ -241,6 +242,15 @@ func TestCoreNarIndexed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cache, paths
+}
+
+// TestCoreNarIndexed: over a cache narfs indexed, the NAR is rebuilt from
+// the signed index's listing and chunk-verified file contents, byte for
+// byte the cache's NAR.
+func TestCoreNarIndexed(t *testing.T) {
+	ctx := context.Background()
+	cache, paths := indexedFixture(t)
 	keys := fixtureKeys(t)
 	core, err := remote.Open(ctx, []string{"file://" + cache},
 		remote.Config{TrustedKeys: keys, RequireSigs: true, CacheDir: t.TempDir(), Logger: testLogger(t), IndexedWholeMax: -1})
@@ -286,5 +296,32 @@ func TestCoreIsValidPath(t *testing.T) {
 				t.Errorf("%s %s: IsValidPath = %v, %v; QueryPathInfo ok %v, %v", cache, p, got, gerr, want, werr)
 			}
 		}
+	}
+}
+
+// TestCoreInfoLooksAhead: a client asking for a path's info is about to
+// read it: its listing (here the cache's .ls) is fetched in the
+// background, and a lookup in it then asks the cache nothing.
+func TestCoreInfoLooksAhead(t *testing.T) {
+	c, core := openCore(t, filepath.Join(fixtureDir, "cache-xz"), t.TempDir())
+	ctx := context.Background()
+	if _, ok, err := c.QueryPathInfo(ctx, pathTree); err != nil || !ok {
+		t.Fatalf("QueryPathInfo: %v %v", ok, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); core.Stats().ListingGets == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the path's listing was not looked up ahead")
+		}
+	}
+	pi, err := core.Resolve(ctx, strings.TrimPrefix(pathTree, "/nix/store/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := core.Stats()
+	if _, err := core.Lookup(ctx, pi, ""); err != nil {
+		t.Fatal(err)
+	}
+	if after := core.Stats(); after.Upstream != before.Upstream {
+		t.Errorf("a lookup in the looked-ahead path asked the cache: %+v → %+v", before.Upstream, after.Upstream)
 	}
 }
