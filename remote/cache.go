@@ -75,6 +75,7 @@ func newCache(ctx context.Context, g *Core, storeURL string, cfg Config, local *
 		Timeout:           cfg.Timeout,
 		NegativeTTL:       cfg.NegativeTTL,
 		NarinfoTTL:        cfg.NarinfoTTL,
+		RecordAll:         cfg.RecordNarinfos,
 		NarinfoCacheSize:  cfg.NarinfoCacheSize,
 		ListingMemory:     cfg.ListingMemory,
 		Backend:           cfg.Backend,

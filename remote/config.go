@@ -68,7 +68,11 @@ type Config struct {
 	// narinfo-cache-positive-ttl, default 30 days). Past it, it is still
 	// used when the cache cannot be reached.
 	NarinfoTTL time.Duration
-	Logger     *slog.Logger
+	// RecordNarinfos records every narinfo fetched in CacheDir, not only
+	// those of paths whose data was fetched: for commands resolving paths
+	// that a mount sharing CacheDir is about to read (narfs register).
+	RecordNarinfos bool
+	Logger         *slog.Logger
 	// OnRequest, if set, is told the latency of every upstream request
 	// (for metrics); it must be quick and safe for concurrent use.
 	OnRequest stats.Observer

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -88,5 +89,46 @@ func TestRecordedNarinfoTTL(t *testing.T) {
 	mustResolve(t, s3, pathFile)
 	if got := s3.Stats().NarinfoGets; got != 1 {
 		t.Errorf("NarinfoGets = %d past the TTL, want 1", got)
+	}
+}
+
+// With RecordNarinfos (narfs register), every narinfo resolved is
+// recorded in the cache dir, not only those of paths whose data was
+// fetched: another process sharing the cache dir (a mount) then resolves
+// them without asking the cache. Without it, nothing is recorded.
+func TestRecordNarinfos(t *testing.T) {
+	for _, record := range []bool{true, false} {
+		var gets atomic.Int64
+		files := http.FileServer(http.Dir(filepath.Join(fixtureDir, "cache-zstd")))
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			gets.Add(1)
+			files.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		ctx := context.Background()
+		cfg := trustedConfig(t)
+		cfg.NoReferenceLookahead = true
+		reg := cfg
+		reg.RecordNarinfos = record
+		s, err := openOne(ctx, srv.URL, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustResolve(t, s, pathApp)
+		s.Close()
+		m, err := openOne(ctx, srv.URL, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := gets.Load()
+		mustResolve(t, m, pathApp)
+		asked := gets.Load() - before
+		m.Close()
+		if record && asked != 0 {
+			t.Errorf("recorded: resolving in another process asked the cache %d times", asked)
+		}
+		if !record && asked == 0 {
+			t.Error("not recorded: resolving in another process asked nothing")
+		}
 	}
 }

@@ -32,7 +32,9 @@ type globalFlags struct {
 	timeout     time.Duration
 	prefetch    bool
 	lookahead   bool
-	noListings  bool
+	// recordNarinfos, not a flag: register sets it (remote.Config).
+	recordNarinfos bool
+	noListings     bool
 
 	// nixDaemonSocket is mount's --nix-daemon-socket (daemon.go).
 	nixDaemonSocket string
@@ -134,6 +136,7 @@ func (g *globalFlags) openStore(ctx context.Context, storeURLs []string, log *sl
 		PrefetchReferences:   g.prefetch,
 		NoReferenceLookahead: !g.lookahead,
 		VerifiedMetadataOnly: g.noListings,
+		RecordNarinfos:       g.recordNarinfos,
 		Timeout:              g.timeout,
 		ProgressDeadlines:    g.progressDeadlines,
 		IndexedWholeMax:      cmp.Or(g.wholeMax, -1),

@@ -84,7 +84,11 @@ func (c *Cache) lookupNarinfo(ctx context.Context, hash string) (*trust.Path, er
 		}
 		return nil, err
 	}
-	return c.parseNarinfo(hash, data)
+	tp, err := c.parseNarinfo(hash, data)
+	if err == nil && c.o.RecordAll {
+		c.RecordNarinfo(tp)
+	}
+	return tp, err
 }
 
 // RecordNarinfo keeps a path's narinfo beside its verified NAR, for
