@@ -69,8 +69,9 @@ type Config struct {
 	// used when the cache cannot be reached.
 	NarinfoTTL time.Duration
 	// RecordNarinfos records every narinfo fetched in CacheDir, not only
-	// those of paths whose data was fetched: for commands resolving paths
-	// that a mount sharing CacheDir is about to read (narfs register).
+	// those of paths whose data was fetched, and the path's chunk index
+	// when the cache keeps one: for commands resolving paths that a mount
+	// sharing CacheDir is about to read (narfs register).
 	RecordNarinfos bool
 	Logger         *slog.Logger
 	// OnRequest, if set, is told the latency of every upstream request

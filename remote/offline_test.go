@@ -132,3 +132,44 @@ func TestRecordNarinfos(t *testing.T) {
 		}
 	}
 }
+
+// With RecordNarinfos, an indexed path's chunk index is recorded with its
+// narinfo: another process then resolves the path and lists it without
+// asking the cache.
+func TestRecordNarinfosIndexed(t *testing.T) {
+	c := makeIndexedCache(t, pathTree, "zstd")
+	var gets atomic.Int64
+	files := http.FileServer(http.Dir(c.dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets.Add(1)
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	cfg := trustedConfig(t)
+	cfg.NoReferenceLookahead = true
+	reg := cfg
+	reg.RecordNarinfos = true
+	s, err := openOne(ctx, srv.URL, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustResolve(t, s, pathTree)
+	s.Close()
+	m, err := openOne(ctx, srv.URL, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	before := gets.Load()
+	p := mustResolve(t, m, pathTree)
+	if _, err := m.Lookup(ctx, p, ""); err != nil {
+		t.Fatal(err)
+	}
+	if asked := gets.Load() - before; asked != 0 {
+		t.Errorf("resolving and listing a registered indexed path asked the cache %d times", asked)
+	}
+	if x := m.Stats(); x.IndexGets != 0 {
+		t.Errorf("the index was fetched again: %+v", x)
+	}
+}

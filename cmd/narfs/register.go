@@ -27,9 +27,9 @@ trusted narinfo, and with --closure for everything it references transitively, t
 registration Nix's ` + "`nix-store --load-db`" + ` reads (the format of ` + "`nix-store --dump-db`" + `):
 the path, its NarHash in base 16, its NarSize, its deriver (or an empty line), the number
 of its references and one line per reference. References come before the paths that
-refer to them. Only metadata is fetched (narinfos), never NARs; the narinfos are recorded
-in the cache directory, where a mount sharing it (the default --cache-dir) finds them when a
-build opens the paths, without asking the cache again.
+refer to them. Only metadata is fetched (narinfos, and chunk indexes on caches narfs
+indexed), never NARs; it is recorded in the cache directory, where a mount sharing it (the
+default --cache-dir) finds it when a build opens the paths, without asking the cache again.
 
 With an overlayfs whose lower layer is a narfs mount at /nix/store, this makes any Nix
 (2.8 included) see the paths as valid, so a build uses them without substituting them and
@@ -59,8 +59,8 @@ unsigned. If any path cannot be resolved, nothing is printed and the exit status
 			urls, paths, _ := splitURLs(args, 1, -1, "PATH…")
 			// The walk looks up the closure itself, metadata only. What it
 			// resolves is recorded in the cache dir: a mount sharing it (the
-			// default) finds the narinfos there when the build opens the
-			// paths, with no round trip.
+			// default) finds the narinfos and indexes there when the build
+			// opens the paths, with no round trip.
 			g.lookahead = false
 			g.recordNarinfos = true
 			store, err := g.openStore(cmd.Context(), urls, log)

@@ -34,7 +34,7 @@ type Options struct {
 	Timeout           time.Duration // one operation, retries included
 	NegativeTTL       time.Duration
 	NarinfoTTL        time.Duration // age below which a local record answers without asking
-	RecordAll         bool          // record every narinfo fetched, not only RecordNarinfo's
+	RecordAll         bool          // record every narinfo fetched (and its chunk index), not only RecordNarinfo's
 	NarinfoCacheSize  int
 	ListingMemory     int64 // bounds .ls and index decodes (and a single one to a share of it)
 	Backend           backend.Options

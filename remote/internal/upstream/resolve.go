@@ -87,6 +87,10 @@ func (c *Cache) lookupNarinfo(ctx context.Context, hash string) (*trust.Path, er
 	tp, err := c.parseNarinfo(hash, data)
 	if err == nil && c.o.RecordAll {
 		c.RecordNarinfo(tp)
+		// And its chunk index, if the cache keeps one: its alias was
+		// fetched with the narinfo, and an index that verifies is
+		// recorded (RecordIndex), where a mount finds it.
+		c.Index(ctx, tp)
 	}
 	return tp, err
 }
