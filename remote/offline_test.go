@@ -92,38 +92,47 @@ func TestRecordedNarinfoTTL(t *testing.T) {
 	}
 }
 
+// registerThenOpen resolves base in one process over an HTTP server of
+// dir, RecordNarinfos as record (narfs register), and opens a second
+// Core on the same cache dir (a mount); gets counts the server's
+// requests.
+func registerThenOpen(t *testing.T, dir, base string, record bool) (m *Core, gets *atomic.Int64) {
+	t.Helper()
+	gets = new(atomic.Int64)
+	files := http.FileServer(http.Dir(dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets.Add(1)
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	cfg := trustedConfig(t)
+	cfg.NoReferenceLookahead = true
+	reg := cfg
+	reg.RecordNarinfos = record
+	s, err := openOne(ctx, srv.URL, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustResolve(t, s, base)
+	s.Close()
+	if m, err = openOne(ctx, srv.URL, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, gets
+}
+
 // With RecordNarinfos (narfs register), every narinfo resolved is
 // recorded in the cache dir, not only those of paths whose data was
 // fetched: another process sharing the cache dir (a mount) then resolves
 // them without asking the cache. Without it, nothing is recorded.
 func TestRecordNarinfos(t *testing.T) {
 	for _, record := range []bool{true, false} {
-		var gets atomic.Int64
-		files := http.FileServer(http.Dir(filepath.Join(fixtureDir, "cache-zstd")))
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			gets.Add(1)
-			files.ServeHTTP(w, r)
-		}))
-		defer srv.Close()
-		ctx := context.Background()
-		cfg := trustedConfig(t)
-		cfg.NoReferenceLookahead = true
-		reg := cfg
-		reg.RecordNarinfos = record
-		s, err := openOne(ctx, srv.URL, reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustResolve(t, s, pathApp)
-		s.Close()
-		m, err := openOne(ctx, srv.URL, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, gets := registerThenOpen(t, filepath.Join(fixtureDir, "cache-zstd"), pathApp, record)
 		before := gets.Load()
 		mustResolve(t, m, pathApp)
 		asked := gets.Load() - before
-		m.Close()
 		if record && asked != 0 {
 			t.Errorf("recorded: resolving in another process asked the cache %d times", asked)
 		}
@@ -138,32 +147,10 @@ func TestRecordNarinfos(t *testing.T) {
 // asking the cache.
 func TestRecordNarinfosIndexed(t *testing.T) {
 	c := makeIndexedCache(t, pathTree, "zstd")
-	var gets atomic.Int64
-	files := http.FileServer(http.Dir(c.dir))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gets.Add(1)
-		files.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	ctx := context.Background()
-	cfg := trustedConfig(t)
-	cfg.NoReferenceLookahead = true
-	reg := cfg
-	reg.RecordNarinfos = true
-	s, err := openOne(ctx, srv.URL, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustResolve(t, s, pathTree)
-	s.Close()
-	m, err := openOne(ctx, srv.URL, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, gets := registerThenOpen(t, c.dir, pathTree, true)
 	before := gets.Load()
 	p := mustResolve(t, m, pathTree)
-	if _, err := m.Lookup(ctx, p, ""); err != nil {
+	if _, err := m.Lookup(context.Background(), p, ""); err != nil {
 		t.Fatal(err)
 	}
 	if asked := gets.Load() - before; asked != 0 {
