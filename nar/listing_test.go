@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestListingMatchesNixInEveryCache parses every NAR of every fixture cache
@@ -188,6 +190,11 @@ func FuzzDecodeListing(f *testing.F) {
 			}
 			return
 		}
+		// Keys are unique in every object it accepts (checked with
+		// encoding/json, which keeps names byte for byte only in UTF-8).
+		if utf8.Valid(data) && duplicateKeys(data) {
+			t.Fatalf("accepted a duplicate key: %q", data)
+		}
 		// Whatever decodes must encode and decode to the same listing.
 		b, err := l.MarshalJSON()
 		if err != nil {
@@ -201,4 +208,63 @@ func FuzzDecodeListing(f *testing.F) {
 			t.Fatal("encode/decode round trip changed the listing")
 		}
 	})
+}
+
+func TestDuplicateKeysHelper(t *testing.T) {
+	for doc, want := range map[string]bool{
+		`{"a":1,"b":{"a":2},"c":[{"a":1},{"a":1}]}`: false,
+		`{"a":1,"b":2,"a":3}`:                       true,
+		`{"a":{"x":1,"x":2}}`:                       true,
+		`{"a":[1,{"k":[],"k":0}]}`:                  true,
+		`{"a":"b","b":"a"}`:                         false,
+	} {
+		if got := duplicateKeys([]byte(doc)); got != want {
+			t.Errorf("duplicateKeys(%s) = %v", doc, got)
+		}
+	}
+}
+
+// duplicateKeys reports whether a JSON document (valid: DecodeListing
+// accepted it) repeats a key in one of its objects.
+func duplicateKeys(data []byte) bool {
+	type frame struct {
+		object, wantKey bool
+		keys            map[string]bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.object && top.wantKey {
+			if k, ok := tok.(string); ok {
+				if top.keys[k] {
+					return true
+				}
+				top.keys[k] = true
+				top.wantKey = false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, wantKey: true, keys: map[string]bool{}})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: the enclosing object wants its next key.
+		if len(stack) > 0 && stack[len(stack)-1].object {
+			stack[len(stack)-1].wantKey = true
+		}
+	}
 }
