@@ -211,6 +211,9 @@
 // CA only when it recomputes the store path; Deriver is the narinfo's,
 // which no signature covers, as for any path Nix substitutes;
 // RegistrationTime is 0 (binary caches record none); Ultimate is false.
+// A path that resolves also has its listing looked up in the background
+// (remote.Core.LookAhead): a client asking about a path is about to read
+// it, as a build's inputs are read through the mount after their info.
 // With signature checking off (Config.RequireSigs false, or a cache URL
 // with trusted=true) every narinfo is valid and its metadata reported,
 // as the mount serves it, but still no signature that does not verify.
