@@ -7,8 +7,8 @@
 // Lookup and VerifiedListing answer metadata; Core.Open gives a File (its
 // verified node, ReadAt, ReadCached, Reader, a Passthrough descriptor
 // when it has one); Gen, Subscribe and Forget tell when metadata handed
-// out was contradicted; Prefetch, Stats, Close. The examples show it end
-// to end.
+// out was contradicted; LookAhead and Prefetch fetch a path's listing or
+// data ahead of readers; Stats, Close. The examples show it end to end.
 //
 // # The parts, along the data path
 //
