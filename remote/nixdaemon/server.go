@@ -216,9 +216,11 @@ func (c *conn) serve(ctx context.Context) error {
 		c.deadline(c.srv.requestTimeout())
 		c.d.resetBudget()
 		op := Op(v)
+		start := time.Now()
 		if err := c.perform(ctx, op); err != nil {
 			return fmt.Errorf("%v: %w", op, err)
 		}
+		c.log.Debug("daemon operation", "op", op.String(), "took", time.Since(start))
 	}
 }
 
