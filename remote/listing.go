@@ -59,18 +59,10 @@ func (c *cache) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 	}
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
-	key := p.Path.Hash
-	if !fetchNAR {
-		key += "/no-nar"
-	}
-	v, err := flight.Shared(ctx, c.log, &c.listingGroup, key, fmt.Sprintf("%s: listing of %s", c.url, p.Path), func() (any, error) {
-		// A flight that ended between the check above and Do has already
-		// filled the cache.
-		if kl, ok := known(c.listings, p.Path.Hash); ok {
-			return kl, nil
-		}
-		ctx, cancel := c.flightContext(ctx)
-		defer cancel()
+	// Two flights: every caller shares the one that asks for metadata
+	// only (a lookahead's, a reader's), and readers who need more share
+	// the NAR's after it.
+	kl, err := c.sharedListing(ctx, p, p.Path.Hash+"/no-nar", func(ctx context.Context) (*knownListing, error) {
 		if v := c.localListing(p); v != nil {
 			return knownVerified(v), nil
 		}
@@ -92,14 +84,31 @@ func (c *cache) listing(ctx context.Context, p *PathInfo, fetchNAR bool) (*known
 			// is the authority, so fall back to it.
 			c.log.Warn("ignoring unusable .ls listing", "path", p.Path.String(), "err", err)
 		}
-		if !fetchNAR {
-			return nil, errNeedNAR
-		}
+		return nil, errNeedNAR
+	})
+	if !fetchNAR || !errors.Is(err, errNeedNAR) {
+		return kl, err
+	}
+	return c.sharedListing(ctx, p, p.Path.Hash, func(ctx context.Context) (*knownListing, error) {
 		v, err := c.verifiedListing(ctx, p)
 		if err != nil {
 			return nil, err
 		}
 		return knownVerified(v), nil
+	})
+}
+
+// sharedListing runs get in the flight key, unless the listing became
+// known meanwhile (a flight that ended between the caller's check and
+// this one has filled the table).
+func (c *cache) sharedListing(ctx context.Context, p *PathInfo, key string, get func(context.Context) (*knownListing, error)) (*knownListing, error) {
+	v, err := flight.Shared(ctx, c.log, &c.listingGroup, key, fmt.Sprintf("%s: listing of %s", c.url, p.Path), func() (any, error) {
+		if kl, ok := known(c.listings, p.Path.Hash); ok {
+			return kl, nil
+		}
+		ctx, cancel := c.flightContext(ctx)
+		defer cancel()
+		return get(ctx)
 	})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,5 +269,49 @@ func TestLookAheadOfAPath(t *testing.T) {
 		if after := s.Stats(); after.Upstream != st.Upstream {
 			t.Errorf("listing a looked-ahead path asked the cache: %+v → %+v", st, after)
 		}
+	}
+}
+
+// A reader's lookup that comes while a lookahead's listing request is in
+// flight waits for that request instead of making its own.
+func TestLookupJoinsLookAhead(t *testing.T) {
+	release := make(chan struct{})
+	var lsGets atomic.Int64
+	files := http.FileServer(http.Dir(fixtureDir + "/cache-zstd"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".ls") {
+			lsGets.Add(1)
+			<-release
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	s, err := openOne(context.Background(), srv.URL, trustedConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := mustResolve(t, s, pathLib)
+	s.LookAhead(p)
+	for deadline := time.Now().Add(10 * time.Second); lsGets.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no .ls request from the lookahead")
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Lookup(context.Background(), p, "")
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the lookup is waiting by now
+	free()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := lsGets.Load(); n != 1 {
+		t.Errorf("%d .ls requests, want the lookahead's only", n)
 	}
 }
