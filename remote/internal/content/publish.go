@@ -79,7 +79,7 @@ func (s *Store) openOwn(r *Blob, p *trust.Path, o Origin, n *nar.Node) *Span {
 // own, unless it has one, and then records the hash of the bytes it
 // copied (each chunk verified on the way, CopyTo): a reader that finds
 // the copy without its record does not use it. The copy is marked
-// checked (Written): this process made it from verified bytes, and
+// checked (published): this process made it from verified bytes, and
 // hashing it again at its next open would cost a pass over it.
 func (s *Store) copyOwn(r *Blob, n *nar.Node) error {
 	name := layout.OwnFileName(n.NarOffset)
