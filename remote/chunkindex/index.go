@@ -158,7 +158,8 @@ func decodeWithin(object []byte, limit int64) (*Index, error) {
 func decodedGuess(object []byte, limit int64) int64 {
 	var h zstd.Header
 	if h.Decode(object) == nil && h.HasFCS && h.FrameContentSize <= uint64(limit) {
-		// One frame's content; more frames grow the buffer as needed.
+		// The first frame's content: an object of more frames does not
+		// fit, and decode decodes it again into a buffer of the limit.
 		return int64(h.FrameContentSize)
 	}
 	return min(limit, 16*int64(len(object))+64<<10)
@@ -179,7 +180,8 @@ func decode(object []byte, limit int64) (*Index, error) {
 	}
 	defer dec.Close()
 	// The capacity is the limit (WithDecodeAllCapLimit): a bomb stops
-	// there, not at MaxDecoded. It grows as needed below that.
+	// there, not at MaxDecoded. A text larger than the first guess gives
+	// ErrDecoderSizeExceeded, and a second decode gets the limit.
 	text, err := dec.DecodeAll(object, make([]byte, 0, decodedGuess(object, limit)))
 	if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
 		// A buffer too small for an honest text: decode once more into

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -324,5 +325,35 @@ func TestDecodeRejectsBloatedChunk(t *testing.T) {
 	}
 	if _, err := Decode(reencode(t, b.index, edit)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "out of range") {
 		t.Fatalf("bloated chunk: %v", err)
+	}
+}
+
+// An index object of several zstd frames decodes like one: the first
+// frame's declared size is only the decode's first guess.
+func TestDecodeSeveralFrames(t *testing.T) {
+	b := build(t, "zstd")
+	d, _ := zstd.NewReader(nil)
+	text, err := d.DecodeAll(b.index, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := zstd.NewWriter(nil)
+	half := len(text) / 2
+	object := e.EncodeAll(text[:half], nil)
+	object = e.EncodeAll(text[half:], object)
+	var h zstd.Header
+	if err := h.Decode(object); err != nil || !h.HasFCS || h.FrameContentSize != uint64(half) {
+		t.Fatalf("first frame header: %+v %v, want a declared size of %d", h, err, half)
+	}
+	x, err := Decode(object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Decode(b.index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(x, want) {
+		t.Error("two frames decode to another index than one")
 	}
 }
